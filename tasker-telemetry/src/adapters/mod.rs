@@ -1,0 +1,5 @@
+//! Built-in adapters.
+
+mod logger;
+
+pub use logger::LoggerAdapter;

@@ -1,0 +1,509 @@
+//! Configuration, mirroring Tasker's: `enable_telemetry`, `telemetry_adapters`,
+//! `telemetry_adapter_classes`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
+
+use crate::adapter::{find_adapter, registered_adapters, Adapter};
+use crate::adapters::LoggerAdapter;
+use crate::filter::DEFAULT_FILTER_PARAMETERS;
+use crate::isolate::{panic_message, Isolated};
+use crate::{bus, telemetry::TelemetryObserver};
+
+/// One entry of `telemetry_adapters`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TelemetryAdapter {
+    /// The logger: one line per event through `tracing`.
+    Default,
+    /// OpenTelemetry: a trace per task, a span per step.
+    OpenTelemetry,
+    /// A custom adapter, named by the matching entry of `telemetry_adapter_classes`.
+    Custom,
+}
+
+impl TelemetryAdapter {
+    /// The lower-case word that names it in the environment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TelemetryAdapter::Default => "default",
+            TelemetryAdapter::OpenTelemetry => "opentelemetry",
+            TelemetryAdapter::Custom => "custom",
+        }
+    }
+
+    const WORDS: &'static str = "default, opentelemetry, custom";
+}
+
+impl fmt::Display for TelemetryAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TelemetryAdapter {
+    type Err = ConfigError;
+
+    /// Parses `default`, `opentelemetry` or `custom`, ignoring case and surrounding spaces.
+    fn from_str(word: &str) -> Result<Self, Self::Err> {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "default" => Ok(TelemetryAdapter::Default),
+            "opentelemetry" => Ok(TelemetryAdapter::OpenTelemetry),
+            "custom" => Ok(TelemetryAdapter::Custom),
+            _ => Err(ConfigError::UnknownAdapter {
+                value: word.to_owned(),
+                valid: TelemetryAdapter::WORDS,
+            }),
+        }
+    }
+}
+
+/// Everything `configure` can be wrong about. Each message names the bad value and what would be
+/// valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A word that names no adapter.
+    #[error("`{value}` is not a telemetry adapter; valid adapters are: {valid}")]
+    UnknownAdapter {
+        /// The word given.
+        value: String,
+        /// The valid words.
+        valid: &'static str,
+    },
+    /// A class name that no `register_adapter!` registered.
+    #[error(
+        "no custom telemetry adapter is registered as `{name}`; {}",
+        registered_list(.registered)
+    )]
+    UnknownAdapterClass {
+        /// The class name given.
+        name: String,
+        /// The names that are registered.
+        registered: Vec<&'static str>,
+    },
+    /// `telemetry_adapter_classes` does not have one name per `Custom` entry.
+    #[error(
+        "telemetry_adapters has {custom_entries} `custom` entr{} but telemetry_adapter_classes \
+         has {classes} name{} ({}); give exactly one class name per `custom` entry, in order",
+        if *.custom_entries == 1 { "y" } else { "ies" },
+        if *.classes == 1 { "" } else { "s" },
+        quoted(.class_names)
+    )]
+    AdapterClassCount {
+        /// `Custom` entries in `telemetry_adapters`.
+        custom_entries: usize,
+        /// Names in `telemetry_adapter_classes`.
+        classes: usize,
+        /// Those names.
+        class_names: Vec<String>,
+    },
+    /// A built-in adapter listed twice, which would report every event twice.
+    #[error("telemetry_adapters lists `{adapter}` twice; list each built-in adapter once")]
+    DuplicateAdapter {
+        /// The adapter listed twice.
+        adapter: TelemetryAdapter,
+    },
+    /// An adapter whose cargo feature is not enabled.
+    #[error(
+        "the `{adapter}` telemetry adapter needs the `{feature}` feature of the `tasker` crate; \
+         enable it in Cargo.toml (tasker = {{ features = [\"{feature}\"] }}) or remove `{adapter}`"
+    )]
+    FeatureDisabled {
+        /// The adapter asked for.
+        adapter: TelemetryAdapter,
+        /// The feature it needs.
+        feature: &'static str,
+    },
+    /// An environment variable whose value cannot be parsed.
+    #[error("{variable}={value:?} is not valid: {reason}")]
+    InvalidEnvironment {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What would be valid.
+        reason: String,
+    },
+    /// An empty pattern in `filter_parameters`, which would mask every value.
+    #[error(
+        "filter_parameters contains an empty pattern, which would mask every key; remove it \
+         (patterns match keys containing them, ignoring case)"
+    )]
+    EmptyFilterParameter,
+    /// A custom adapter's constructor panicked.
+    #[error("the constructor of telemetry adapter `{name}` panicked: {message}")]
+    AdapterConstructorPanicked {
+        /// The adapter's registered name.
+        name: String,
+        /// The panic message.
+        message: String,
+    },
+}
+
+fn registered_list(registered: &[&'static str]) -> String {
+    if registered.is_empty() {
+        "no custom adapter is registered in this program (a crate that registers adapters but is \
+         never referenced is not linked: add `tasker::use_adapters!(that_crate);`)"
+            .to_owned()
+    } else {
+        format!(
+            "registered adapters are: {} (a crate that is never referenced is not linked: see \
+             `tasker::use_adapters!`)",
+            quoted(registered)
+        )
+    }
+}
+
+fn quoted<S: AsRef<str>>(names: &[S]) -> String {
+    if names.is_empty() {
+        return "none".to_owned();
+    }
+    names
+        .iter()
+        .map(|name| format!("`{}`", name.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Tasker's configuration.
+///
+/// ```
+/// use tasker_telemetry::{configure, TelemetryAdapter};
+/// configure(|config| {
+///     config.enable_telemetry = true;
+///     config.telemetry_adapters = vec![TelemetryAdapter::Default];
+/// })
+/// .unwrap();
+/// # configure(|config| config.enable_telemetry = false).unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Configuration {
+    /// Whether adapters receive events. Off by default, as in Tasker; while off, telemetry costs
+    /// one relaxed atomic load per instrumented call.
+    pub enable_telemetry: bool,
+    /// The adapters, in the order they receive each event. Default: `[Default]`.
+    pub telemetry_adapters: Vec<TelemetryAdapter>,
+    /// One registered adapter name per `Custom` entry of `telemetry_adapters`, in order.
+    pub telemetry_adapter_classes: Vec<String>,
+    /// Keys whose values are replaced by `[FILTERED]` in custom payloads and recorded fields: a
+    /// key matches when it contains a pattern, ignoring case.
+    pub filter_parameters: Vec<String>,
+}
+
+impl Default for Configuration {
+    fn default() -> Self {
+        Self {
+            enable_telemetry: false,
+            telemetry_adapters: vec![TelemetryAdapter::Default],
+            telemetry_adapter_classes: Vec::new(),
+            filter_parameters: DEFAULT_FILTER_PARAMETERS.map(String::from).to_vec(),
+        }
+    }
+}
+
+/// The environment variables [`Configuration::from_env`] reads.
+pub mod env {
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
+    pub const ENABLE_TELEMETRY: &str = "TASKER_ENABLE_TELEMETRY";
+    /// Comma-separated: `default,opentelemetry,custom`.
+    pub const TELEMETRY_ADAPTERS: &str = "TASKER_TELEMETRY_ADAPTERS";
+    /// Comma-separated class names, one per `custom`.
+    pub const TELEMETRY_ADAPTER_CLASSES: &str = "TASKER_TELEMETRY_ADAPTER_CLASSES";
+    /// Comma-separated sensitive-key patterns, replacing the defaults.
+    pub const FILTER_PARAMETERS: &str = "TASKER_FILTER_PARAMETERS";
+}
+
+impl Configuration {
+    /// The defaults overridden by the `TASKER_*` variables that are set (see [`env`]).
+    ///
+    /// Only parsing happens here; the result is validated when it is applied with `configure`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`Configuration::from_env`] reading variables through `lookup`, for tests and embedding.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config = Configuration::default();
+        if let Some(value) = lookup(env::ENABLE_TELEMETRY) {
+            config.enable_telemetry = parse_bool(env::ENABLE_TELEMETRY, &value)?;
+        }
+        if let Some(value) = lookup(env::TELEMETRY_ADAPTERS) {
+            config.telemetry_adapters = split_list(&value)
+                .map(|word| {
+                    word.parse().map_err(|_| ConfigError::InvalidEnvironment {
+                        variable: env::TELEMETRY_ADAPTERS,
+                        value: value.clone(),
+                        reason: format!(
+                            "`{word}` is not a telemetry adapter; valid adapters are: {}",
+                            TelemetryAdapter::WORDS
+                        ),
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(value) = lookup(env::TELEMETRY_ADAPTER_CLASSES) {
+            config.telemetry_adapter_classes = split_list(&value).map(String::from).collect();
+        }
+        if let Some(value) = lookup(env::FILTER_PARAMETERS) {
+            config.filter_parameters = split_list(&value).map(String::from).collect();
+        }
+        Ok(config)
+    }
+
+    /// Checks the configuration and builds its adapters.
+    fn build(&self) -> Result<Vec<(Box<dyn Adapter>, Isolated)>, ConfigError> {
+        if self.filter_parameters.iter().any(String::is_empty) {
+            return Err(ConfigError::EmptyFilterParameter);
+        }
+        let custom_entries = self
+            .telemetry_adapters
+            .iter()
+            .filter(|adapter| **adapter == TelemetryAdapter::Custom)
+            .count();
+        if custom_entries != self.telemetry_adapter_classes.len() {
+            return Err(ConfigError::AdapterClassCount {
+                custom_entries,
+                classes: self.telemetry_adapter_classes.len(),
+                class_names: self.telemetry_adapter_classes.clone(),
+            });
+        }
+        for (index, adapter) in self.telemetry_adapters.iter().enumerate() {
+            if *adapter != TelemetryAdapter::Custom
+                && self.telemetry_adapters[..index].contains(adapter)
+            {
+                return Err(ConfigError::DuplicateAdapter { adapter: *adapter });
+            }
+        }
+        let mut classes = self.telemetry_adapter_classes.iter();
+        let mut plan = Vec::with_capacity(self.telemetry_adapters.len());
+        for adapter in &self.telemetry_adapters {
+            match adapter {
+                TelemetryAdapter::Default => plan.push(None),
+                TelemetryAdapter::OpenTelemetry => {
+                    return Err(ConfigError::FeatureDisabled {
+                        adapter: TelemetryAdapter::OpenTelemetry,
+                        feature: "opentelemetry",
+                    })
+                }
+                TelemetryAdapter::Custom => {
+                    let name = classes.next().map(String::as_str).unwrap_or_default();
+                    let registration =
+                        find_adapter(name).ok_or_else(|| ConfigError::UnknownAdapterClass {
+                            name: name.to_owned(),
+                            registered: registered_adapters(),
+                        })?;
+                    plan.push(Some(registration));
+                }
+            }
+        }
+        plan.into_iter()
+            .map(|registration| match registration {
+                None => Ok((
+                    Box::new(LoggerAdapter) as Box<dyn Adapter>,
+                    Isolated::new("adapter default".into()),
+                )),
+                Some(registration) => {
+                    let built = std::panic::catch_unwind(|| registration.construct()).map_err(
+                        |payload| ConfigError::AdapterConstructorPanicked {
+                            name: registration.name().to_owned(),
+                            message: panic_message(&*payload).to_owned(),
+                        },
+                    )?;
+                    Ok((built, Isolated::new(format!("adapter {}", registration.name()))))
+                }
+            })
+            .collect()
+    }
+}
+
+fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|item| !item.is_empty())
+}
+
+fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err(ConfigError::InvalidEnvironment {
+            variable,
+            value: value.to_owned(),
+            reason: "expected true or false (also 1/0, yes/no, on/off)".to_owned(),
+        }),
+    }
+}
+
+static APPLIED: Mutex<Option<Configuration>> = Mutex::new(None);
+static FILTERS: ArcSwapOption<Vec<String>> = ArcSwapOption::const_empty();
+
+/// Changes the configuration: `change` receives the current one (the defaults at first); a valid
+/// result replaces it atomically, an invalid one changes nothing and is returned as the error.
+///
+/// May be called again at any time; the adapter set is swapped atomically, so each event reaches
+/// either the old adapters or the new ones.
+pub fn configure(change: impl FnOnce(&mut Configuration)) -> Result<(), ConfigError> {
+    let mut applied = APPLIED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut config = applied.clone().unwrap_or_default();
+    change(&mut config);
+    let adapters = config.build()?;
+    let observer = (config.enable_telemetry && !adapters.is_empty())
+        .then(|| Arc::new(TelemetryObserver::new(adapters)) as Arc<dyn bus::Observer>);
+    FILTERS.store(Some(Arc::new(config.filter_parameters.clone())));
+    bus::set_telemetry(observer);
+    *applied = Some(config);
+    Ok(())
+}
+
+/// The configuration in force.
+pub fn configuration() -> Configuration {
+    APPLIED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_default()
+}
+
+/// The sensitive-key patterns in force.
+pub(crate) fn with_filter_parameters<R>(f: impl FnOnce(&[String]) -> R) -> R {
+    match &*FILTERS.load() {
+        Some(filters) => f(filters),
+        None => f(&DEFAULT_FILTER_PARAMETERS.map(String::from)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[test]
+    fn environment_sets_every_field() {
+        let config = Configuration::from_lookup(lookup(&[
+            ("TASKER_ENABLE_TELEMETRY", "true"),
+            ("TASKER_TELEMETRY_ADAPTERS", "default, custom,custom"),
+            ("TASKER_TELEMETRY_ADAPTER_CLASSES", "a::One,b::Two"),
+            ("TASKER_FILTER_PARAMETERS", "iban,pin"),
+        ]))
+        .unwrap();
+        assert!(config.enable_telemetry);
+        assert_eq!(
+            config.telemetry_adapters,
+            [
+                TelemetryAdapter::Default,
+                TelemetryAdapter::Custom,
+                TelemetryAdapter::Custom
+            ]
+        );
+        assert_eq!(config.telemetry_adapter_classes, ["a::One", "b::Two"]);
+        assert_eq!(config.filter_parameters, ["iban", "pin"]);
+    }
+
+    #[test]
+    fn empty_environment_gives_the_defaults() {
+        assert_eq!(
+            Configuration::from_lookup(lookup(&[])).unwrap(),
+            Configuration::default()
+        );
+    }
+
+    #[test]
+    fn unknown_adapter_word_names_the_variable_the_word_and_the_valid_words() {
+        let error =
+            Configuration::from_lookup(lookup(&[("TASKER_TELEMETRY_ADAPTERS", "default,jaeger")]))
+                .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "TASKER_TELEMETRY_ADAPTERS=\"default,jaeger\" is not valid: `jaeger` is not a \
+             telemetry adapter; valid adapters are: default, opentelemetry, custom"
+        );
+    }
+
+    #[test]
+    fn invalid_boolean_names_the_value_and_the_valid_ones() {
+        let error = Configuration::from_lookup(lookup(&[("TASKER_ENABLE_TELEMETRY", "maybe")]))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "TASKER_ENABLE_TELEMETRY=\"maybe\" is not valid: expected true or false (also 1/0, \
+             yes/no, on/off)"
+        );
+    }
+
+    #[test]
+    fn adapter_words_parse_ignoring_case() {
+        assert_eq!(
+            " OpenTelemetry ".parse::<TelemetryAdapter>(),
+            Ok(TelemetryAdapter::OpenTelemetry)
+        );
+        assert_eq!(
+            "zipkin".parse::<TelemetryAdapter>().unwrap_err().to_string(),
+            "`zipkin` is not a telemetry adapter; valid adapters are: default, opentelemetry, custom"
+        );
+    }
+
+    #[test]
+    fn class_count_mismatch_is_reported_with_both_counts() {
+        let config = Configuration {
+            telemetry_adapters: vec![TelemetryAdapter::Custom, TelemetryAdapter::Custom],
+            telemetry_adapter_classes: vec!["a::One".into()],
+            ..Configuration::default()
+        };
+        assert_eq!(
+            config.build().unwrap_err().to_string(),
+            "telemetry_adapters has 2 `custom` entries but telemetry_adapter_classes has 1 name \
+             (`a::One`); give exactly one class name per `custom` entry, in order"
+        );
+    }
+
+    #[test]
+    fn opentelemetry_without_the_feature_is_refused() {
+        let config = Configuration {
+            telemetry_adapters: vec![TelemetryAdapter::OpenTelemetry],
+            ..Configuration::default()
+        };
+        assert_eq!(
+            config.build().unwrap_err(),
+            ConfigError::FeatureDisabled {
+                adapter: TelemetryAdapter::OpenTelemetry,
+                feature: "opentelemetry"
+            }
+        );
+    }
+
+    #[test]
+    fn a_builtin_adapter_listed_twice_is_refused() {
+        let config = Configuration {
+            telemetry_adapters: vec![TelemetryAdapter::Default, TelemetryAdapter::Default],
+            ..Configuration::default()
+        };
+        assert_eq!(
+            config.build().unwrap_err(),
+            ConfigError::DuplicateAdapter {
+                adapter: TelemetryAdapter::Default
+            }
+        );
+    }
+
+    #[test]
+    fn empty_filter_pattern_is_refused() {
+        let config = Configuration {
+            filter_parameters: vec!["token".into(), String::new()],
+            ..Configuration::default()
+        };
+        assert_eq!(
+            config.build().unwrap_err(),
+            ConfigError::EmptyFilterParameter
+        );
+    }
+}

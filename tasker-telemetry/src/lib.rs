@@ -1,0 +1,41 @@
+//! Tasker's telemetry: the lifecycle-event catalog, the event bus and its observers, telemetry
+//! adapters with their link-time registry, configuration, and test capture.
+//!
+//! Users depend on the `tasker` crate, which re-exports this one as `tasker::telemetry` (and the
+//! bus as `tasker::events`).
+#![deny(missing_docs)]
+
+mod adapter;
+pub mod adapters;
+mod bus;
+mod config;
+pub mod context;
+mod event;
+pub mod filter;
+mod isolate;
+mod record;
+mod telemetry;
+pub mod testing;
+
+pub use adapter::{registered_adapters, Adapter, AdapterRegistration, SpanOutcome};
+pub use config::{configuration, configure, env, ConfigError, Configuration, TelemetryAdapter};
+pub use context::{SourceLocation, StepRef, TaskRef};
+pub use event::{Details, ErrorInfo, Event, EventKind, InitializeStatus, UnknownEventKind};
+pub use isolate::{panic_message, PanicCounts};
+pub use record::{record, RecordError};
+pub use telemetry::CANCELLED_CLASS;
+
+/// The lifecycle-event bus: [`subscribe`](events::subscribe) observers, [`fire`](events::fire)
+/// events.
+pub mod events {
+    pub use crate::bus::{
+        fire, listening, registered_observers, subscribe, Observer, ObserverRegistration,
+        Subscription,
+    };
+    pub use crate::isolate::{panic_counts, PanicCounts};
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+}
