@@ -1,1 +1,36 @@
-//! placeholder
+//! Tasker's runtime: what `#[tasker::task]` and `#[tasker::step]` expand to call.
+//!
+//! The expansion is a thin loop around [`StepRun`] and [`TaskRun`]; every behaviour — events,
+//! retries with backoff, skips, panics, cancellation, context propagation, concurrent batches —
+//! lives here as ordinary, tested Rust. Users depend on the `tasker` crate, which re-exports
+//! what they need.
+#![deny(missing_docs)]
+
+#[doc(hidden)]
+pub mod batch;
+mod descriptor;
+mod diagnostics;
+mod ids;
+pub mod outcome;
+mod policy;
+mod spawn;
+mod step;
+mod task;
+mod timeout;
+
+pub use batch::{join_all, JoinAll};
+pub use descriptor::{
+    steps, tasks, StepDescriptor, StepRegistration, TaskDescriptor, TaskRegistration,
+};
+pub use diagnostics::{field_value, skipped, FromTimeout, RetryArgument, SkippedOutput};
+pub use policy::RetryPolicy;
+pub use spawn::{spawn, FutureExt};
+pub use step::{backoff, backoff_sync, Attempt, Next, Start, StepRun, TimedAttempt};
+pub use task::{Body, TaskRun};
+pub use timeout::StepTimeout;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::batch;
+    pub use crate::outcome;
+}

@@ -170,7 +170,10 @@ impl Drop for Subscription {
 /// Installs (or with `None` removes) the telemetry observer.
 pub(crate) fn set_telemetry(observer: Option<Arc<dyn Observer>>) {
     update(|entries| {
-        let linked = entries.iter().take_while(|entry| entry.id > u64::MAX / 2).count();
+        let linked = entries
+            .iter()
+            .take_while(|entry| entry.id > u64::MAX / 2)
+            .count();
         entries.retain(|entry| entry.id != TELEMETRY_ID);
         if let Some(observer) = observer {
             entries.insert(
@@ -194,7 +197,11 @@ fn update(change: impl FnOnce(&mut Vec<Entry>)) {
         .map(|entries| entries.iter().map(Entry::share).collect())
         .unwrap_or_default();
     change(&mut entries);
-    let state = if entries.is_empty() { SILENT } else { LISTENING };
+    let state = if entries.is_empty() {
+        SILENT
+    } else {
+        LISTENING
+    };
     OBSERVERS.store(Some(Arc::new(entries)));
     STATE.store(state, Ordering::Relaxed);
 }
@@ -234,7 +241,10 @@ fn initialize() -> bool {
         .collect();
     let listening = !entries.is_empty();
     OBSERVERS.store(Some(Arc::new(entries)));
-    STATE.store(if listening { LISTENING } else { SILENT }, Ordering::Relaxed);
+    STATE.store(
+        if listening { LISTENING } else { SILENT },
+        Ordering::Relaxed,
+    );
     listening
 }
 

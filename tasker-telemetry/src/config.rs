@@ -313,7 +313,10 @@ impl Configuration {
                             message: panic_message(&*payload).to_owned(),
                         },
                     )?;
-                    Ok((built, Isolated::new(format!("adapter {}", registration.name()))))
+                    Ok((
+                        built,
+                        Isolated::new(format!("adapter {}", registration.name())),
+                    ))
                 }
             })
             .collect()
@@ -321,7 +324,10 @@ impl Configuration {
 }
 
 fn split_list(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(str::trim).filter(|item| !item.is_empty())
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
 }
 
 fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> {

@@ -266,7 +266,11 @@ pub struct ContextGuard {
 }
 
 impl ContextGuard {
-    /// Leaves the context and gives it back.
+    /// Leaves the context now and gives it back, so it can be entered again without a clone.
+    pub fn exit(mut self) -> Context {
+        self.leave().unwrap_or_default()
+    }
+
     fn leave(&mut self) -> Option<Context> {
         let previous = self.previous.take()?;
         Some(CURRENT.with(|cell| cell.replace(previous)))

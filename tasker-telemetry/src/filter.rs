@@ -22,7 +22,9 @@ pub const DEFAULT_FILTER_PARAMETERS: [&str; 10] = [
 
 /// Whether `key` contains one of `patterns`, ignoring ASCII case.
 pub fn is_sensitive(key: &str, patterns: &[String]) -> bool {
-    patterns.iter().any(|pattern| contains_ignore_case(key, pattern))
+    patterns
+        .iter()
+        .any(|pattern| contains_ignore_case(key, pattern))
 }
 
 fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
@@ -52,6 +54,11 @@ pub fn mask_map(map: &mut serde_json::Map<String, Value>, patterns: &[String]) {
             mask(value, patterns);
         }
     }
+}
+
+/// [`mask_map`] with the `filter_parameters` of the configuration in force.
+pub fn mask_configured(map: &mut serde_json::Map<String, Value>) {
+    crate::config::with_filter_parameters(|patterns| mask_map(map, patterns));
 }
 
 #[cfg(test)]

@@ -155,7 +155,8 @@ pub fn record(name: &str, payload: impl Serialize) -> Result<(), RecordError> {
         });
     }
     with_filter_parameters(|patterns| mask_map(&mut payload, patterns));
-    let (task, step) = Context::with_current(|context| (context.task().copied(), context.step().copied()));
+    let (task, step) =
+        Context::with_current(|context| (context.task().copied(), context.step().copied()));
     bus::fire(&Event::new(
         task,
         step,

@@ -165,7 +165,9 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "event sequences differ at index 1: got Some(\"app.b\"), expected Some(\"app.c\")")]
+    #[should_panic(
+        expected = "event sequences differ at index 1: got Some(\"app.b\"), expected Some(\"app.c\")"
+    )]
     fn mismatch_names_the_first_difference() {
         let capture = Capture::new();
         capture.run(|| {

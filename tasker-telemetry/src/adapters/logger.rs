@@ -24,7 +24,11 @@ impl Adapter for LoggerAdapter {
                 completed_steps,
                 failed_steps,
                 skipped_steps,
-            } => (Some(completed_steps), Some(failed_steps), Some(skipped_steps)),
+            } => (
+                Some(completed_steps),
+                Some(failed_steps),
+                Some(skipped_steps),
+            ),
             _ => (None, None, None),
         };
         let (status, queue, retryable, step_names, error_steps, attempts, payload) = match details {
@@ -35,12 +39,24 @@ impl Adapter for LoggerAdapter {
             Details::StepError { retryable, .. } => {
                 (None, None, Some(*retryable), None, None, None, None)
             }
-            Details::StepFindViable { step_names } => {
-                (None, None, None, Some(debug(&**step_names)), None, None, None)
-            }
-            Details::TaskError { error_steps, .. } => {
-                (None, None, None, None, Some(debug(&**error_steps)), None, None)
-            }
+            Details::StepFindViable { step_names } => (
+                None,
+                None,
+                None,
+                Some(debug(&**step_names)),
+                None,
+                None,
+                None,
+            ),
+            Details::TaskError { error_steps, .. } => (
+                None,
+                None,
+                None,
+                None,
+                Some(debug(&**error_steps)),
+                None,
+                None,
+            ),
             Details::StepMaxRetriesReached { attempts, .. } => {
                 (None, None, None, None, None, Some(*attempts), None)
             }

@@ -176,6 +176,7 @@ pub struct Event<'a> {
     task: Option<TaskRef>,
     step: Option<StepRef>,
     details: Details<'a>,
+    fields: Option<Cow<'a, serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl<'a> Event<'a> {
@@ -196,7 +197,20 @@ impl<'a> Event<'a> {
             task,
             step,
             details,
+            fields: None,
         }
+    }
+
+    /// This event with the fields a step records by opting in (`#[step(fields(...))]`),
+    /// already masked.
+    pub fn with_fields(mut self, fields: &'a serde_json::Map<String, serde_json::Value>) -> Self {
+        self.fields = Some(Cow::Borrowed(fields));
+        self
+    }
+
+    /// The fields recorded by `#[step(fields(...))]`, if any.
+    pub fn fields(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.fields.as_deref()
     }
 
     /// The lifecycle kind, or `None` for a custom event.
@@ -339,7 +353,8 @@ impl<'a> Event<'a> {
     /// `task_name`, `task_version` (null outside a task). Step events add `step_id` and
     /// `step_name`; custom events add them only when recorded inside a step. Then the keys of the
     /// event's kind (DESIGN.md §3): durations as `duration_ms` (float, milliseconds), waits as
-    /// `backoff_ms` (integer). `errors` of `task.initialize` is present only on error.
+    /// `backoff_ms` (integer). `errors` of `task.initialize` is present only on error. Steps that
+    /// opt in with `fields(...)` add a `fields` object.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_else(|error| {
             // Every field serializes infallibly; keep the contract of an object anyway.
@@ -428,6 +443,7 @@ impl<'a> Event<'a> {
             task: self.task,
             step: self.step,
             details,
+            fields: self.fields.map(|fields| Cow::Owned(fields.into_owned())),
         }
     }
 }

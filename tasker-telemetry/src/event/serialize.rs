@@ -105,6 +105,9 @@ impl Serialize for Event<'_> {
                 }
             }
         }
+        if let Some(fields) = &self.fields {
+            map.serialize_entry("fields", fields.as_ref())?;
+        }
         map.end()
     }
 }

@@ -1,0 +1,312 @@
+//! The attribute arguments of `#[step(...)]` and `#[task(...)]`, parsed into a model. Every key is
+//! read in one place, with one error message per mistake.
+
+use proc_macro2::{Span, TokenStream};
+use syn::meta::ParseNestedMeta;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned as _;
+use syn::{Expr, Ident, LitFloat, LitInt, LitStr, Path, Token};
+
+use crate::ctxt::Ctxt;
+
+const STEP_KEYS: &str = "name, max_attempts, backoff_ms, backoff_multiplier, max_backoff_ms, \
+                         jitter, retry_if, skip_if, skippable, timeout_ms, fields, crate";
+const TASK_KEYS: &str = "name, version, crate";
+
+/// A value with the span of the tokens it was read from.
+#[derive(Clone)]
+pub(crate) struct Spanned<T> {
+    pub(crate) value: T,
+    pub(crate) span: Span,
+}
+
+/// One entry of `fields(...)`: an argument by name, or `key = expression`.
+pub(crate) struct Field {
+    pub(crate) key: Ident,
+    pub(crate) value: Option<Expr>,
+}
+
+impl Parse for Field {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let key: Ident = input.call(Ident::parse_any_ident)?;
+        let value = if input.peek(Token![=]) {
+            input.parse::<Token![=]>()?;
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        Ok(Field { key, value })
+    }
+}
+
+trait ParseAnyIdent {
+    fn parse_any_ident(input: ParseStream<'_>) -> syn::Result<Ident>;
+}
+
+impl ParseAnyIdent for Ident {
+    fn parse_any_ident(input: ParseStream<'_>) -> syn::Result<Ident> {
+        syn::ext::IdentExt::parse_any(input)
+    }
+}
+
+/// `#[step(...)]`.
+#[derive(Default)]
+pub(crate) struct StepArgs {
+    pub(crate) name: Option<LitStr>,
+    pub(crate) max_attempts: Option<Spanned<u32>>,
+    pub(crate) backoff_ms: Option<Spanned<u64>>,
+    pub(crate) backoff_multiplier: Option<Spanned<f64>>,
+    pub(crate) max_backoff_ms: Option<Spanned<u64>>,
+    pub(crate) jitter: Option<Spanned<f64>>,
+    pub(crate) retry_if: Option<Path>,
+    pub(crate) skip_if: Option<Path>,
+    pub(crate) skippable: Option<Span>,
+    pub(crate) timeout_ms: Option<Spanned<u64>>,
+    pub(crate) fields: Option<Vec<Field>>,
+    pub(crate) krate: Option<Path>,
+}
+
+/// `#[task(...)]`.
+#[derive(Default)]
+pub(crate) struct TaskArgs {
+    pub(crate) name: Option<LitStr>,
+    pub(crate) version: Option<LitStr>,
+    pub(crate) krate: Option<Path>,
+}
+
+/// Records `value` in `slot`, or an error if the key was given before.
+fn set_once<T>(cx: &mut Ctxt, slot: &mut Option<T>, meta: &ParseNestedMeta<'_>, value: T) {
+    if slot.is_some() {
+        cx.error_spanned_by(
+            &meta.path,
+            format_args!("duplicate attribute key `{}`", key_name(&meta.path)),
+        );
+    } else {
+        *slot = Some(value);
+    }
+}
+
+fn key_name(path: &Path) -> String {
+    path.get_ident()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| quote::quote!(#path).to_string().replace(' ', ""))
+}
+
+fn int<T: std::str::FromStr>(meta: &ParseNestedMeta<'_>) -> syn::Result<Spanned<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    let literal: LitInt = meta.value()?.parse()?;
+    Ok(Spanned {
+        value: literal.base10_parse()?,
+        span: literal.span(),
+    })
+}
+
+fn float(meta: &ParseNestedMeta<'_>) -> syn::Result<Spanned<f64>> {
+    let input = meta.value()?;
+    if input.peek(LitInt) {
+        let literal: LitInt = input.parse()?;
+        return Ok(Spanned {
+            value: literal.base10_parse()?,
+            span: literal.span(),
+        });
+    }
+    let literal: LitFloat = input.parse()?;
+    Ok(Spanned {
+        value: literal.base10_parse()?,
+        span: literal.span(),
+    })
+}
+
+impl StepArgs {
+    pub(crate) fn parse(cx: &mut Ctxt, tokens: TokenStream) -> StepArgs {
+        let mut args = StepArgs::default();
+        let parser = syn::meta::parser(|meta| {
+            let Some(key) = meta.path.get_ident().map(ToString::to_string) else {
+                cx.error_spanned_by(
+                    &meta.path,
+                    format_args!(
+                        "unknown attribute key `{}`; valid keys are: {STEP_KEYS}",
+                        key_name(&meta.path)
+                    ),
+                );
+                return skip_value(&meta);
+            };
+            match key.as_str() {
+                "name" => {
+                    let value = meta.value()?.parse()?;
+                    set_once(cx, &mut args.name, &meta, value);
+                }
+                "max_attempts" => {
+                    let value = int(&meta)?;
+                    set_once(cx, &mut args.max_attempts, &meta, value);
+                }
+                "backoff_ms" => {
+                    let value = int(&meta)?;
+                    set_once(cx, &mut args.backoff_ms, &meta, value);
+                }
+                "backoff_multiplier" => {
+                    let value = float(&meta)?;
+                    set_once(cx, &mut args.backoff_multiplier, &meta, value);
+                }
+                "max_backoff_ms" => {
+                    let value = int(&meta)?;
+                    set_once(cx, &mut args.max_backoff_ms, &meta, value);
+                }
+                "jitter" => {
+                    let value = float(&meta)?;
+                    set_once(cx, &mut args.jitter, &meta, value);
+                }
+                "retry_if" => {
+                    let value = meta.value()?.parse()?;
+                    set_once(cx, &mut args.retry_if, &meta, value);
+                }
+                "skip_if" => {
+                    let value = meta.value()?.parse()?;
+                    set_once(cx, &mut args.skip_if, &meta, value);
+                }
+                "skippable" => {
+                    if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
+                        cx.error_spanned_by(
+                            &meta.path,
+                            "`skippable` takes no value: write `skippable`",
+                        );
+                        return skip_value(&meta);
+                    }
+                    set_once(cx, &mut args.skippable, &meta, meta.path.span());
+                }
+                "timeout_ms" => {
+                    let value = int(&meta)?;
+                    set_once(cx, &mut args.timeout_ms, &meta, value);
+                }
+                "fields" => {
+                    let content;
+                    syn::parenthesized!(content in meta.input);
+                    let fields = Punctuated::<Field, Token![,]>::parse_terminated(&content)?;
+                    set_once(cx, &mut args.fields, &meta, fields.into_iter().collect());
+                }
+                "crate" => {
+                    let value = meta.value()?.parse()?;
+                    set_once(cx, &mut args.krate, &meta, value);
+                }
+                _ => {
+                    cx.error_spanned_by(
+                        &meta.path,
+                        format_args!("unknown attribute key `{key}`; valid keys are: {STEP_KEYS}"),
+                    );
+                    return skip_value(&meta);
+                }
+            }
+            Ok(())
+        });
+        if let Err(error) = syn::parse::Parser::parse2(parser, tokens) {
+            cx.syn_error(error);
+        }
+        args.validate(cx);
+        args
+    }
+
+    /// Values that can never work.
+    fn validate(&self, cx: &mut Ctxt) {
+        if let Some(Spanned { value: 0, span }) = self.max_attempts {
+            cx.syn_error(syn::Error::new(
+                span,
+                "`max_attempts` counts the first attempt too, so it must be at least 1 (1 means no retry)",
+            ));
+        }
+        if let Some(Spanned { value, span }) = self.jitter {
+            if !(0.0..=1.0).contains(&value) {
+                cx.syn_error(syn::Error::new(
+                    span,
+                    format_args!("`jitter` is a fraction of the wait and must be between 0 and 1 (inclusive), not {value}"),
+                ));
+            }
+        }
+        if let Some(Spanned { value, span }) = self.backoff_multiplier {
+            if !(value.is_finite() && value >= 1.0) {
+                cx.syn_error(syn::Error::new(
+                    span,
+                    format_args!("`backoff_multiplier` must be a finite number of at least 1.0 (waits never shrink), not {value}"),
+                ));
+            }
+        }
+        if let (Some(backoff), Some(max)) = (&self.backoff_ms, &self.max_backoff_ms) {
+            if max.value < backoff.value {
+                cx.syn_error(syn::Error::new(
+                    max.span,
+                    format_args!(
+                        "`max_backoff_ms` ({}) is less than `backoff_ms` ({}); the cap must be at least the first wait",
+                        max.value, backoff.value
+                    ),
+                ));
+            }
+        }
+        if let Some(Spanned { value: 0, span }) = self.timeout_ms {
+            cx.syn_error(syn::Error::new(
+                span,
+                "`timeout_ms` must be at least 1; remove it for no time limit",
+            ));
+        }
+        if let Some(name) = &self.name {
+            if name.value().trim().is_empty() {
+                cx.error_spanned_by(name, "a step's `name` must not be empty");
+            }
+        }
+    }
+}
+
+impl TaskArgs {
+    pub(crate) fn parse(cx: &mut Ctxt, tokens: TokenStream) -> TaskArgs {
+        let mut args = TaskArgs::default();
+        let parser = syn::meta::parser(|meta| {
+            let key = key_name(&meta.path);
+            match key.as_str() {
+                "name" => {
+                    let value = meta.value()?.parse()?;
+                    set_once(cx, &mut args.name, &meta, value);
+                }
+                "version" => {
+                    let value = meta.value()?.parse()?;
+                    set_once(cx, &mut args.version, &meta, value);
+                }
+                "crate" => {
+                    let value = meta.value()?.parse()?;
+                    set_once(cx, &mut args.krate, &meta, value);
+                }
+                _ => {
+                    cx.error_spanned_by(
+                        &meta.path,
+                        format_args!("unknown attribute key `{key}`; valid keys are: {TASK_KEYS}"),
+                    );
+                    return skip_value(&meta);
+                }
+            }
+            Ok(())
+        });
+        if let Err(error) = syn::parse::Parser::parse2(parser, tokens) {
+            cx.syn_error(error);
+        }
+        for (key, value) in [("name", &args.name), ("version", &args.version)] {
+            if let Some(value) = value {
+                if value.value().trim().is_empty() {
+                    cx.error_spanned_by(value, format_args!("a task's `{key}` must not be empty"));
+                }
+            }
+        }
+        args
+    }
+}
+
+/// Consumes the value of a key that was rejected, so parsing goes on to report the other keys.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        let _: Expr = meta.value()?.parse()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let _content;
+        syn::parenthesized!(_content in meta.input);
+        let _: TokenStream = _content.parse()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! Code generation from the parsed model. The expansion is a thin loop around
+//! `tasker::__private::StepRun`/`TaskRun`; every behaviour lives in `tasker-runtime`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{parse_quote, Block, ItemFn, Path};
+
+use crate::attr::{StepArgs, TaskArgs};
+use crate::ctxt::Ctxt;
+use crate::item::{replace_inner_async_block, Argument, Function, Shape};
+
+/// `#[step]`: parse, check, expand. On error, the item is emitted unchanged beside the errors so
+/// that they do not cascade into "function not found".
+pub(crate) fn step(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut cx = Ctxt::default();
+    let args = StepArgs::parse(&mut cx, args);
+    let function = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(item) => Function::analyze(&mut cx, item, "step"),
+        Err(error) => return with_item(error, item),
+    };
+    check_step(&mut cx, &args, &function);
+    match cx.check() {
+        Ok(()) => expand_step(&args, function),
+        Err(error) => with_item(error, item),
+    }
+}
+
+/// `#[task]`.
+pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut cx = Ctxt::default();
+    let args = TaskArgs::parse(&mut cx, args);
+    let function = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(item) => Function::analyze(&mut cx, item, "task"),
+        Err(error) => return with_item(error, item),
+    };
+    match cx.check() {
+        Ok(()) => expand_task(&args, function),
+        Err(error) => with_item(error, item),
+    }
+}
+
+fn with_item(error: syn::Error, item: TokenStream) -> TokenStream {
+    let error = error.to_compile_error();
+    quote!(#error #item)
+}
+
+fn check_step(cx: &mut Ctxt, args: &StepArgs, function: &Function) {
+    if let Some(timeout) = &args.timeout_ms {
+        if !function.is_async() {
+            cx.syn_error(syn::Error::new(
+                timeout.span,
+                "`timeout_ms` needs an async step: a sync function cannot be interrupted; make it \
+                 `async fn` or remove `timeout_ms`",
+            ));
+        }
+    }
+    let max_attempts = args.max_attempts.as_ref().map_or(3, |value| value.value);
+    if max_attempts > 1 {
+        if let Some(span) = function.receiver_by_value() {
+            cx.syn_error(syn::Error::new(
+                span,
+                "retrying a step re-runs its body, which would use `self` again after it was \
+                 moved; take `&self` or `&mut self`, or set `max_attempts = 1`",
+            ));
+        }
+    }
+}
+
+fn private(krate: &Option<Path>) -> TokenStream {
+    match krate {
+        Some(path) => quote!(#path::__private),
+        None => quote!(::tasker::__private),
+    }
+}
+
+fn source_location(p: &TokenStream, function: &Function) -> TokenStream {
+    let ident = &function.item.sig.ident;
+    let name = ident.to_string().trim_start_matches("r#").to_owned();
+    // `line!()`/`file!()` spanned at the function's name report its location, not the macro's.
+    let line = quote_spanned!(ident.span()=> ::core::line!());
+    let file = quote_spanned!(ident.span()=> ::core::file!());
+    quote! {
+        #p::SourceLocation {
+            function: ::core::concat!(::core::module_path!(), "::", #name),
+            file: #file,
+            line: #line,
+        }
+    }
+}
+
+fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
+    let p = private(&args.krate);
+    let name = args.name.as_ref().map_or_else(
+        || {
+            function
+                .item
+                .sig
+                .ident
+                .to_string()
+                .trim_start_matches("r#")
+                .to_owned()
+        },
+        |name| name.value(),
+    );
+    let max_attempts = args.max_attempts.as_ref().map_or(3, |v| v.value);
+    let backoff_ms = args.backoff_ms.as_ref().map_or(1000, |v| v.value);
+    let multiplier = args.backoff_multiplier.as_ref().map_or(2.0, |v| v.value);
+    let max_backoff_ms = args
+        .max_backoff_ms
+        .as_ref()
+        .map_or(60_000, |v| v.value.max(backoff_ms));
+    let jitter = args.jitter.as_ref().map_or(0.1, |v| v.value);
+    let skippable = args.skippable.is_some();
+    let timeout = match &args.timeout_ms {
+        Some(value) => {
+            let millis = value.value;
+            quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#millis)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let source = source_location(&p, &function);
+    let is_async = function.is_async();
+    let retries = max_attempts > 1;
+
+    let start = if is_async {
+        quote!(let mut __tasker_step = #p::StepRun::start(&__TASKER_STEP).await;)
+    } else {
+        quote!(let mut __tasker_step = #p::StepRun::start_sync(&__TASKER_STEP);)
+    };
+
+    let fields = args.fields.as_ref().map(|fields| {
+        let entries = fields.iter().map(|field| {
+            let key = field.key.to_string();
+            let value = match &field.value {
+                Some(expr) => quote!(&(#expr)),
+                None => {
+                    let ident = &field.key;
+                    quote!(&#ident)
+                }
+            };
+            quote!((#key, #p::field_value(#value)))
+        });
+        quote!(__tasker_step.record_fields(|| [#(#entries),*]);)
+    });
+
+    let return_type = function.return_type();
+    let skip = args.skip_if.as_ref().map(|predicate| {
+        let arguments = function.arguments.iter().map(|argument| match argument {
+            Argument::Receiver { .. } => quote!(&self),
+            Argument::Borrowed { name } | Argument::Owned { name, .. } => quote!(&#name),
+        });
+        let skipped = quote_spanned!(return_type.span()=> #p::skipped());
+        quote! {
+            if __tasker_step.skip_if(#predicate(#(#arguments),*)) {
+                return #skipped;
+            }
+        }
+    });
+
+    let body = function.body().clone();
+    let attempt = match (is_async, args.timeout_ms.is_some()) {
+        (true, false) => quote!(__tasker_step.attempt(async #body).await),
+        (true, true) => {
+            let timed = quote_spanned!(return_type.span()=> __tasker_step.attempt_timed);
+            quote!(#timed(async #body).await)
+        }
+        (false, _) => quote!(__tasker_step.attempt_sync(|| #body)),
+    };
+    let annotation = function.return_annotation().map(|ty| quote!(: #ty));
+    let classify = match &args.retry_if {
+        Some(predicate) => quote! {
+            #p::classify!(&__tasker_result, retry_if = #predicate,
+                |__tasker_outcome| __tasker_step.finish(__tasker_outcome))
+        },
+        None => quote! {
+            #p::classify!(&__tasker_result, |__tasker_outcome| __tasker_step.finish(__tasker_outcome))
+        },
+    };
+
+    let run = if retries {
+        let owned: Vec<_> = function
+            .arguments
+            .iter()
+            .filter_map(|argument| match argument {
+                Argument::Owned { name, pattern, ty } => Some((name, pattern, ty)),
+                _ => None,
+            })
+            .collect();
+        let slots = owned.iter().map(|(name, _, _)| {
+            let slot = format_ident!("__tasker_slot_{}", name);
+            quote!(let mut #slot = ::core::option::Option::Some(#name);)
+        });
+        let bindings = owned.iter().map(|(name, pattern, ty)| {
+            let slot = format_ident!("__tasker_slot_{}", name);
+            let argument = quote_spanned!(ty.span()=> __tasker_step.argument(&mut #slot));
+            quote!(let #pattern = #argument;)
+        });
+        let backoff = if is_async {
+            quote!(#p::backoff(__tasker_wait).await)
+        } else {
+            quote!(#p::backoff_sync(__tasker_wait))
+        };
+        quote! {
+            #(#slots)*
+            loop {
+                #(#bindings)*
+                let __tasker_result #annotation = #attempt;
+                #[allow(unreachable_code)]
+                match #classify {
+                    #p::Next::Return => return __tasker_result,
+                    #p::Next::Retry(__tasker_wait) => #backoff,
+                }
+            }
+        }
+    } else {
+        quote! {
+            let __tasker_result #annotation = #attempt;
+            #[allow(unreachable_code)]
+            let __tasker_value = {
+                let _ = #classify;
+                __tasker_result
+            };
+            __tasker_value
+        }
+    };
+
+    let new_body: Block = parse_quote! {{
+        static __TASKER_STEP: #p::StepDescriptor = #p::StepDescriptor {
+            name: #name,
+            source: #source,
+            policy: #p::RetryPolicy {
+                max_attempts: #max_attempts,
+                backoff_ms: #backoff_ms,
+                backoff_multiplier: #multiplier,
+                max_backoff_ms: #max_backoff_ms,
+                jitter: #jitter,
+            },
+            skippable: #skippable,
+            timeout: #timeout,
+        };
+        #p::inventory::submit! { #p::StepRegistration(&__TASKER_STEP) }
+        #start
+        #fields
+        #skip
+        #run
+    }};
+    install_body(&mut function, new_body);
+    let item = &function.item;
+    quote!(#item)
+}
+
+fn expand_task(args: &TaskArgs, mut function: Function) -> TokenStream {
+    let p = private(&args.krate);
+    let name = args.name.as_ref().map_or_else(
+        || {
+            function
+                .item
+                .sig
+                .ident
+                .to_string()
+                .trim_start_matches("r#")
+                .to_owned()
+        },
+        |name| name.value(),
+    );
+    let version = match &args.version {
+        Some(version) => quote!(#version),
+        None => quote!(::core::env!("CARGO_PKG_VERSION")),
+    };
+    let source = source_location(&p, &function);
+    let body = function.body().clone();
+    let run = if function.is_async() {
+        quote!(__tasker_task.run(async #body).await)
+    } else {
+        quote!(__tasker_task.run_sync(|| #body))
+    };
+    let annotation = function.return_annotation().map(|ty| quote!(: #ty));
+    let new_body: Block = parse_quote! {{
+        static __TASKER_TASK: #p::TaskDescriptor = #p::TaskDescriptor {
+            name: #name,
+            version: #version,
+            source: #source,
+        };
+        #p::inventory::submit! { #p::TaskRegistration::new(&__TASKER_TASK) }
+        let mut __tasker_task = #p::TaskRun::start(&__TASKER_TASK);
+        let __tasker_result #annotation = #run;
+        #[allow(unreachable_code)]
+        let __tasker_value = {
+            #p::classify!(&__tasker_result, |__tasker_outcome| __tasker_task.finish(__tasker_outcome));
+            __tasker_result
+        };
+        __tasker_value
+    }};
+    install_body(&mut function, new_body);
+    let item = &function.item;
+    quote!(#item)
+}
+
+fn install_body(function: &mut Function, body: Block) {
+    match function.shape {
+        Shape::AsyncTrait { .. } => replace_inner_async_block(&mut function.item.block, body),
+        Shape::Sync | Shape::Async => *function.item.block = body,
+    }
+}

@@ -1,0 +1,462 @@
+//! Running one step call: its attempts, retries, skip, panics and cancellation.
+//!
+//! `#[tasker::step]` expands to a short loop around [`StepRun`]: start, optionally skip, then
+//! `attempt` → [`finish`](StepRun::finish) until it says [`Next::Return`]. All lifecycle events are
+//! emitted here; when nobody listens a `StepRun` is "silent" and only applies the policy.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::future::Future;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context as PollContext, Poll};
+use std::time::{Duration, Instant};
+
+use tasker_telemetry::context::{Context, StepTally};
+use tasker_telemetry::filter::mask_configured;
+use tasker_telemetry::{
+    events, panic_message, Details, ErrorInfo, Event, StepRef, CANCELLED_CLASS,
+};
+
+use crate::batch::announce;
+use crate::descriptor::StepDescriptor;
+use crate::diagnostics::{FromTimeout, RetryArgument};
+use crate::outcome::{DescribeError, Outcome};
+use crate::{ids, StepTimeout};
+
+/// What the expansion does after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Return the attempt's value.
+    Return,
+    /// Wait this long, then run another attempt.
+    Retry(Duration),
+}
+
+/// One call of a step, across all of its attempts.
+#[derive(Debug)]
+pub struct StepRun {
+    descriptor: &'static StepDescriptor,
+    attempt: u32,
+    live: Option<Live>,
+}
+
+/// The state of a step call that somebody listens to.
+#[derive(Debug)]
+struct Live {
+    /// The step's context (its task, itself as current step); `None` while an attempt is polled
+    /// with it entered.
+    context: Option<Context>,
+    step: StepRef,
+    attempt_started: Instant,
+    finished: bool,
+    /// Values recorded with `#[step(fields(...))]`, masked.
+    fields: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+}
+
+impl StepRun {
+    /// Starts an async step call. Inside the announce poll of [`join!`](crate::join) the future
+    /// records the step in the batch and stays pending once, before anything runs.
+    #[inline]
+    pub fn start(descriptor: &'static StepDescriptor) -> Start {
+        Start { descriptor }
+    }
+
+    /// Starts a sync step call.
+    #[inline]
+    pub fn start_sync(descriptor: &'static StepDescriptor) -> StepRun {
+        if !events::listening() {
+            return StepRun::silent(descriptor);
+        }
+        StepRun::live(descriptor)
+    }
+
+    fn silent(descriptor: &'static StepDescriptor) -> StepRun {
+        StepRun {
+            descriptor,
+            attempt: 1,
+            live: None,
+        }
+    }
+
+    #[cold]
+    fn live(descriptor: &'static StepDescriptor) -> StepRun {
+        let parent = Context::current();
+        let step = StepRef {
+            id: ids::new_id(),
+            name: descriptor.name,
+            parent_id: parent.step().map(|step| step.id),
+            source: Some(&descriptor.source),
+        };
+        StepRun {
+            descriptor,
+            attempt: 1,
+            live: Some(Live {
+                context: Some(parent.with_step(step)),
+                step,
+                attempt_started: Instant::now(),
+                finished: false,
+                fields: None,
+            }),
+        }
+    }
+
+    /// The attempt about to run or running, from 1.
+    pub fn attempt_number(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Records the values of `#[step(fields(...))]` on every event of this call. `fields` runs
+    /// only when somebody listens; values under sensitive keys are masked.
+    #[inline]
+    pub fn record_fields<I>(&mut self, fields: impl FnOnce() -> I)
+    where
+        I: IntoIterator<Item = (&'static str, serde_json::Value)>,
+    {
+        if let Some(live) = &mut self.live {
+            let mut map: serde_json::Map<String, serde_json::Value> = fields()
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), value))
+                .collect();
+            mask_configured(&mut map);
+            live.fields = Some(Box::new(map));
+        }
+    }
+
+    /// Skips the step when `skip` is true, emitting `step.skip` with reason `skip_if`.
+    #[inline]
+    pub fn skip_if(&mut self, skip: bool) -> bool {
+        if skip {
+            self.skip("skip_if");
+        }
+        skip
+    }
+
+    /// Skips the step, emitting `step.skip` with `reason`.
+    pub fn skip(&mut self, reason: &str) {
+        self.emit(Details::StepSkip {
+            reason: Cow::Borrowed(reason),
+        });
+        self.close(StepTally::Skipped);
+    }
+
+    /// Gives a by-value argument to the next attempt: a clone while more attempts may follow,
+    /// the original on the last one.
+    #[inline]
+    pub fn argument<T: RetryArgument>(&self, slot: &mut Option<T>) -> T {
+        if self.attempt < self.descriptor.policy.max_attempts {
+            if let Some(value) = slot.as_ref() {
+                return value.clone_for_retry();
+            }
+        }
+        // The slot is only emptied on the last attempt, after which the step returns.
+        slot.take()
+            .expect("tasker: a step argument was requested after the last attempt")
+    }
+
+    /// Runs one attempt of an async step: emits `step.handle`, then polls `body` inside the step's
+    /// context, reporting a panic before it resumes.
+    #[inline]
+    pub fn attempt<F: Future>(&mut self, body: F) -> Attempt<'_, F> {
+        self.begin_attempt();
+        Attempt { run: self, body }
+    }
+
+    /// [`StepRun::attempt`] with the step's `timeout_ms`: an attempt that runs longer is dropped
+    /// and returns `Err(StepTimeout.into())`.
+    pub fn attempt_timed<F>(&mut self, body: F) -> TimedAttempt<'_, F>
+    where
+        F: Future,
+        F::Output: FromTimeout,
+    {
+        let limit = self.descriptor.timeout.unwrap_or(Duration::MAX);
+        self.begin_attempt();
+        TimedAttempt {
+            timer: futures_timer::Delay::new(limit),
+            limit,
+            attempt: Attempt { run: self, body },
+        }
+    }
+
+    /// Runs one attempt of a sync step.
+    #[inline]
+    pub fn attempt_sync<R>(&mut self, body: impl FnOnce() -> R) -> R {
+        self.begin_attempt();
+        let Some(live) = &mut self.live else {
+            return body();
+        };
+        let guard = live.context.take().unwrap_or_default().enter();
+        let result = catch_unwind(AssertUnwindSafe(body));
+        if let Some(live) = &mut self.live {
+            live.context = Some(guard.exit());
+        }
+        match result {
+            Ok(value) => value,
+            Err(payload) => self.panicked(payload),
+        }
+    }
+
+    #[inline]
+    fn begin_attempt(&mut self) {
+        if self.live.is_none() {
+            return;
+        }
+        let (attempt, max_attempts) = (self.attempt, self.descriptor.policy.max_attempts);
+        self.emit(Details::StepHandle {
+            attempt,
+            max_attempts,
+        });
+        if let Some(live) = &mut self.live {
+            live.attempt_started = Instant::now();
+        }
+    }
+
+    /// Decides what follows an attempt and emits its events: `step.complete`, or `step.error`
+    /// followed by `step.retry` + `step.backoff`, `step.max_retries_reached`, or nothing.
+    #[inline]
+    pub fn finish(&mut self, outcome: Outcome<'_>) -> Next {
+        match (outcome, self.live.is_some()) {
+            (Outcome::Success, false) => Next::Return,
+            (Outcome::Failure { retryable, .. }, false) => self.next_after_failure(retryable),
+            (outcome, true) => self.finish_live(outcome),
+        }
+    }
+
+    fn next_after_failure(&mut self, retryable: bool) -> Next {
+        let policy = &self.descriptor.policy;
+        if retryable && self.attempt < policy.max_attempts {
+            let wait = policy.next_backoff(self.attempt);
+            self.attempt += 1;
+            Next::Retry(wait)
+        } else {
+            Next::Return
+        }
+    }
+
+    #[cold]
+    fn finish_live(&mut self, outcome: Outcome<'_>) -> Next {
+        let attempt = self.attempt;
+        let max_attempts = self.descriptor.policy.max_attempts;
+        let Outcome::Failure { retryable, error } = outcome else {
+            let duration = self.attempt_elapsed();
+            self.emit(Details::StepComplete { attempt, duration });
+            self.close(StepTally::Completed);
+            return Next::Return;
+        };
+        self.emit_error(error, retryable);
+        let next = self.next_after_failure(retryable);
+        match next {
+            Next::Retry(backoff) => {
+                let attempt = self.attempt;
+                self.emit(Details::StepRetry {
+                    attempt,
+                    max_attempts,
+                });
+                self.emit(Details::StepBackoff { attempt, backoff });
+            }
+            Next::Return => {
+                if retryable {
+                    self.emit(Details::StepMaxRetriesReached {
+                        attempts: attempt,
+                        max_attempts,
+                    });
+                }
+                self.close(StepTally::Failed);
+            }
+        }
+        next
+    }
+
+    fn attempt_elapsed(&self) -> Duration {
+        self.live
+            .as_ref()
+            .map_or(Duration::ZERO, |live| live.attempt_started.elapsed())
+    }
+
+    fn emit_error(&mut self, error: &dyn DescribeError, retryable: bool) {
+        let attempt = self.attempt;
+        self.emit(Details::StepError {
+            attempt,
+            error: ErrorInfo {
+                class: Cow::Borrowed(error.class()),
+                message: Cow::Owned(error.message()),
+            },
+            retryable,
+        });
+    }
+
+    /// Reports a panic of the body as the final failure, then resumes unwinding.
+    #[cold]
+    fn panicked(&mut self, payload: Box<dyn Any + Send>) -> ! {
+        if self.live.is_some() {
+            let message = panic_message(&*payload).to_owned();
+            self.emit_error(
+                &crate::outcome::FixedError {
+                    class: "panic",
+                    message: &message,
+                },
+                false,
+            );
+            self.close(StepTally::Failed);
+        }
+        resume_unwind(payload)
+    }
+
+    /// Emits `details` inside the step's context, so observers see the step as current.
+    fn emit(&mut self, details: Details<'_>) {
+        let Some(live) = &mut self.live else { return };
+        let context = live.context.take().unwrap_or_default();
+        let mut event = Event::new(context.task().copied(), Some(live.step), details);
+        if let Some(fields) = &live.fields {
+            event = event.with_fields(fields);
+        }
+        let guard = context.enter();
+        events::fire(&event);
+        live.context = Some(guard.exit());
+    }
+
+    fn close(&mut self, tally: StepTally) {
+        if let Some(live) = &mut self.live {
+            live.finished = true;
+            if let Some(frame) = live.context.as_ref().and_then(Context::task_frame) {
+                frame.tally(self.descriptor.name, tally);
+            }
+        }
+    }
+}
+
+impl Drop for StepRun {
+    fn drop(&mut self) {
+        if self.live.as_ref().is_some_and(|live| !live.finished) {
+            // Dropped mid-call: the future was cancelled, or code around the body panicked.
+            let class = if std::thread::panicking() {
+                "panic"
+            } else {
+                CANCELLED_CLASS
+            };
+            let message = format!(
+                "step `{}` was {} before it finished",
+                self.descriptor.name,
+                if class == "panic" {
+                    "unwound by a panic"
+                } else {
+                    "dropped"
+                }
+            );
+            self.emit_error(
+                &crate::outcome::FixedError {
+                    class,
+                    message: &message,
+                },
+                false,
+            );
+            self.close(StepTally::Failed);
+        }
+    }
+}
+
+/// The future of [`StepRun::start`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Start {
+    descriptor: &'static StepDescriptor,
+}
+
+impl Future for Start {
+    type Output = StepRun;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut PollContext<'_>) -> Poll<StepRun> {
+        if !events::listening() {
+            return Poll::Ready(StepRun::silent(self.descriptor));
+        }
+        if announce(self.descriptor.name) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(StepRun::live(self.descriptor))
+    }
+}
+
+/// The future of one attempt; see [`StepRun::attempt`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Attempt<'a, F> {
+    run: &'a mut StepRun,
+    body: F,
+}
+
+impl<F: Future> Future for Attempt<'_, F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut PollContext<'_>) -> Poll<F::Output> {
+        // SAFETY: `body` is structurally pinned: never moved out of `self`; `run` is a plain
+        // reference and not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let body = unsafe { Pin::new_unchecked(&mut this.body) };
+        let Some(live) = &mut this.run.live else {
+            return body.poll(cx);
+        };
+        let guard = live.context.take().unwrap_or_default().enter();
+        let poll = catch_unwind(AssertUnwindSafe(|| body.poll(cx)));
+        if let Some(live) = &mut this.run.live {
+            live.context = Some(guard.exit());
+        }
+        match poll {
+            Ok(poll) => poll,
+            Err(payload) => this.run.panicked(payload),
+        }
+    }
+}
+
+/// The future of one attempt with a time limit; see [`StepRun::attempt_timed`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct TimedAttempt<'a, F> {
+    timer: futures_timer::Delay,
+    limit: Duration,
+    attempt: Attempt<'a, F>,
+}
+
+impl<F> Future for TimedAttempt<'_, F>
+where
+    F: Future,
+    F::Output: FromTimeout,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut PollContext<'_>) -> Poll<F::Output> {
+        // SAFETY: `attempt` is structurally pinned; `timer` is `Unpin`.
+        let this = unsafe { self.get_unchecked_mut() };
+        let attempt = unsafe { Pin::new_unchecked(&mut this.attempt) };
+        if let Poll::Ready(value) = attempt.poll(cx) {
+            return Poll::Ready(value);
+        }
+        match Pin::new(&mut this.timer).poll(cx) {
+            Poll::Ready(()) => {
+                let run = &this.attempt.run;
+                Poll::Ready(F::Output::from_timeout(StepTimeout {
+                    step: run.descriptor.name,
+                    attempt: run.attempt,
+                    limit: this.limit,
+                }))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Waits before the next attempt of an async step.
+pub async fn backoff(wait: Duration) {
+    if !wait.is_zero() {
+        futures_timer::Delay::new(wait).await;
+    }
+}
+
+/// Waits before the next attempt of a sync step.
+pub fn backoff_sync(wait: Duration) {
+    if !wait.is_zero() {
+        std::thread::sleep(wait);
+    }
+}

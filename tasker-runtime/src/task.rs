@@ -1,0 +1,215 @@
+//! Running a task inline: `task.initialize` … `task.complete` or `task.error`.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::future::Future;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as PollContext, Poll};
+use std::time::Instant;
+
+use tasker_telemetry::context::{Context, TaskFrame};
+use tasker_telemetry::{
+    events, panic_message, Details, ErrorInfo, Event, InitializeStatus, TaskRef, CANCELLED_CLASS,
+};
+
+use crate::descriptor::TaskDescriptor;
+use crate::ids;
+use crate::outcome::{DescribeError, FixedError, Outcome};
+
+/// One run of a task.
+#[derive(Debug)]
+pub struct TaskRun {
+    live: Option<Live>,
+}
+
+#[derive(Debug)]
+struct Live {
+    /// The task's context; `None` while the body is polled with it entered.
+    context: Option<Context>,
+    frame: Arc<TaskFrame>,
+    started: Instant,
+    finished: bool,
+}
+
+impl TaskRun {
+    /// Starts an inline run: emits `task.initialize`, `task.start` and `task.handle`.
+    #[inline]
+    pub fn start(descriptor: &'static TaskDescriptor) -> TaskRun {
+        if !events::listening() {
+            return TaskRun { live: None };
+        }
+        TaskRun::live(descriptor)
+    }
+
+    #[cold]
+    fn live(descriptor: &'static TaskDescriptor) -> TaskRun {
+        let task = TaskRef {
+            id: ids::new_id(),
+            name: descriptor.name,
+            version: descriptor.version,
+            source: Some(&descriptor.source),
+        };
+        let frame = Arc::new(TaskFrame::new(task));
+        let mut run = TaskRun {
+            live: Some(Live {
+                context: Some(Context::current().with_task(frame.clone())),
+                frame,
+                started: Instant::now(),
+                finished: false,
+            }),
+        };
+        run.emit(Details::TaskInitialize {
+            status: InitializeStatus::Success,
+            errors: Cow::Borrowed(&[]),
+        });
+        run.emit(Details::TaskStart);
+        if let Some(live) = &mut run.live {
+            live.started = Instant::now();
+        }
+        run.emit(Details::TaskHandle);
+        run
+    }
+
+    /// The run's identity, when somebody listens.
+    pub fn task(&self) -> Option<TaskRef> {
+        self.live.as_ref().map(|live| *live.frame.task())
+    }
+
+    /// Polls the async body inside the task's context, reporting a panic before it resumes.
+    #[inline]
+    pub fn run<F: Future>(&mut self, body: F) -> Body<'_, F> {
+        Body { run: self, body }
+    }
+
+    /// Runs the sync body inside the task's context, reporting a panic before it resumes.
+    #[inline]
+    pub fn run_sync<R>(&mut self, body: impl FnOnce() -> R) -> R {
+        let Some(live) = &mut self.live else {
+            return body();
+        };
+        let guard = live.context.take().unwrap_or_default().enter();
+        let result = catch_unwind(AssertUnwindSafe(body));
+        if let Some(live) = &mut self.live {
+            live.context = Some(guard.exit());
+        }
+        match result {
+            Ok(value) => value,
+            Err(payload) => self.panicked(payload),
+        }
+    }
+
+    /// Emits `task.finalize` and then `task.complete` or `task.error`.
+    #[inline]
+    pub fn finish(&mut self, outcome: Outcome<'_>) {
+        if self.live.is_some() {
+            self.finish_live(outcome);
+        }
+    }
+
+    #[cold]
+    fn finish_live(&mut self, outcome: Outcome<'_>) {
+        match outcome {
+            Outcome::Success => self.end(None),
+            Outcome::Failure { error, .. } => self.end(Some(error)),
+        }
+    }
+
+    fn end(&mut self, error: Option<&dyn DescribeError>) {
+        let Some(live) = &mut self.live else { return };
+        live.finished = true;
+        let (completed_steps, failed_steps, skipped_steps) = live.frame.counts();
+        let duration = live.started.elapsed();
+        self.emit(Details::TaskFinalize {
+            completed_steps,
+            failed_steps,
+            skipped_steps,
+        });
+        let Some(live) = &self.live else { return };
+        let details = match error {
+            None => Details::TaskComplete { duration },
+            Some(error) => Details::TaskError {
+                duration,
+                error: ErrorInfo {
+                    class: Cow::Borrowed(error.class()),
+                    message: Cow::Owned(error.message()),
+                },
+                error_steps: Cow::Owned(live.frame.error_steps()),
+            },
+        };
+        self.emit(details);
+    }
+
+    #[cold]
+    fn panicked(&mut self, payload: Box<dyn Any + Send>) -> ! {
+        let message = panic_message(&*payload).to_owned();
+        self.end(Some(&FixedError {
+            class: "panic",
+            message: &message,
+        }));
+        resume_unwind(payload)
+    }
+
+    fn emit(&mut self, details: Details<'_>) {
+        let Some(live) = &mut self.live else { return };
+        let context = live.context.take().unwrap_or_default();
+        let event = Event::new(Some(*live.frame.task()), None, details);
+        let guard = context.enter();
+        events::fire(&event);
+        live.context = Some(guard.exit());
+    }
+}
+
+impl Drop for TaskRun {
+    fn drop(&mut self) {
+        let Some(live) = &self.live else { return };
+        if live.finished {
+            return;
+        }
+        let (class, verb) = if std::thread::panicking() {
+            ("panic", "unwound by a panic")
+        } else {
+            (CANCELLED_CLASS, "dropped")
+        };
+        let message = format!(
+            "task `{}` was {verb} before it finished",
+            live.frame.task().name
+        );
+        self.end(Some(&FixedError {
+            class,
+            message: &message,
+        }));
+    }
+}
+
+/// The future of [`TaskRun::run`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Body<'a, F> {
+    run: &'a mut TaskRun,
+    body: F,
+}
+
+impl<F: Future> Future for Body<'_, F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut PollContext<'_>) -> Poll<F::Output> {
+        // SAFETY: `body` is structurally pinned and never moved; `run` is not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let body = unsafe { Pin::new_unchecked(&mut this.body) };
+        let Some(live) = &mut this.run.live else {
+            return body.poll(cx);
+        };
+        let guard = live.context.take().unwrap_or_default().enter();
+        let poll = catch_unwind(AssertUnwindSafe(|| body.poll(cx)));
+        if let Some(live) = &mut this.run.live {
+            live.context = Some(guard.exit());
+        }
+        match poll {
+            Ok(poll) => poll,
+            Err(payload) => this.run.panicked(payload),
+        }
+    }
+}
