@@ -1,0 +1,89 @@
+//! Shared helpers of the integration tests: a compact, exact rendering of events.
+
+#![allow(dead_code)]
+
+use tasker::telemetry::{Details, Event};
+
+/// One line per event with every payload value that does not vary between runs (ids,
+/// timestamps and durations are checked separately).
+pub fn line(event: &Event<'_>) -> String {
+    let step = event
+        .step_name()
+        .map(|name| format!(" {name}"))
+        .unwrap_or_default();
+    let name = event.name();
+    match event.details() {
+        Details::TaskInitialize { status, errors } => {
+            let errors = if errors.is_empty() {
+                String::new()
+            } else {
+                format!(" {errors:?}")
+            };
+            format!("{name} {}{errors}", status.as_str())
+        }
+        Details::TaskEnqueue { queue } => format!("{name} {queue}"),
+        Details::TaskFinalize {
+            completed_steps,
+            failed_steps,
+            skipped_steps,
+        } => format!(
+            "{name} completed={completed_steps} failed={failed_steps} skipped={skipped_steps}"
+        ),
+        Details::TaskError {
+            error, error_steps, ..
+        } => format!(
+            "{name} {} {:?} steps={error_steps:?}",
+            error.class, error.message
+        ),
+        Details::StepFindViable { step_names } => format!("{name} {step_names:?}"),
+        Details::StepHandle {
+            attempt,
+            max_attempts,
+        }
+        | Details::StepRetry {
+            attempt,
+            max_attempts,
+        } => format!("{name}{step} {attempt}/{max_attempts}"),
+        Details::StepComplete { attempt, .. } => format!("{name}{step} {attempt}"),
+        Details::StepError {
+            attempt,
+            error,
+            retryable,
+        } => format!(
+            "{name}{step} {attempt} {} {:?} retryable={retryable}",
+            error.class, error.message
+        ),
+        Details::StepBackoff { attempt, .. } => format!("{name}{step} {attempt}"),
+        Details::StepSkip { reason } => format!("{name}{step} {reason}"),
+        Details::StepMaxRetriesReached {
+            attempts,
+            max_attempts,
+        } => format!("{name}{step} {attempts}/{max_attempts}"),
+        Details::Custom { payload, .. } => {
+            format!(
+                "{name}{step} {}",
+                serde_json::Value::Object(payload.clone().into_owned())
+            )
+        }
+        _ => format!("{name}{step}"),
+    }
+}
+
+/// [`line`] for every event.
+pub fn lines(events: &[Event<'_>]) -> Vec<String> {
+    events.iter().map(line).collect()
+}
+
+/// Panics unless every event carries the same task id (or none, when `expect_task` is false).
+pub fn assert_one_task(events: &[Event<'_>], expect_task: bool) {
+    let first = events.first().and_then(Event::task_id);
+    assert_eq!(first.is_some(), expect_task, "task id presence");
+    for event in events {
+        assert_eq!(
+            event.task_id(),
+            first,
+            "{} belongs to another task",
+            event.name()
+        );
+    }
+}
