@@ -84,7 +84,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use serde_json;
-    pub use tasker_runtime::__private::{batch, outcome};
+    pub use tasker_runtime::__private::{batch, outcome, skip};
     pub use tasker_runtime::{
         backoff, backoff_sync, classify, field_value, skipped, Next, RetryPolicy, SkippedOutput,
         StepDescriptor, StepRegistration, StepRun, TaskDescriptor, TaskRegistration, TaskRun,

@@ -13,6 +13,8 @@ mod diagnostics;
 mod ids;
 pub mod outcome;
 mod policy;
+#[doc(hidden)]
+pub mod skip;
 mod spawn;
 mod step;
 mod task;
@@ -33,4 +35,5 @@ pub use timeout::StepTimeout;
 pub mod __private {
     pub use crate::batch;
     pub use crate::outcome;
+    pub use crate::skip;
 }
