@@ -255,7 +255,7 @@ impl Configuration {
     }
 
     /// Checks the configuration and builds its adapters.
-    fn build(&self) -> Result<Vec<(Box<dyn Adapter>, Isolated)>, ConfigError> {
+    fn build(&self) -> Result<BuiltAdapters, ConfigError> {
         if self.filter_parameters.iter().any(String::is_empty) {
             return Err(ConfigError::EmptyFilterParameter);
         }
@@ -323,6 +323,9 @@ impl Configuration {
     }
 }
 
+/// The adapters of a configuration, in order, each with its isolation.
+type BuiltAdapters = Vec<(Box<dyn Adapter>, Isolated)>;
+
 fn split_list(value: &str) -> impl Iterator<Item = &str> {
     value
         .split(',')
@@ -344,6 +347,9 @@ fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> 
 
 static APPLIED: Mutex<Option<Configuration>> = Mutex::new(None);
 static FILTERS: ArcSwapOption<Vec<String>> = ArcSwapOption::const_empty();
+/// Serializes `configure` calls. `APPLIED` itself is held only to read or swap the value, so the
+/// closure and the adapters' constructors may call `configuration()` without deadlocking.
+static CONFIGURING: Mutex<()> = Mutex::new(());
 
 /// Changes the configuration: `change` receives the current one (the defaults at first); a valid
 /// result replaces it atomically, an invalid one changes nothing and is returned as the error.
@@ -351,12 +357,13 @@ static FILTERS: ArcSwapOption<Vec<String>> = ArcSwapOption::const_empty();
 /// May be called again at any time; the adapter set is swapped atomically, so each event reaches
 /// either the old adapters or the new ones.
 pub fn configure(change: impl FnOnce(&mut Configuration)) -> Result<(), ConfigError> {
-    let mut applied = APPLIED.lock().unwrap_or_else(|e| e.into_inner());
-    let mut config = applied.clone().unwrap_or_default();
+    let _configuring = CONFIGURING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut config = configuration();
     change(&mut config);
     let adapters = config.build()?;
     let observer = (config.enable_telemetry && !adapters.is_empty())
         .then(|| Arc::new(TelemetryObserver::new(adapters)) as Arc<dyn bus::Observer>);
+    let mut applied = APPLIED.lock().unwrap_or_else(|e| e.into_inner());
     FILTERS.store(Some(Arc::new(config.filter_parameters.clone())));
     bus::set_telemetry(observer);
     *applied = Some(config);
@@ -499,6 +506,22 @@ mod tests {
                 adapter: TelemetryAdapter::Default
             }
         );
+    }
+
+    #[test]
+    fn the_closure_may_read_the_configuration_in_force() {
+        // On a thread of its own, so that a regression fails the test instead of hanging it.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let result = configure(|config| {
+                config.filter_parameters = configuration().filter_parameters;
+            });
+            let _ = sender.send(result);
+        });
+        let result = receiver
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("configure deadlocked on a call to configuration() in its closure");
+        assert_eq!(result, Ok(()));
     }
 
     #[test]
