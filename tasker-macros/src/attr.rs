@@ -2,6 +2,7 @@
 //! read in one place, with one error message per mistake.
 
 use proc_macro2::{Span, TokenStream};
+use quote::ToTokens as _;
 use syn::meta::ParseNestedMeta;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
@@ -14,11 +15,26 @@ const STEP_KEYS: &str = "name, max_attempts, backoff_ms, backoff_multiplier, max
                          jitter, retry_if, skip_if, skippable, timeout_ms, fields, crate";
 const TASK_KEYS: &str = "name, version, crate";
 
-/// A value with the span of the tokens it was read from.
+/// A value with the tokens it was read from, for errors that point at all of them (`-0.5`).
 #[derive(Clone)]
 pub(crate) struct Spanned<T> {
     pub(crate) value: T,
-    pub(crate) span: Span,
+    /// The key, for errors about the key itself.
+    pub(crate) key: Path,
+    pub(crate) tokens: TokenStream,
+}
+
+impl<T> Spanned<T> {
+    /// An error pointing at the value.
+    pub(crate) fn error(&self, message: impl std::fmt::Display) -> syn::Error {
+        syn::Error::new_spanned(&self.tokens, message)
+    }
+
+    /// An error pointing at `key = value`.
+    pub(crate) fn entry_error(&self, message: impl std::fmt::Display) -> syn::Error {
+        let (key, value) = (&self.key, &self.tokens);
+        syn::Error::new_spanned(quote::quote!(#key #value), message)
+    }
 }
 
 /// One entry of `fields(...)`: an argument by name, or `key = expression`.
@@ -80,7 +96,10 @@ fn set_once<T>(cx: &mut Ctxt, slot: &mut Option<T>, meta: &ParseNestedMeta<'_>, 
     if slot.is_some() {
         cx.error_spanned_by(
             &meta.path,
-            format_args!("duplicate attribute key `{}`", key_name(&meta.path)),
+            format_args!(
+                "duplicate attribute key `{}`: give each key at most once",
+                key_name(&meta.path)
+            ),
         );
     } else {
         *slot = Some(value);
@@ -97,26 +116,38 @@ fn int<T: std::str::FromStr>(meta: &ParseNestedMeta<'_>) -> syn::Result<Spanned<
 where
     T::Err: std::fmt::Display,
 {
-    let literal: LitInt = meta.value()?.parse()?;
+    let input = meta.value()?;
+    if input.peek(Token![-]) {
+        let minus: Token![-] = input.parse()?;
+        let literal: LitInt = input.parse()?;
+        return Err(syn::Error::new_spanned(
+            quote::quote!(#minus #literal),
+            format_args!("`{}` cannot be negative", key_name(&meta.path)),
+        ));
+    }
+    let literal: LitInt = input.parse()?;
     Ok(Spanned {
         value: literal.base10_parse()?,
-        span: literal.span(),
+        key: meta.path.clone(),
+        tokens: literal.to_token_stream(),
     })
 }
 
+/// A number, written as an integer or a float literal, possibly negative.
 fn float(meta: &ParseNestedMeta<'_>) -> syn::Result<Spanned<f64>> {
     let input = meta.value()?;
-    if input.peek(LitInt) {
+    let minus: Option<Token![-]> = input.parse()?;
+    let (value, literal): (f64, TokenStream) = if input.peek(LitInt) {
         let literal: LitInt = input.parse()?;
-        return Ok(Spanned {
-            value: literal.base10_parse()?,
-            span: literal.span(),
-        });
-    }
-    let literal: LitFloat = input.parse()?;
+        (literal.base10_parse()?, literal.to_token_stream())
+    } else {
+        let literal: LitFloat = input.parse()?;
+        (literal.base10_parse()?, literal.to_token_stream())
+    };
     Ok(Spanned {
-        value: literal.base10_parse()?,
-        span: literal.span(),
+        value: if minus.is_some() { -value } else { value },
+        key: meta.path.clone(),
+        tokens: quote::quote!(#minus #literal),
     })
 }
 
@@ -210,32 +241,30 @@ impl StepArgs {
 
     /// Values that can never work.
     fn validate(&self, cx: &mut Ctxt) {
-        if let Some(Spanned { value: 0, span }) = self.max_attempts {
-            cx.syn_error(syn::Error::new(
-                span,
+        if let Some(max_attempts @ Spanned { value: 0, .. }) = &self.max_attempts {
+            cx.syn_error(max_attempts.error(
                 "`max_attempts` counts the first attempt too, so it must be at least 1 (1 means no retry)",
             ));
         }
-        if let Some(Spanned { value, span }) = self.jitter {
+        if let Some(jitter) = &self.jitter {
+            let value = jitter.value;
             if !(0.0..=1.0).contains(&value) {
-                cx.syn_error(syn::Error::new(
-                    span,
-                    format_args!("`jitter` is a fraction of the wait and must be between 0 and 1 (inclusive), not {value}"),
-                ));
+                cx.syn_error(jitter.error(format_args!(
+                    "`jitter` is a fraction of the wait and must be between 0 and 1 (inclusive), not {value}"
+                )));
             }
         }
-        if let Some(Spanned { value, span }) = self.backoff_multiplier {
+        if let Some(multiplier) = &self.backoff_multiplier {
+            let value = multiplier.value;
             if !(value.is_finite() && value >= 1.0) {
-                cx.syn_error(syn::Error::new(
-                    span,
-                    format_args!("`backoff_multiplier` must be a finite number of at least 1.0 (waits never shrink), not {value}"),
-                ));
+                cx.syn_error(multiplier.error(format_args!(
+                    "`backoff_multiplier` must be a finite number of at least 1.0 (waits never shrink), not {value}"
+                )));
             }
         }
         if let (Some(backoff), Some(max)) = (&self.backoff_ms, &self.max_backoff_ms) {
             if max.value < backoff.value {
-                cx.syn_error(syn::Error::new(
-                    max.span,
+                cx.syn_error(max.error(
                     format_args!(
                         "`max_backoff_ms` ({}) is less than `backoff_ms` ({}); the cap must be at least the first wait",
                         max.value, backoff.value
@@ -243,11 +272,10 @@ impl StepArgs {
                 ));
             }
         }
-        if let Some(Spanned { value: 0, span }) = self.timeout_ms {
-            cx.syn_error(syn::Error::new(
-                span,
-                "`timeout_ms` must be at least 1; remove it for no time limit",
-            ));
+        if let Some(timeout @ Spanned { value: 0, .. }) = &self.timeout_ms {
+            cx.syn_error(
+                timeout.error("`timeout_ms` must be at least 1; remove it for no time limit"),
+            );
         }
         if let Some(name) = &self.name {
             if name.value().trim().is_empty() {

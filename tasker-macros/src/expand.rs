@@ -3,12 +3,12 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
-use syn::spanned::Spanned;
 use syn::{parse_quote, Block, ItemFn, Path};
 
 use crate::attr::{StepArgs, TaskArgs};
 use crate::ctxt::Ctxt;
 use crate::item::{replace_inner_async_block, Argument, Function, Shape};
+use crate::spans::{error_type_span, respan, span_range, type_span};
 
 /// `#[step]`: parse, check, expand. On error, the item is emitted unchanged beside the errors so
 /// that they do not cascade into "function not found".
@@ -48,8 +48,7 @@ fn with_item(error: syn::Error, item: TokenStream) -> TokenStream {
 fn check_step(cx: &mut Ctxt, args: &StepArgs, function: &Function) {
     if let Some(timeout) = &args.timeout_ms {
         if !function.is_async() {
-            cx.syn_error(syn::Error::new(
-                timeout.span,
+            cx.syn_error(timeout.entry_error(
                 "`timeout_ms` needs an async step: a sync function cannot be interrupted; make it \
                  `async fn` or remove `timeout_ms`",
             ));
@@ -145,12 +144,28 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
     });
 
     let return_type = function.return_type();
+    // Trait errors about the output (`Default` for `skip_if`, `From<StepTimeout>` for
+    // `timeout_ms`) point at the return type.
+    let output_span = type_span(&return_type);
     let skip = args.skip_if.as_ref().map(|predicate| {
         let arguments = function.arguments.iter().map(|argument| match argument {
             Argument::Receiver { .. } => quote!(&self),
             Argument::Borrowed { name } | Argument::Owned { name, .. } => quote!(&#name),
         });
-        let skipped = quote_spanned!(return_type.span()=> #p::skipped());
+        let skipped = match function.return_annotation() {
+            Some(ty) => {
+                // rustc reports the method's `SkippedOutput` bound at the method name, so only
+                // that is spanned at the type; the autoref `&&` stays the macro's own code.
+                let method = respan(quote!(tasker_skipped), output_span);
+                quote! {{
+                    #[allow(unused_imports)]
+                    use #p::skip::{SkipDefault as _, SkipResult as _};
+                    (&&#p::skip::SkipProbe::<#ty>::new()).#method()
+                }}
+            }
+            // An opaque output cannot be named; it can only be `Default`.
+            None => respan(quote!(#p::skipped()), output_span),
+        };
         quote! {
             if __tasker_step.skip_if(#predicate(#(#arguments),*)) {
                 return #skipped;
@@ -162,8 +177,17 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
     let attempt = match (is_async, args.timeout_ms.is_some()) {
         (true, false) => quote!(__tasker_step.attempt(async #body).await),
         (true, true) => {
-            let timed = quote_spanned!(return_type.span()=> __tasker_step.attempt_timed);
-            quote!(#timed(async #body).await)
+            // `timed_body` asks `From<StepTimeout>` of the error type itself, for a readable
+            // error at the return type, where every call here is spanned; rustc then drops the
+            // same failure of `attempt_timed`'s bound as a duplicate.
+            let timed = respan(
+                quote!(__tasker_step.attempt_timed(#p::StepRun::timed_body(__tasker_body)).await),
+                error_type_span(&return_type),
+            );
+            quote!({
+                let __tasker_body = async #body;
+                #timed
+            })
         }
         (false, _) => quote!(__tasker_step.attempt_sync(|| #body)),
     };
@@ -187,14 +211,20 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
                 _ => None,
             })
             .collect();
-        let slots = owned.iter().map(|(name, _, _)| {
-            let slot = format_ident!("__tasker_slot_{}", name);
+        // One slot per by-value argument, named by position: `__tasker_slot_0`, ….
+        let slot = |index: usize| format_ident!("__tasker_slot_{}", index);
+        let slots = owned.iter().enumerate().map(|(index, (name, _, _))| {
+            let slot = slot(index);
             quote!(let mut #slot = ::core::option::Option::Some(#name);)
         });
-        let bindings = owned.iter().map(|(name, pattern, ty)| {
-            let slot = format_ident!("__tasker_slot_{}", name);
-            let argument = quote_spanned!(ty.span()=> __tasker_step.argument(&mut #slot));
-            quote!(let #pattern = #argument;)
+        let bindings = owned.iter().enumerate().map(|(index, (_, pattern, ty))| {
+            let slot = slot(index);
+            // A missing `Clone` is reported at the argument: `&mut slot` spans `pattern: Type`.
+            let (first, _) = span_range(quote!(#pattern));
+            let (_, last) = span_range(quote!(#ty));
+            let borrow = respan(quote!(&mut), first);
+            let slot = respan(quote!(#slot), last);
+            quote!(let #pattern = __tasker_step.argument(#borrow #slot);)
         });
         let backoff = if is_async {
             quote!(#p::backoff(__tasker_wait).await)

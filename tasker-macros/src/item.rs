@@ -56,7 +56,10 @@ impl Function {
         if let Some(constness) = &item.sig.constness {
             cx.error_spanned_by(
                 constness,
-                format_args!("`#[tasker::{what}]` cannot be used on a `const fn`: its events and retries run at run time"),
+                format_args!(
+                    "`#[tasker::{what}]` cannot be used on a `const fn`: it emits events when \
+                     called at run time; remove `const`"
+                ),
             );
         }
         if let Some(variadic) = &item.sig.variadic {
@@ -68,6 +71,7 @@ impl Function {
         let shape = if item.sig.asyncness.is_some() {
             Shape::Async
         } else if let Some(output) = async_trait_output(&item) {
+            reborrow_async_trait_self(&mut item);
             Shape::AsyncTrait { output }
         } else {
             Shape::Sync
@@ -240,6 +244,44 @@ fn inner_async_block(block: &Block) -> Option<&Block> {
     match call.args.first() {
         Some(Expr::Async(future)) if future.capture.is_some() => Some(&future.block),
         _ => None,
+    }
+}
+
+/// `#[async_trait]` starts the body with `let mut __self = self;`, which moves a `&mut self` into
+/// the first attempt; a reborrow, `let mut __self = &mut *self;`, lets every attempt borrow it.
+fn reborrow_async_trait_self(item: &mut ItemFn) {
+    let mutable_receiver = item.sig.inputs.iter().any(|input| {
+        matches!(input, FnArg::Receiver(receiver)
+            if receiver.reference.is_some() && receiver.mutability.is_some())
+    });
+    if !mutable_receiver {
+        return;
+    }
+    let Some(Stmt::Expr(Expr::Call(call), None)) = item.block.stmts.last_mut() else {
+        return;
+    };
+    let Some(Expr::Async(future)) = call.args.first_mut() else {
+        return;
+    };
+    for statement in &mut future.block.stmts {
+        let Stmt::Local(local) = statement else {
+            continue;
+        };
+        let Pat::Ident(binding) = &local.pat else {
+            continue;
+        };
+        let Some(init) = &mut local.init else {
+            continue;
+        };
+        let moves_self = matches!(
+            &*init.expr,
+            Expr::Path(path) if path.qself.is_none() && path.path.is_ident("self")
+        );
+        if binding.ident == "__self" && moves_self {
+            let self_token = &init.expr;
+            *init.expr = syn::parse_quote_spanned!(self_token.span()=> &mut *#self_token);
+            return;
+        }
     }
 }
 

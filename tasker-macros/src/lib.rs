@@ -9,6 +9,7 @@ mod attr;
 mod ctxt;
 mod expand;
 mod item;
+mod spans;
 
 use proc_macro::TokenStream;
 

@@ -1,4 +1,14 @@
 //! Helper traits whose only job is a readable compile error at the user's token.
+//!
+//! rustc shows a trait's `#[diagnostic::on_unimplemented]` message when the bound that failed
+//! (after following blanket impls) has the same self type as the bound the code asked for:
+//! `Order: RetryArgument` failing on `Order: Clone` shows ours, `Result<T, E>: FromTimeout`
+//! failing on `E: From<StepTimeout>` shows rustc's. So every bound here is asked on the type the
+//! message talks about, and the expansion points it at the user's argument or return type.
+
+use std::future::Future;
+
+use crate::{StepRun, StepTimeout};
 
 /// The by-value arguments of a step are given to every attempt, so they are cloned.
 #[diagnostic::on_unimplemented(
@@ -18,11 +28,12 @@ impl<T: Clone> RetryArgument for T {
     }
 }
 
-/// A skipped step returns `Default::default()`.
+/// A skipped step returns `Default::default()`, or `Ok(Default::default())` for a `Result`
+/// (see [`skip`](crate::skip)).
 #[diagnostic::on_unimplemented(
     message = "a step with `skip_if` returns `Default::default()` when it is skipped, but `{Self}` does not implement `Default`",
     label = "this return type needs `Default`",
-    note = "return a type that implements `Default` (such as `Option<T>` or `Result<T, E>` with `T: Default`), or remove `skip_if`"
+    note = "return a type that implements `Default`, or `Result<T, E>` with `T: Default` (a skipped step returns `Ok(T::default())`), or remove `skip_if`"
 )]
 pub trait SkippedOutput: Sized {
     /// The value a skipped step returns.
@@ -36,31 +47,119 @@ impl<T: Default> SkippedOutput for T {
     }
 }
 
-/// An attempt that runs out of time returns `Err(StepTimeout.into())`.
-#[diagnostic::on_unimplemented(
-    message = "a step with `timeout_ms` must return `Result<T, E>` with `E: From<tasker::StepTimeout>`, but it returns `{Self}`",
-    label = "an attempt that times out must be able to return this type",
-    note = "add a variant to the error type with `#[from] tasker::StepTimeout`, or use an error type that converts from any error (anyhow::Error, Box<dyn Error>)"
-)]
-pub trait FromTimeout {
-    /// The value of an attempt that timed out.
-    fn from_timeout(timeout: crate::StepTimeout) -> Self;
-}
-
-impl<T, E: From<crate::StepTimeout>> FromTimeout for Result<T, E> {
-    fn from_timeout(timeout: crate::StepTimeout) -> Self {
-        Err(E::from(timeout))
-    }
-}
-
 /// The value of a step that was skipped: `Default::default()`.
 #[inline]
 pub fn skipped<T: SkippedOutput>() -> T {
     T::skipped()
 }
 
+/// A step with `timeout_ms` returns a `Result`, so that a timed-out attempt can be an `Err`.
+#[diagnostic::on_unimplemented(
+    message = "a step with `timeout_ms` must return a `Result`, but it returns `{Self}`",
+    label = "an attempt that times out cannot be expressed as this type",
+    note = "return `Result<T, E>` with `E: From<tasker::StepTimeout>` (such as `anyhow::Result<T>`), or remove `timeout_ms`"
+)]
+pub trait TimeoutOutput: Sized {
+    /// The error type.
+    type Error;
+    /// The `Err` holding `error`.
+    fn from_error(error: Self::Error) -> Self;
+}
+
+impl<T, E> TimeoutOutput for Result<T, E> {
+    type Error = E;
+    #[inline]
+    fn from_error(error: E) -> Self {
+        Err(error)
+    }
+}
+
+/// The error type of a step with `timeout_ms` holds the [`StepTimeout`] of an attempt.
+#[diagnostic::on_unimplemented(
+    message = "a step with `timeout_ms` returns `Err(tasker::StepTimeout.into())` when an attempt times out, but its error type `{Self}` does not implement `From<tasker::StepTimeout>`",
+    label = "this error type needs `From<tasker::StepTimeout>`",
+    note = "add a variant with `#[from] tasker::StepTimeout`, implement `From<tasker::StepTimeout> for {Self}`, use an error type that converts from any error (`anyhow::Error`, `Box<dyn Error + Send + Sync>`), or remove `timeout_ms`"
+)]
+pub trait TimeoutError {
+    /// The error for an attempt that timed out.
+    fn from_timeout(timeout: StepTimeout) -> Self;
+}
+
+impl<E: From<StepTimeout>> TimeoutError for E {
+    #[inline]
+    fn from_timeout(timeout: StepTimeout) -> Self {
+        E::from(timeout)
+    }
+}
+
+/// An attempt that runs out of time returns `Err(StepTimeout.into())`.
+pub trait FromTimeout {
+    /// The value of an attempt that timed out.
+    fn from_timeout(timeout: StepTimeout) -> Self;
+}
+
+impl<R> FromTimeout for R
+where
+    R: TimeoutOutput,
+    R::Error: TimeoutError,
+{
+    #[inline]
+    fn from_timeout(timeout: StepTimeout) -> Self {
+        R::from_error(<R::Error as TimeoutError>::from_timeout(timeout))
+    }
+}
+
+impl StepRun {
+    /// Returns the body of an attempt of a step with `timeout_ms` unchanged. It exists for its
+    /// bounds: asked of the error type itself, a missing `From<StepTimeout>` is reported with
+    /// [`TimeoutError`]'s message (at the step's return type, where the expansion spans this
+    /// call), and rustc drops the same failure of [`StepRun::attempt_timed`]'s bound, reported at
+    /// the same place, as a duplicate.
+    #[inline(always)]
+    pub fn timed_body<F>(body: F) -> F
+    where
+        F: Future,
+        F::Output: TimeoutOutput,
+        <F::Output as TimeoutOutput>::Error: TimeoutError,
+    {
+        body
+    }
+}
+
 /// A value recorded by `#[step(fields(...))]`, as JSON.
 pub fn field_value<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Value {
     serde_json::to_value(value)
         .unwrap_or_else(|error| serde_json::Value::String(format!("<not serializable: {error}>")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn timeout() -> StepTimeout {
+        StepTimeout {
+            step: "charge",
+            attempt: 2,
+            limit: Duration::from_millis(5),
+        }
+    }
+
+    #[test]
+    fn timed_out_attempt_is_the_err_of_its_result() {
+        let value = <Result<u32, StepTimeout> as FromTimeout>::from_timeout(timeout());
+        assert_eq!(value, Err(timeout()));
+        let boxed = <Result<(), Box<dyn std::error::Error + Send + Sync>>>::from_timeout(timeout());
+        assert_eq!(
+            boxed.unwrap_err().to_string(),
+            "step `charge` timed out after 5 ms (attempt 2)"
+        );
+    }
+
+    #[test]
+    fn retry_argument_is_a_clone() {
+        let original = vec![1, 2];
+        assert_eq!(original.clone_for_retry(), original);
+    }
 }
