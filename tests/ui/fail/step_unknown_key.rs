@@ -1,0 +1,6 @@
+#[tasker::step(retries = 3)]
+fn charge(amount: u32) -> u32 {
+    amount
+}
+
+fn main() {}
