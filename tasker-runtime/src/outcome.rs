@@ -269,7 +269,7 @@ mod tests {
 
     #[test]
     fn io_result_is_classified_with_its_type_and_message() {
-        let result: io::Result<u8> = Err(io::Error::new(io::ErrorKind::Other, "disk on fire"));
+        let result: io::Result<u8> = Err(io::Error::other("disk on fire"));
         let seen = crate::classify!(&result, |outcome| match outcome {
             super::Outcome::Failure { retryable, error } =>
                 Some((error.class(), error.message(), retryable)),

@@ -74,7 +74,7 @@ impl std::fmt::Debug for dyn Observer {
 /// impl tasker::events::Observer for Counter {
 ///     fn on_event(&self, _event: &tasker::Event<'_>) {}
 /// }
-/// tasker::register_observer!(Counter);                     // needs `Default`
+/// tasker::register_observer!(Counter);                     // `module_path!()::Counter`, built with `Default`
 /// tasker::register_observer!("counter-v2", Counter::default); // name and constructor
 /// ```
 #[macro_export]
@@ -86,10 +86,10 @@ macro_rules! register_observer {
             })
         }
     };
-    ($observer:ty) => {
+    ($($segment:ident)::+) => {
         $crate::register_observer!(
-            ::core::concat!(::core::module_path!(), "::", ::core::stringify!($observer)),
-            <$observer as ::core::default::Default>::default
+            ::core::concat!(::core::module_path!(), "::", $crate::__last_segment!($($segment)::+)),
+            <$($segment)::+ as ::core::default::Default>::default
         );
     };
 }
