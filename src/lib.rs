@@ -86,8 +86,9 @@ pub mod __private {
     pub use serde_json;
     pub use tasker_runtime::__private::{batch, outcome, skip};
     pub use tasker_runtime::{
-        backoff, backoff_sync, classify, field_value, skipped, Next, RetryPolicy, SkippedOutput,
-        StepDescriptor, StepRegistration, StepRun, TaskDescriptor, TaskRegistration, TaskRun,
+        backoff, backoff_sync, classify, field_value, skipped, Next, RetryArgument, RetryPolicy,
+        SkippedOutput, StepDescriptor, StepRegistration, StepRun, TaskDescriptor, TaskRegistration,
+        TaskRun, TimeoutError, TimeoutOutput,
     };
     pub use tasker_telemetry::__private::inventory;
     pub use tasker_telemetry::SourceLocation;

@@ -177,11 +177,10 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
     let attempt = match (is_async, args.timeout_ms.is_some()) {
         (true, false) => quote!(__tasker_step.attempt(async #body).await),
         (true, true) => {
-            // `timed_body` asks `From<StepTimeout>` of the error type itself, for a readable
-            // error at the return type, where every call here is spanned; rustc then drops the
-            // same failure of `attempt_timed`'s bound as a duplicate.
+            // `attempt_timed` asks `From<StepTimeout>` of the error type itself; spanned at the
+            // return type, a missing impl is reported there with a readable message.
             let timed = respan(
-                quote!(__tasker_step.attempt_timed(#p::StepRun::timed_body(__tasker_body)).await),
+                quote!(__tasker_step.attempt_timed(__tasker_body).await),
                 error_type_span(&return_type),
             );
             quote!({

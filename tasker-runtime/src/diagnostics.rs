@@ -6,9 +6,7 @@
 //! failing on `E: From<StepTimeout>` shows rustc's. So every bound here is asked on the type the
 //! message talks about, and the expansion points it at the user's argument or return type.
 
-use std::future::Future;
-
-use crate::{StepRun, StepTimeout};
+use crate::StepTimeout;
 
 /// The by-value arguments of a step are given to every attempt, so they are cloned.
 #[diagnostic::on_unimplemented(
@@ -106,23 +104,6 @@ where
     #[inline]
     fn from_timeout(timeout: StepTimeout) -> Self {
         R::from_error(<R::Error as TimeoutError>::from_timeout(timeout))
-    }
-}
-
-impl StepRun {
-    /// Returns the body of an attempt of a step with `timeout_ms` unchanged. It exists for its
-    /// bounds: asked of the error type itself, a missing `From<StepTimeout>` is reported with
-    /// [`TimeoutError`]'s message (at the step's return type, where the expansion spans this
-    /// call), and rustc drops the same failure of [`StepRun::attempt_timed`]'s bound, reported at
-    /// the same place, as a duplicate.
-    #[inline(always)]
-    pub fn timed_body<F>(body: F) -> F
-    where
-        F: Future,
-        F::Output: TimeoutOutput,
-        <F::Output as TimeoutOutput>::Error: TimeoutError,
-    {
-        body
     }
 }
 

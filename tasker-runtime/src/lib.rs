@@ -24,7 +24,9 @@ pub use batch::{join_all, JoinAll};
 pub use descriptor::{
     steps, tasks, StepDescriptor, StepRegistration, TaskDescriptor, TaskRegistration,
 };
-pub use diagnostics::{field_value, skipped, FromTimeout, RetryArgument, SkippedOutput};
+pub use diagnostics::{
+    field_value, skipped, FromTimeout, RetryArgument, SkippedOutput, TimeoutError, TimeoutOutput,
+};
 pub use policy::RetryPolicy;
 pub use spawn::{spawn, FutureExt};
 pub use step::{backoff, backoff_sync, Attempt, Next, Start, StepRun, TimedAttempt};

@@ -59,7 +59,8 @@ mod tests {
 
     #[test]
     fn skipped_result_is_ok_with_the_default_value() {
-        let value: Result<u32, String> = (&&SkipProbe::<Result<u32, String>>::new()).tasker_skipped();
+        let value: Result<u32, String> =
+            (&&SkipProbe::<Result<u32, String>>::new()).tasker_skipped();
         assert_eq!(value, Ok(0));
     }
 

@@ -20,7 +20,7 @@ use tasker_telemetry::{
 
 use crate::batch::announce;
 use crate::descriptor::StepDescriptor;
-use crate::diagnostics::{FromTimeout, RetryArgument};
+use crate::diagnostics::{FromTimeout, RetryArgument, TimeoutError, TimeoutOutput};
 use crate::outcome::{DescribeError, Outcome};
 use crate::{ids, StepTimeout};
 
@@ -164,16 +164,21 @@ impl StepRun {
 
     /// [`StepRun::attempt`] with the step's `timeout_ms`: an attempt that runs longer is dropped
     /// and returns `Err(StepTimeout.into())`.
+    ///
+    /// The bounds are asked of the output and of its error type separately, so that rustc shows
+    /// the readable message of [`TimeoutOutput`] or [`TimeoutError`] at the step's return type.
     pub fn attempt_timed<F>(&mut self, body: F) -> TimedAttempt<'_, F>
     where
         F: Future,
-        F::Output: FromTimeout,
+        F::Output: TimeoutOutput,
+        <F::Output as TimeoutOutput>::Error: TimeoutError,
     {
         let limit = self.descriptor.timeout.unwrap_or(Duration::MAX);
         self.begin_attempt();
         TimedAttempt {
             timer: futures_timer::Delay::new(limit),
             limit,
+            timed_out: <F::Output as FromTimeout>::from_timeout,
             attempt: Attempt { run: self, body },
         }
     }
@@ -413,17 +418,15 @@ impl<F: Future> Future for Attempt<'_, F> {
 /// The future of one attempt with a time limit; see [`StepRun::attempt_timed`].
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
-pub struct TimedAttempt<'a, F> {
+pub struct TimedAttempt<'a, F: Future> {
     timer: futures_timer::Delay,
     limit: Duration,
+    /// The output of an attempt that timed out, chosen where the bounds were checked.
+    timed_out: fn(StepTimeout) -> F::Output,
     attempt: Attempt<'a, F>,
 }
 
-impl<F> Future for TimedAttempt<'_, F>
-where
-    F: Future,
-    F::Output: FromTimeout,
-{
+impl<F: Future> Future for TimedAttempt<'_, F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut PollContext<'_>) -> Poll<F::Output> {
@@ -436,7 +439,7 @@ where
         match Pin::new(&mut this.timer).poll(cx) {
             Poll::Ready(()) => {
                 let run = &this.attempt.run;
-                Poll::Ready(F::Output::from_timeout(StepTimeout {
+                Poll::Ready((this.timed_out)(StepTimeout {
                     step: run.descriptor.name,
                     attempt: run.attempt,
                     limit: this.limit,
