@@ -48,8 +48,9 @@
 
 pub use tasker_macros::{step, task};
 pub use tasker_runtime::{
-    join, join_all, spawn, steps, tasks, FutureExt, JoinAll, RetryPolicy, StepDescriptor,
-    StepTimeout, TaskDescriptor,
+    join, join_all, queue, spawn, steps, tasks, BuildError, EnqueueError, FutureExt, JoinAll,
+    RequestError, RetryPolicy, Runtime, RuntimeBuilder, StepDescriptor, StepTimeout,
+    TaskDescriptor, TaskError, TaskHandle, TaskRequest,
 };
 pub use tasker_telemetry::{
     configuration, configure, register_adapter, register_observer, use_adapters, ConfigError,
@@ -66,9 +67,15 @@ pub mod telemetry {
     pub use tasker_telemetry::{
         adapters, context, env, filter, record, registered_adapters, Adapter, AdapterRegistration,
         ConfigError, Configuration, Details, ErrorInfo, Event, EventKind, InitializeStatus,
-        PanicCounts, RecordError, SourceLocation, SpanOutcome, StepRef, TaskRef, TelemetryAdapter,
+        propagation, PanicCounts, RecordError, SourceLocation, SpanOutcome, StepRef, TaskOrigin,
+        TaskRef, TelemetryAdapter,
         UnknownEventKind, CANCELLED_CLASS,
     };
+
+    /// OpenTelemetry: the adapter's spans and metrics, and OTLP export (feature
+    /// `opentelemetry`).
+    #[cfg(feature = "opentelemetry")]
+    pub use tasker_telemetry::otel;
 }
 
 pub use tasker_telemetry::events;
@@ -84,11 +91,11 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use serde_json;
-    pub use tasker_runtime::__private::{batch, outcome, skip};
+    pub use tasker_runtime::__private::{batch, outcome, runner, skip};
     pub use tasker_runtime::{
-        backoff, backoff_sync, classify, field_value, skipped, Next, RetryArgument, RetryPolicy,
-        SkippedOutput, StepDescriptor, StepRegistration, StepRun, TaskDescriptor, TaskRegistration,
-        TaskRun, TimeoutError, TimeoutOutput,
+        backoff, backoff_sync, classify, field_value, no_runner, skipped, Next, RetryArgument,
+        RetryPolicy, SkippedOutput, StepDescriptor, StepRegistration, StepRun, TaskDescriptor,
+        TaskRegistration, TaskRun, TaskRunner, TimeoutError, TimeoutOutput,
     };
     pub use tasker_telemetry::__private::inventory;
     pub use tasker_telemetry::SourceLocation;

@@ -147,12 +147,9 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
     // Trait errors about the output (`Default` for `skip_if`, `From<StepTimeout>` for
     // `timeout_ms`) point at the return type.
     let output_span = type_span(&return_type);
-    let skip = args.skip_if.as_ref().map(|predicate| {
-        let arguments = function.arguments.iter().map(|argument| match argument {
-            Argument::Receiver { .. } => quote!(&self),
-            Argument::Borrowed { name } | Argument::Owned { name, .. } => quote!(&#name),
-        });
-        let skipped = match function.return_annotation() {
+    // The value a skipped step returns, for `skip_if` and for a bypassed `skippable` step.
+    let skipped = (args.skip_if.is_some() || args.skippable.is_some()).then(|| {
+        match function.return_annotation() {
             Some(ty) => {
                 // rustc reports the method's `SkippedOutput` bound at the method name, so only
                 // that is spanned at the type; the autoref `&&` stays the macro's own code.
@@ -165,7 +162,20 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
             }
             // An opaque output cannot be named; it can only be `Default`.
             None => respan(quote!(#p::skipped()), output_span),
-        };
+        }
+    });
+    let bypass = args.skippable.is_some().then(|| {
+        quote! {
+            if __tasker_step.bypassed() {
+                return #skipped;
+            }
+        }
+    });
+    let skip = args.skip_if.as_ref().map(|predicate| {
+        let arguments = function.arguments.iter().map(|argument| match argument {
+            Argument::Receiver { .. } => quote!(&self),
+            Argument::Borrowed { name } | Argument::Owned { name, .. } => quote!(&#name),
+        });
         quote! {
             if __tasker_step.skip_if(#predicate(#(#arguments),*)) {
                 return #skipped;
@@ -271,6 +281,7 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
         #p::inventory::submit! { #p::StepRegistration(&__TASKER_STEP) }
         #start
         #fields
+        #bypass
         #skip
         #run
     }};
@@ -305,13 +316,15 @@ fn expand_task(args: &TaskArgs, mut function: Function) -> TokenStream {
         quote!(__tasker_task.run_sync(|| #body))
     };
     let annotation = function.return_annotation().map(|ty| quote!(: #ty));
+    let runner = task_runner(&p, &function);
     let new_body: Block = parse_quote! {{
         static __TASKER_TASK: #p::TaskDescriptor = #p::TaskDescriptor {
             name: #name,
             version: #version,
             source: #source,
         };
-        #p::inventory::submit! { #p::TaskRegistration::new(&__TASKER_TASK) }
+        #runner
+        #p::inventory::submit! { #p::TaskRegistration::new(&__TASKER_TASK, __tasker_runner) }
         let mut __tasker_task = #p::TaskRun::start(&__TASKER_TASK);
         let __tasker_result #annotation = #run;
         #[allow(unreachable_code)]
@@ -324,6 +337,71 @@ fn expand_task(args: &TaskArgs, mut function: Function) -> TokenStream {
     install_body(&mut function, new_body);
     let item = &function.item;
     quote!(#item)
+}
+
+/// `fn __tasker_runner() -> Option<TaskRunner>`: the task's JSON runner when it can be enqueued
+/// by name. Only a free function's shape is probed — no receiver, no generics, one owned argument
+/// (or none), nameable types — since the probe names the function; everything else gets
+/// `no_runner` and runs inline only. The probe itself decides on `DeserializeOwned`/`Serialize`.
+fn task_runner(p: &TokenStream, function: &Function) -> TokenStream {
+    let sig = &function.item.sig;
+    let ident = &sig.ident;
+    let output = function.return_annotation();
+    let input = match function.arguments.as_slice() {
+        [] => Some(None),
+        [Argument::Owned { ty, .. }] if !contains_impl_trait_or_lifetime(ty) => Some(Some(ty)),
+        _ => None,
+    };
+    // Autoref specialisation cannot tell lifetimes apart (`Vec<&str>` would be taken for
+    // `DeserializeOwned` and then fail to compile), so borrowed types get no runner.
+    let eligible = sig.generics.params.is_empty()
+        && output
+            .as_ref()
+            .is_some_and(|output| !contains_impl_trait_or_lifetime(output))
+        && !matches!(function.shape, Shape::AsyncTrait { .. });
+    let (Some(input), true) = (input, eligible) else {
+        return quote!(use #p::no_runner as __tasker_runner;);
+    };
+    let (input, task) = match input {
+        Some(ty) => (quote!(#ty), quote!(#ident)),
+        None => (quote!(()), quote!(|(): ()| #ident())),
+    };
+    let (probe, levels) = if function.is_async() {
+        (
+            quote!(AsyncProbe),
+            quote!(AsyncResultRunner as _, AsyncValueRunner as _, NoRunner as _),
+        )
+    } else {
+        (
+            quote!(SyncProbe),
+            quote!(SyncResultRunner as _, SyncValueRunner as _, NoRunner as _),
+        )
+    };
+    quote! {
+        fn __tasker_runner() -> ::core::option::Option<#p::TaskRunner> {
+            #[allow(unused_imports)]
+            use #p::runner::{#levels};
+            (&&&#p::runner::#probe::<_, #input>::new(#task)).tasker_runner()
+        }
+    }
+}
+
+fn contains_impl_trait_or_lifetime(ty: &syn::Type) -> bool {
+    struct Finder(bool);
+    impl syn::visit::Visit<'_> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &syn::TypeImplTrait) {
+            self.0 = true;
+        }
+        fn visit_type_reference(&mut self, _: &syn::TypeReference) {
+            self.0 = true;
+        }
+        fn visit_lifetime(&mut self, _: &syn::Lifetime) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    syn::visit::Visit::visit_type(&mut finder, ty);
+    finder.0
 }
 
 fn install_body(function: &mut Function, body: Block) {

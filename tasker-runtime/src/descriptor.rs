@@ -5,6 +5,7 @@ use std::time::Duration;
 use tasker_telemetry::SourceLocation;
 
 use crate::policy::RetryPolicy;
+use crate::runner::TaskRunner;
 
 /// What `#[tasker::step]` knows about a step at compile time.
 #[derive(Debug)]
@@ -40,18 +41,32 @@ pub struct StepRegistration(pub &'static StepDescriptor);
 #[derive(Debug)]
 pub struct TaskRegistration {
     descriptor: &'static TaskDescriptor,
+    runner: fn() -> Option<TaskRunner>,
 }
 
 impl TaskRegistration {
-    /// Registers `descriptor`.
-    pub const fn new(descriptor: &'static TaskDescriptor) -> Self {
-        Self { descriptor }
+    /// Registers `descriptor`, with `runner` giving the task's JSON runner if it can be enqueued.
+    pub const fn new(
+        descriptor: &'static TaskDescriptor,
+        runner: fn() -> Option<TaskRunner>,
+    ) -> Self {
+        Self { descriptor, runner }
     }
 
     /// The task's description.
     pub fn descriptor(&self) -> &'static TaskDescriptor {
         self.descriptor
     }
+
+    /// The task's JSON runner, if it can be enqueued by name.
+    pub fn runner(&self) -> Option<TaskRunner> {
+        (self.runner)()
+    }
+}
+
+/// The runner of a task that cannot be enqueued.
+pub fn no_runner() -> Option<TaskRunner> {
+    None
 }
 
 inventory::collect!(StepRegistration);

@@ -13,29 +13,40 @@ mod diagnostics;
 mod ids;
 pub mod outcome;
 mod policy;
+pub mod queue;
+mod request;
+#[doc(hidden)]
+pub mod runner;
+mod runtime;
 #[doc(hidden)]
 pub mod skip;
 mod spawn;
 mod step;
 mod task;
 mod timeout;
+mod worker;
 
 pub use batch::{join_all, JoinAll};
 pub use descriptor::{
-    steps, tasks, StepDescriptor, StepRegistration, TaskDescriptor, TaskRegistration,
+    no_runner, steps, tasks, StepDescriptor, StepRegistration, TaskDescriptor, TaskRegistration,
 };
 pub use diagnostics::{
     field_value, skipped, FromTimeout, RetryArgument, SkippedOutput, TimeoutError, TimeoutOutput,
 };
 pub use policy::RetryPolicy;
+pub use request::{RequestError, TaskRequest};
+pub use runner::TaskRunner;
+pub use runtime::{BuildError, EnqueueError, Runtime, RuntimeBuilder, TaskError, TaskHandle};
 pub use spawn::{spawn, FutureExt};
 pub use step::{backoff, backoff_sync, Attempt, Next, Start, StepRun, TimedAttempt};
 pub use task::{Body, TaskRun};
 pub use timeout::StepTimeout;
+pub use worker::RunFailure;
 
 #[doc(hidden)]
 pub mod __private {
     pub use crate::batch;
     pub use crate::outcome;
+    pub use crate::runner;
     pub use crate::skip;
 }

@@ -132,6 +132,22 @@ impl StepRun {
         skip
     }
 
+    /// Skips a `skippable` step that the task's request bypasses, emitting `step.skip` with reason
+    /// `bypassed`.
+    #[inline]
+    pub fn bypassed(&mut self) -> bool {
+        let name = self.descriptor.name;
+        let bypassed = Context::with_current(|context| {
+            context
+                .task_frame()
+                .is_some_and(|frame| frame.bypasses(name))
+        });
+        if bypassed {
+            self.skip("bypassed");
+        }
+        bypassed
+    }
+
     /// Skips the step, emitting `step.skip` with `reason`.
     pub fn skip(&mut self, reason: &str) {
         self.emit(Details::StepSkip {

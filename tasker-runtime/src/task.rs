@@ -11,12 +11,14 @@ use std::time::Instant;
 
 use tasker_telemetry::context::{Context, TaskFrame};
 use tasker_telemetry::{
-    events, panic_message, Details, ErrorInfo, Event, InitializeStatus, TaskRef, CANCELLED_CLASS,
+    events, panic_message, Details, ErrorInfo, Event, InitializeStatus, TaskOrigin, TaskRef,
+    CANCELLED_CLASS,
 };
 
 use crate::descriptor::TaskDescriptor;
 use crate::ids;
 use crate::outcome::{DescribeError, FixedError, Outcome};
+use crate::worker::{self, QueuedRun, RunFailure};
 
 /// One run of a task.
 #[derive(Debug)]
@@ -31,12 +33,19 @@ struct Live {
     frame: Arc<TaskFrame>,
     started: Instant,
     finished: bool,
+    /// Where a worker wants the class and message of a failure.
+    failure: Option<Arc<std::sync::Mutex<Option<RunFailure>>>>,
 }
 
 impl TaskRun {
-    /// Starts an inline run: emits `task.initialize`, `task.start` and `task.handle`.
+    /// Starts a run: inline, it emits `task.initialize`, `task.start` and `task.handle`; run by a
+    /// worker (which already emitted `task.initialize` and `task.enqueue` when the request was
+    /// made), `task.start` and `task.handle` with the request's task id.
     #[inline]
     pub fn start(descriptor: &'static TaskDescriptor) -> TaskRun {
+        if let Some(queued) = worker::take_queued_run() {
+            return TaskRun::queued(descriptor, queued);
+        }
         if !events::listening() {
             return TaskRun { live: None };
         }
@@ -50,6 +59,7 @@ impl TaskRun {
             name: descriptor.name,
             version: descriptor.version,
             source: Some(&descriptor.source),
+            origin: TaskOrigin::Inline,
         };
         let frame = Arc::new(TaskFrame::new(task));
         let mut run = TaskRun {
@@ -58,6 +68,7 @@ impl TaskRun {
                 frame,
                 started: Instant::now(),
                 finished: false,
+                failure: None,
             }),
         };
         run.emit(Details::TaskInitialize {
@@ -68,6 +79,32 @@ impl TaskRun {
         if let Some(live) = &mut run.live {
             live.started = Instant::now();
         }
+        run.emit(Details::TaskHandle);
+        run
+    }
+
+    /// A run by a worker: always carries its context, so bypassed steps are skipped and the
+    /// trace context is known, whether or not anybody listens.
+    #[cold]
+    fn queued(descriptor: &'static TaskDescriptor, queued: QueuedRun) -> TaskRun {
+        let task = TaskRef {
+            id: queued.task_id,
+            name: descriptor.name,
+            version: descriptor.version,
+            source: Some(&descriptor.source),
+            origin: TaskOrigin::Queued,
+        };
+        let frame = Arc::new(TaskFrame::with_queued(task, Some(queued.info)));
+        let mut run = TaskRun {
+            live: Some(Live {
+                context: Some(Context::current().with_task(frame.clone())),
+                frame,
+                started: Instant::now(),
+                finished: false,
+                failure: Some(queued.failure),
+            }),
+        };
+        run.emit(Details::TaskStart);
         run.emit(Details::TaskHandle);
         run
     }
@@ -129,14 +166,23 @@ impl TaskRun {
         let Some(live) = &self.live else { return };
         let details = match error {
             None => Details::TaskComplete { duration },
-            Some(error) => Details::TaskError {
-                duration,
-                error: ErrorInfo {
-                    class: Cow::Borrowed(error.class()),
-                    message: Cow::Owned(error.message()),
-                },
-                error_steps: Cow::Owned(live.frame.error_steps()),
-            },
+            Some(error) => {
+                let (class, message) = (error.class(), error.message());
+                if let Some(slot) = &live.failure {
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(RunFailure {
+                        class: class.to_owned(),
+                        message: message.clone(),
+                    });
+                }
+                Details::TaskError {
+                    duration,
+                    error: ErrorInfo {
+                        class: Cow::Borrowed(class),
+                        message: Cow::Owned(message),
+                    },
+                    error_steps: Cow::Owned(live.frame.error_steps()),
+                }
+            }
         };
         self.emit(details);
     }

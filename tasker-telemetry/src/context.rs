@@ -10,8 +10,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
+use std::time::SystemTime;
 
 use uuid::Uuid;
+
+use crate::propagation::TraceContext;
 
 /// Where an instrumented function is defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,6 +38,18 @@ pub struct TaskRef {
     pub version: &'static str,
     /// Where the task function is defined, when it is known.
     pub source: Option<&'static SourceLocation>,
+    /// Whether the task runs inline (called directly) or was taken from a queue by a worker.
+    pub origin: TaskOrigin,
+}
+
+/// How a task run came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TaskOrigin {
+    /// The task function was called directly.
+    #[default]
+    Inline,
+    /// A worker took the task from a queue; it continues the trace of the code that enqueued it.
+    Queued,
 }
 
 /// The identity of a step call (all of its attempts).
@@ -54,6 +69,7 @@ pub struct StepRef {
 #[derive(Debug)]
 pub struct TaskFrame {
     task: TaskRef,
+    queued: Option<QueuedInfo>,
     completed_steps: AtomicU32,
     failed_steps: AtomicU32,
     skipped_steps: AtomicU32,
@@ -71,11 +87,30 @@ pub enum StepTally {
     Skipped,
 }
 
+/// What a worker knows about a task it took from a queue.
+#[derive(Debug, Clone, Default)]
+pub struct QueuedInfo {
+    /// The steps the request bypasses (only `skippable` ones).
+    pub bypass_steps: Vec<String>,
+    /// The trace context of the code that enqueued it.
+    pub trace_context: Option<TraceContext>,
+    /// When it was enqueued.
+    pub enqueued_at: Option<SystemTime>,
+    /// Which delivery of the request this is, from 1.
+    pub delivery_attempt: u32,
+}
+
 impl TaskFrame {
     /// A frame for a new task run.
     pub fn new(task: TaskRef) -> Self {
+        Self::with_queued(task, None)
+    }
+
+    /// A frame for a task run that a worker took from a queue.
+    pub fn with_queued(task: TaskRef, queued: Option<QueuedInfo>) -> Self {
         Self {
             task,
+            queued,
             completed_steps: AtomicU32::new(0),
             failed_steps: AtomicU32::new(0),
             skipped_steps: AtomicU32::new(0),
@@ -86,6 +121,23 @@ impl TaskFrame {
     /// The task's identity.
     pub fn task(&self) -> &TaskRef {
         &self.task
+    }
+
+    /// What the worker knows of the request, for a task taken from a queue.
+    pub fn queued(&self) -> Option<&QueuedInfo> {
+        self.queued.as_ref()
+    }
+
+    /// The trace context the task continues, for a task taken from a queue.
+    pub fn trace_context(&self) -> Option<&TraceContext> {
+        self.queued.as_ref()?.trace_context.as_ref()
+    }
+
+    /// Whether the request bypasses the step named `step`.
+    pub fn bypasses(&self, step: &str) -> bool {
+        self.queued
+            .as_ref()
+            .is_some_and(|queued| queued.bypass_steps.iter().any(|name| name == step))
     }
 
     /// Counts how a step call of this task ended.
@@ -317,6 +369,7 @@ mod tests {
             name,
             version: "1",
             source: None,
+            origin: TaskOrigin::Inline,
         }))
     }
 

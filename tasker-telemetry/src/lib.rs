@@ -13,13 +13,14 @@ pub mod context;
 mod event;
 pub mod filter;
 mod isolate;
+pub mod propagation;
 mod record;
 mod telemetry;
 pub mod testing;
 
 pub use adapter::{registered_adapters, Adapter, AdapterRegistration, SpanOutcome};
 pub use config::{configuration, configure, env, ConfigError, Configuration, TelemetryAdapter};
-pub use context::{SourceLocation, StepRef, TaskRef};
+pub use context::{SourceLocation, StepRef, TaskOrigin, TaskRef};
 pub use event::{Details, ErrorInfo, Event, EventKind, InitializeStatus, UnknownEventKind};
 pub use isolate::{panic_message, PanicCounts};
 pub use record::{record, RecordError};

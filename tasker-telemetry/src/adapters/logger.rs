@@ -169,6 +169,7 @@ mod tests {
                 name: "order",
                 version: "1.0.0",
                 source: None,
+                origin: crate::context::TaskOrigin::Inline,
             }),
             Some(StepRef {
                 id: Uuid::from_u128(2),

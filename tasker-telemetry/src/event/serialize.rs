@@ -141,6 +141,7 @@ mod tests {
             name: "order_fulfillment",
             version: "1.0.0",
             source: None,
+            origin: crate::context::TaskOrigin::Inline,
         }
     }
 

@@ -1,0 +1,73 @@
+//! Queues of task requests: the [`Queue`] trait where durable and distributed backends plug in,
+//! and the in-process [`MemoryQueue`], the embedded default.
+//!
+//! Claims are *leases*: a worker that claims an envelope must acknowledge it (done) or requeue it
+//! before the lease ends, renewing the lease while it runs; an expired lease — a crashed worker —
+//! puts the envelope back for another worker, as its next delivery.
+
+mod envelope;
+mod memory;
+
+use std::time::Duration;
+
+pub use envelope::{Envelope, EnvelopeError, ENVELOPE_FORMAT, MAX_ENVELOPE_BYTES};
+pub use memory::MemoryQueue;
+
+use crate::runner::BoxFuture;
+
+/// Identifies one claim of one envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseId(pub u128);
+
+/// An envelope handed to a worker, leased until acknowledged, requeued or expired.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The request.
+    pub envelope: Envelope,
+    /// The lease to acknowledge, renew or requeue.
+    pub lease: LeaseId,
+}
+
+/// Why a queue operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The lease expired (the envelope went back to the queue) or was never handed out.
+    #[error("lease {0:?} is not held: it expired and the envelope was handed out again, or it was already released")]
+    LeaseLost(LeaseId),
+    /// The queue no longer accepts work.
+    #[error("the queue `{0}` is closed")]
+    Closed(String),
+    /// The backend failed.
+    #[error("queue backend error: {0}")]
+    Backend(String),
+}
+
+/// A queue of task requests.
+///
+/// Implementations must be safe to share between producers and workers (possibly in several
+/// processes, for a durable backend). The runtime only ever uses these operations, so a database
+/// table or a broker can implement them without changes elsewhere.
+pub trait Queue: Send + Sync + 'static {
+    /// The name events carry in `task.enqueue`'s `queue`.
+    fn name(&self) -> &str;
+
+    /// Adds an envelope.
+    fn push(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), QueueError>>;
+
+    /// Takes the next available envelope, leased for `lease`, waiting up to `wait` for one.
+    fn claim(
+        &self,
+        lease: Duration,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>>;
+
+    /// Extends a lease that is still held by `lease` from now.
+    fn renew(&self, lease: LeaseId, duration: Duration) -> BoxFuture<'_, Result<(), QueueError>>;
+
+    /// Removes a claimed envelope for good: its task finished.
+    fn acknowledge(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>>;
+
+    /// Puts a claimed envelope back, for another delivery after `delay`.
+    fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>>;
+}

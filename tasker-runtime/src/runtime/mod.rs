@@ -1,0 +1,478 @@
+//! The runtime: enqueue task requests by name, and run them on workers.
+
+mod error;
+mod registry;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tasker_telemetry::context::{Context, QueuedInfo, ScopeTag};
+use tasker_telemetry::{
+    events, propagation, Details, Event, InitializeStatus, TaskOrigin, TaskRef,
+};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub use error::{BuildError, EnqueueError, TaskError};
+use registry::{Registered, Registry};
+
+use crate::queue::{Claim, Envelope, MemoryQueue, Queue};
+use crate::request::TaskRequest;
+use crate::runner::RunOutput;
+use crate::worker::{with_queued_run, QueuedRun, RunFailure, WithQueuedRun};
+
+/// Configures a [`Runtime`].
+#[derive(Clone)]
+pub struct RuntimeBuilder {
+    workers: usize,
+    queue: Option<Arc<dyn Queue>>,
+    lease: Duration,
+    poll: Duration,
+}
+
+impl std::fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeBuilder")
+            .field("workers", &self.workers)
+            .field(
+                "queue",
+                &self.queue.as_ref().map(|queue| queue.name().to_owned()),
+            )
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+impl RuntimeBuilder {
+    /// How many tasks run at once (default: the number of CPUs). `0` makes a producer-only
+    /// runtime, for processes that enqueue work other processes run.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// The queue requests go through (default: a new [`MemoryQueue`]).
+    pub fn queue(mut self, queue: impl Queue) -> Self {
+        self.queue = Some(Arc::new(queue));
+        self
+    }
+
+    /// A queue shared with other runtimes or code.
+    pub fn shared_queue(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// How long a worker's claim lasts before another worker may take the task (default 30 s);
+    /// workers renew it while the task runs.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Checks the registered tasks and starts the workers on the current Tokio runtime.
+    pub fn build(self) -> Result<Runtime, BuildError> {
+        let handle =
+            tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoTokioRuntime)?;
+        let registry = Registry::from_linked()?;
+        let (stop, stopped) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            queue: self.queue.unwrap_or_else(|| Arc::new(MemoryQueue::new())),
+            registry,
+            pending: Mutex::new(HashMap::new()),
+            lease: self.lease,
+            poll: self.poll,
+        });
+        let workers = (0..self.workers)
+            .map(|_| handle.spawn(work(inner.clone(), stopped.clone())))
+            .collect();
+        Ok(Runtime {
+            inner,
+            stop,
+            workers: Mutex::new(workers),
+        })
+    }
+}
+
+/// Runs registered tasks requested by name: producers [`enqueue`](Runtime::enqueue) requests
+/// into a [`Queue`], workers claim and run them, continuing the producer's task id and trace.
+///
+/// See the `tasker` crate for a complete example with `#[tasker::task]`.
+pub struct Runtime {
+    inner: Arc<Inner>,
+    stop: watch::Sender<bool>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("queue", &self.inner.queue.name())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    queue: Arc<dyn Queue>,
+    registry: Registry,
+    /// Requests enqueued here and not finished: who waits, and the producer's scope.
+    pending: Mutex<HashMap<Uuid, Pending>>,
+    lease: Duration,
+    poll: Duration,
+}
+
+struct Pending {
+    result: oneshot::Sender<Result<Value, TaskError>>,
+    scope: ScopeTag,
+}
+
+/// A request that was enqueued: its task id, and its result once a worker of this runtime ran
+/// it.
+#[derive(Debug)]
+pub struct TaskHandle {
+    task_id: Uuid,
+    result: oneshot::Receiver<Result<Value, TaskError>>,
+}
+
+impl TaskHandle {
+    /// The id every event of the task carries, on the producer's side and the worker's.
+    pub fn task_id(&self) -> Uuid {
+        self.task_id
+    }
+
+    /// The task's output as JSON (the `Ok` value for a task returning a `Result`), once a worker
+    /// of this runtime has run it.
+    pub async fn wait(self) -> Result<Value, TaskError> {
+        self.result.await.unwrap_or(Err(TaskError::Abandoned))
+    }
+}
+
+impl Runtime {
+    /// A builder with the defaults: one worker per CPU, an in-memory queue, 30 s leases.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
+            queue: None,
+            lease: Duration::from_secs(30),
+            poll: Duration::from_millis(200),
+        }
+    }
+
+    /// The queue requests go through.
+    pub fn queue(&self) -> &Arc<dyn Queue> {
+        &self.inner.queue
+    }
+
+    /// Checks `request` against the registered tasks and queues it: emits `task.initialize`, then
+    /// `task.enqueue`, with the task id the worker's events will carry too.
+    ///
+    /// A request for an unknown task or version, with a context that does not fit the task's
+    /// input, or bypassing a step that is not `skippable`, is refused: `task.initialize` is
+    /// emitted with `status: "error"` and the message, and nothing reaches the queue.
+    pub async fn enqueue(&self, request: TaskRequest) -> Result<TaskHandle, EnqueueError> {
+        let task_id = crate::ids::new_id();
+        let registered = match self.check(&request) {
+            Ok(registered) => registered,
+            Err((error, task)) => {
+                let task = task.map(|descriptor| task_ref(task_id, descriptor));
+                initialize(task, Some(&error));
+                return Err(error);
+            }
+        };
+        let descriptor = registered.descriptor;
+        let task = task_ref(task_id, descriptor);
+        initialize(Some(task), None);
+        events::fire(&Event::new(
+            Some(task),
+            None,
+            Details::TaskEnqueue {
+                queue: self.inner.queue.name().into(),
+            },
+        ));
+        let trace_context = propagation::propagator_context(Some(&task))
+            .or_else(|| request.carried_trace_context().cloned());
+        let mut envelope = Envelope::new(descriptor.name, descriptor.version, Value::Null);
+        envelope.task_id = task_id;
+        envelope.context = request.context().clone();
+        envelope.bypass_steps = request.bypassed_steps().to_vec();
+        envelope.trace_context = trace_context;
+        let (sender, receiver) = oneshot::channel();
+        self.inner.lock_pending().insert(
+            task_id,
+            Pending {
+                result: sender,
+                scope: Context::with_current(Context::scope),
+            },
+        );
+        if let Err(error) = self.inner.queue.push(envelope).await {
+            self.inner.lock_pending().remove(&task_id);
+            return Err(EnqueueError::Queue(error));
+        }
+        Ok(TaskHandle {
+            task_id,
+            result: receiver,
+        })
+    }
+
+    /// Resolves the task, and checks the context and the bypassed steps; on error, also the
+    /// descriptor when the task is known, for the `task.initialize` event.
+    #[allow(clippy::result_large_err)]
+    fn check(
+        &self,
+        request: &TaskRequest,
+    ) -> Result<&Registered, (EnqueueError, Option<&'static crate::TaskDescriptor>)> {
+        let registered = self
+            .inner
+            .registry
+            .resolve(request.name(), request.requested_version())
+            .map_err(|error| (error, None))?;
+        let descriptor = registered.descriptor;
+        let fail = |error| Err((error, Some(descriptor)));
+        let Some(runner) = &registered.runner else {
+            return fail(EnqueueError::NotEnqueueable {
+                name: descriptor.name.to_owned(),
+                version: descriptor.version.to_owned(),
+            });
+        };
+        if let Err(error) = runner.check(request.context()) {
+            return fail(EnqueueError::InvalidContext {
+                name: descriptor.name.to_owned(),
+                version: descriptor.version.to_owned(),
+                reason: error.to_string(),
+            });
+        }
+        for step in request.bypassed_steps() {
+            let steps = crate::steps();
+            let skippable = || {
+                let mut names: Vec<String> = steps
+                    .iter()
+                    .filter(|step| step.skippable)
+                    .map(|step| step.name.to_owned())
+                    .collect();
+                names.dedup();
+                names
+            };
+            match steps.iter().find(|candidate| candidate.name == step) {
+                None => {
+                    return fail(EnqueueError::UnknownStep {
+                        step: step.clone(),
+                        skippable: skippable(),
+                    })
+                }
+                Some(found) if !found.skippable => {
+                    return fail(EnqueueError::NotSkippable {
+                        step: step.clone(),
+                        skippable: skippable(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(registered)
+    }
+
+    /// Stops claiming new requests, lets the workers finish the tasks they claimed, and waits
+    /// for them. Requests not yet claimed stay in the queue.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        for worker in workers {
+            let _ = worker.await;
+        }
+        // Whoever still waits on a request that no worker here will run learns it now.
+        self.inner.lock_pending().clear();
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Workers finish the task in hand and stop.
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Inner {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs a claimed request and acknowledges it.
+    async fn run(&self, claim: Claim) {
+        let Claim { envelope, lease } = claim;
+        let task_id = envelope.task_id;
+        let scope = self
+            .lock_pending()
+            .get(&task_id)
+            .map_or_else(ScopeTag::default, |pending| pending.scope);
+        let result = Context::default()
+            .with_scope(scope)
+            .wrap(self.execute(envelope, lease))
+            .await;
+        if let Err(error) = self.queue.acknowledge(lease).await {
+            tracing::warn!(target: "tasker", %task_id, "[Tasker] could not acknowledge task {task_id}: {error}");
+        }
+        if let Some(pending) = self.lock_pending().remove(&task_id) {
+            let _ = pending.result.send(result);
+        }
+    }
+
+    async fn execute(
+        &self,
+        envelope: Envelope,
+        lease: crate::queue::LeaseId,
+    ) -> Result<Value, TaskError> {
+        let Some(Registered {
+            runner: Some(runner),
+            ..
+        }) = self
+            .registry
+            .exact(&envelope.task_name, &envelope.task_version)
+        else {
+            tracing::error!(
+                target: "tasker",
+                task_id = %envelope.task_id,
+                "[Tasker] no task `{}` version `{}` is registered in this worker; dropping the request",
+                envelope.task_name,
+                envelope.task_version,
+            );
+            return Err(TaskError::UnknownTask {
+                name: envelope.task_name,
+                version: envelope.task_version,
+            });
+        };
+        let failure = Arc::new(Mutex::new(None));
+        let queued = QueuedRun {
+            task_id: envelope.task_id,
+            info: QueuedInfo {
+                bypass_steps: envelope.bypass_steps.clone(),
+                trace_context: envelope.trace_context.clone(),
+                enqueued_at: Some(envelope.enqueued_at()),
+                delivery_attempt: envelope.delivery_attempt,
+            },
+            failure: failure.clone(),
+        };
+        let context = envelope.context;
+        let runner = runner.clone();
+        let scope = Context::current();
+        let task: JoinHandle<RunOutput> = if runner.is_blocking() {
+            tokio::task::spawn_blocking(move || {
+                scope.in_scope(|| {
+                    let output = with_queued_run(queued, || runner.run(context));
+                    // A sync runner has already run; its future is ready.
+                    futures_ready(output)
+                })
+            })
+        } else {
+            tokio::spawn(scope.wrap(WithQueuedRun::new(queued, runner.run(context))))
+        };
+        let output = self.renewing(lease, task).await;
+        match output {
+            Ok(RunOutput::Success(value)) => Ok(value),
+            Ok(RunOutput::Failure) => {
+                let failure = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let RunFailure { class, message } = failure.unwrap_or(RunFailure {
+                    class: "unknown".to_owned(),
+                    message: "the task failed".to_owned(),
+                });
+                Err(TaskError::Failed { class, message })
+            }
+            Ok(RunOutput::InvalidContext(error)) => {
+                Err(TaskError::InvalidContext(error.to_string()))
+            }
+            Ok(RunOutput::InvalidOutput(error)) => Err(TaskError::InvalidOutput(error.to_string())),
+            Err(join) => Err(TaskError::Panicked {
+                message: join
+                    .try_into_panic()
+                    .map(|payload| tasker_telemetry::panic_message(&*payload).to_owned())
+                    .unwrap_or_else(|_| "the task was cancelled".to_owned()),
+            }),
+        }
+    }
+
+    /// Awaits `task`, renewing the lease every third of its length.
+    async fn renewing(
+        &self,
+        lease: crate::queue::LeaseId,
+        mut task: JoinHandle<RunOutput>,
+    ) -> Result<RunOutput, tokio::task::JoinError> {
+        let period = self.lease / 3;
+        loop {
+            tokio::select! {
+                output = &mut task => return output,
+                _ = tokio::time::sleep(period) => {
+                    if let Err(error) = self.queue.renew(lease, self.lease).await {
+                        tracing::warn!(target: "tasker", "[Tasker] could not renew a lease: {error}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Takes the output of a future that is already ready, without an executor.
+fn futures_ready(future: crate::runner::BoxFuture<'static, RunOutput>) -> RunOutput {
+    let mut future = future;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(output) => output,
+        // Sync runners build a ready future; anything else is a bug worth a clear message.
+        std::task::Poll::Pending => RunOutput::InvalidOutput(serde::de::Error::custom(
+            "a sync task's runner was not ready",
+        )),
+    }
+}
+
+/// One worker: claims requests and runs them until the runtime stops.
+async fn work(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
+    let mut reported = false;
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        let claim = tokio::select! {
+            claim = inner.queue.claim(inner.lease, inner.poll) => claim,
+            _ = stopped.changed() => return,
+        };
+        match claim {
+            Ok(Some(claim)) => inner.run(claim).await,
+            Ok(None) => {}
+            Err(error) => {
+                if !std::mem::replace(&mut reported, true) {
+                    tracing::error!(target: "tasker", "[Tasker] a worker could not claim from queue `{}`: {error}", inner.queue.name());
+                }
+                tokio::time::sleep(inner.poll).await;
+            }
+        }
+    }
+}
+
+fn task_ref(id: Uuid, descriptor: &'static crate::TaskDescriptor) -> TaskRef {
+    TaskRef {
+        id,
+        name: descriptor.name,
+        version: descriptor.version,
+        source: Some(&descriptor.source),
+        origin: TaskOrigin::Queued,
+    }
+}
+
+fn initialize(task: Option<TaskRef>, error: Option<&EnqueueError>) {
+    if !events::listening() {
+        return;
+    }
+    let (status, errors) = match error {
+        None => (InitializeStatus::Success, Vec::new()),
+        Some(error) => (InitializeStatus::Error, vec![error.to_string()]),
+    };
+    events::fire(&Event::new(
+        task,
+        None,
+        Details::TaskInitialize {
+            status,
+            errors: errors.into(),
+        },
+    ));
+}

@@ -1,0 +1,76 @@
+//! Handing a worker's request to the task run it starts: the task id the producer saw, the
+//! bypassed steps, the trace context, and where to report a failure.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as PollContext, Poll};
+
+use tasker_telemetry::context::QueuedInfo;
+use uuid::Uuid;
+
+/// A request about to be run by a worker.
+#[derive(Debug)]
+pub(crate) struct QueuedRun {
+    pub(crate) task_id: Uuid,
+    pub(crate) info: QueuedInfo,
+    pub(crate) failure: Arc<Mutex<Option<RunFailure>>>,
+}
+
+/// How a task run by a worker failed, as its `task.error` event described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFailure {
+    /// The error's class (its Rust type name, `panic`, …).
+    pub class: String,
+    /// The error's message.
+    pub message: String,
+}
+
+thread_local! {
+    static QUEUED: RefCell<Option<QueuedRun>> = const { RefCell::new(None) };
+}
+
+/// The request waiting to be taken by the task run starting on this thread, if any.
+#[inline]
+pub(crate) fn take_queued_run() -> Option<QueuedRun> {
+    QUEUED.with(|queued| queued.borrow_mut().take())
+}
+
+/// Runs `f` with `run` waiting for the first task run `f` starts.
+pub(crate) fn with_queued_run<R>(run: QueuedRun, f: impl FnOnce() -> R) -> R {
+    QUEUED.with(|queued| *queued.borrow_mut() = Some(run));
+    let result = f();
+    // A task that never started must not hand its request to the next task on this thread.
+    QUEUED.with(|queued| queued.borrow_mut().take());
+    result
+}
+
+/// A task future whose first poll hands `run` to the task run it starts.
+pub(crate) struct WithQueuedRun<F> {
+    run: Option<QueuedRun>,
+    future: F,
+}
+
+impl<F> WithQueuedRun<F> {
+    pub(crate) fn new(run: QueuedRun, future: F) -> Self {
+        Self {
+            run: Some(run),
+            future,
+        }
+    }
+}
+
+impl<F: Future> Future for WithQueuedRun<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut PollContext<'_>) -> Poll<F::Output> {
+        // SAFETY: `future` is structurally pinned and never moved; `run` is not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        match this.run.take() {
+            Some(run) => with_queued_run(run, || future.poll(cx)),
+            None => future.poll(cx),
+        }
+    }
+}

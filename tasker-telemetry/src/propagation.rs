@@ -1,0 +1,103 @@
+//! W3C trace context carried from the code that enqueues a task to the worker that runs it.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use serde::{Deserialize, Serialize};
+
+use crate::context::{Context, TaskRef};
+
+/// A W3C trace context: the `traceparent`, `tracestate` and `baggage` headers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TraceContext {
+    /// `version-traceid-parentid-flags`, such as
+    /// `00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01`.
+    pub traceparent: String,
+    /// Vendor-specific trace state, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
+    /// W3C baggage, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baggage: Option<String>,
+}
+
+impl TraceContext {
+    /// A context with only a `traceparent`.
+    pub fn new(traceparent: impl Into<String>) -> Self {
+        Self {
+            traceparent: traceparent.into(),
+            tracestate: None,
+            baggage: None,
+        }
+    }
+
+    /// Whether `traceparent` has the W3C form: version `00`, a 32-hex-digit non-zero trace id,
+    /// a 16-hex-digit non-zero parent id and 2 hex digits of flags, lower case, `-`-separated.
+    pub fn is_valid(&self) -> bool {
+        let parts: Vec<&str> = self.traceparent.split('-').collect();
+        let hex = |part: &str, len: usize| {
+            part.len() == len && part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        };
+        let non_zero = |part: &str| part.bytes().any(|b| b != b'0');
+        matches!(parts.as_slice(), [version, trace, parent, flags]
+            if *version == "00" && hex(trace, 32) && non_zero(trace)
+                && hex(parent, 16) && non_zero(parent) && hex(flags, 2))
+    }
+}
+
+/// Where the current trace context comes from: installed by a telemetry integration such as the
+/// OpenTelemetry adapter, absent otherwise.
+pub trait Propagator: Send + Sync + 'static {
+    /// The trace context to send along with a request for `task`, made by the code running now.
+    fn inject(&self, task: Option<&TaskRef>) -> Option<TraceContext>;
+}
+
+static PROPAGATOR: ArcSwapOption<Box<dyn Propagator>> = ArcSwapOption::const_empty();
+
+/// Installs (or with `None` removes) the process's propagator.
+pub fn set_propagator(propagator: Option<Box<dyn Propagator>>) {
+    PROPAGATOR.store(propagator.map(Arc::new));
+}
+
+/// The trace context of the code running now, for a request for `task`: from the installed
+/// propagator, else the context the current task was started with, else none.
+pub fn inject(task: Option<&TaskRef>) -> Option<TraceContext> {
+    propagator_context(task).or_else(current_trace_context)
+}
+
+/// The trace context the installed propagator gives for a request for `task`, if any.
+pub fn propagator_context(task: Option<&TaskRef>) -> Option<TraceContext> {
+    PROPAGATOR.load().as_ref()?.inject(task)
+}
+
+/// The trace context the current task was started with (a task run by a worker continues the
+/// trace of the code that enqueued it).
+pub fn current_trace_context() -> Option<TraceContext> {
+    Context::with_current(|context| {
+        context
+            .task_frame()
+            .and_then(|frame| frame.trace_context().cloned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_must_have_the_w3c_form() {
+        let valid = TraceContext::new("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert!(valid.is_valid());
+        for invalid in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        ] {
+            assert!(!TraceContext::new(invalid).is_valid(), "{invalid}");
+        }
+    }
+}
