@@ -1,10 +1,10 @@
 //! An order workflow instrumented with Tasker.
 //!
-//! Two orders go through the same task: the first recovers from a flaky inventory service after
-//! two retries, skips gift wrapping, and reserves stock and charges the card concurrently; the
-//! second order's card is declined on every attempt, so it fails for good. With the default
-//! logger every lifecycle event is printed as `[Tasker] <event>: <payload>`; a custom adapter
-//! tallies the event kinds.
+//! Two orders are enqueued by name through a `tasker::Runtime` and run by its workers: the first
+//! recovers from a flaky inventory service after two retries, skips gift wrapping, and reserves
+//! stock and charges the card concurrently; the second order's card is declined on every
+//! attempt, so it fails for good. With the default logger every lifecycle event is printed as
+//! `[Tasker] <event>: <payload>`; a custom adapter tallies the event kinds.
 //!
 //! Run it with `cargo run --example order_fulfillment`.
 
@@ -15,11 +15,11 @@ use std::sync::Mutex;
 use tasker::telemetry::{Adapter, Event};
 use tasker::TelemetryAdapter;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Order {
     id: u64,
-    items: Vec<&'static str>,
-    card: &'static str,
+    items: Vec<String>,
+    card: String,
     gift: bool,
 }
 
@@ -33,7 +33,7 @@ struct Receipt {
     amount_cents: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
 struct Shipment {
     tracking: String,
 }
@@ -45,7 +45,7 @@ enum FulfillError {
     #[error("inventory service unavailable")]
     InventoryUnavailable,
     #[error("card {0} declined")]
-    CardDeclined(&'static str),
+    CardDeclined(String),
 }
 
 /// The inventory service answers on the third call only.
@@ -74,7 +74,7 @@ async fn reserve_inventory(order: &Order) -> Result<Reservation, FulfillError> {
 async fn charge(order: &Order) -> Result<Receipt, FulfillError> {
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     if order.card == "4000-0000-0000-0002" {
-        return Err(FulfillError::CardDeclined(order.card));
+        return Err(FulfillError::CardDeclined(order.card.clone()));
     }
     Ok(Receipt {
         amount_cents: 1999 * order.items.len() as u64,
@@ -139,27 +139,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         config.telemetry_adapter_classes = vec!["order_fulfillment::SharedTally".into()];
     })?;
 
-    let first = Order {
-        id: 1001,
-        items: vec!["keyboard", "mouse"],
-        card: "4242-4242-4242-4242",
-        gift: false,
-    };
-    let second = Order {
-        id: 1002,
-        items: vec!["monitor"],
-        card: "4000-0000-0000-0002",
-        gift: true,
-    };
+    let orders = [
+        Order {
+            id: 1001,
+            items: vec!["keyboard".into(), "mouse".into()],
+            card: "4242-4242-4242-4242".into(),
+            gift: false,
+        },
+        Order {
+            id: 1002,
+            items: vec!["monitor".into()],
+            card: "4000-0000-0000-0002".into(),
+            gift: true,
+        },
+    ];
 
-    match fulfill(first).await {
-        Ok(shipment) => println!("order 1001 shipped: {}", shipment.tracking),
-        Err(error) => println!("order 1001 failed: {error}"),
+    // One worker, so the two orders' lines do not interleave.
+    let runtime = tasker::Runtime::builder().workers(1).build()?;
+    for order in &orders {
+        let handle = runtime
+            .enqueue(tasker::TaskRequest::new("order_fulfillment", order)?)
+            .await?;
+        match handle.wait().await {
+            Ok(shipment) => println!("order {} shipped: {}", order.id, shipment["tracking"]),
+            Err(error) => println!("order {} failed: {error}", order.id),
+        }
     }
-    match fulfill(second).await {
-        Ok(shipment) => println!("order 1002 shipped: {}", shipment.tracking),
-        Err(error) => println!("order 1002 failed: {error}"),
-    }
+    runtime.shutdown().await;
 
     let tally = TALLY
         .lock()
