@@ -694,6 +694,7 @@ fn more_class_names_than_custom_entries_are_refused() {
     );
 }
 
+#[cfg(not(feature = "opentelemetry"))]
 #[test]
 fn opentelemetry_without_its_feature_is_refused() {
     let _guard = exclusive();

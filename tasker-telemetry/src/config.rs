@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
 
-use crate::adapter::{find_adapter, registered_adapters, Adapter};
+use crate::adapter::{find_adapter, registered_adapters, Adapter, AdapterRegistration};
 use crate::adapters::LoggerAdapter;
 use crate::filter::DEFAULT_FILTER_PARAMETERS;
 use crate::isolate::{panic_message, Isolated};
@@ -192,6 +192,14 @@ pub struct Configuration {
     /// Keys whose values are replaced by `[FILTERED]` in custom payloads and recorded fields: a
     /// key matches when it contains a pattern, ignoring case.
     pub filter_parameters: Vec<String>,
+    /// The tracer provider of the OpenTelemetry adapter; `None`: the global one, as installed
+    /// when `configure` runs.
+    #[cfg(feature = "opentelemetry")]
+    pub tracer_provider: Option<crate::otel::TracerProviderHandle>,
+    /// The meter provider of the OpenTelemetry adapter's metrics; `None`: the global one, as
+    /// installed when `configure` runs.
+    #[cfg(feature = "opentelemetry")]
+    pub meter_provider: Option<crate::otel::MeterProviderHandle>,
 }
 
 impl Default for Configuration {
@@ -201,6 +209,10 @@ impl Default for Configuration {
             telemetry_adapters: vec![TelemetryAdapter::Default],
             telemetry_adapter_classes: Vec::new(),
             filter_parameters: DEFAULT_FILTER_PARAMETERS.map(String::from).to_vec(),
+            #[cfg(feature = "opentelemetry")]
+            tracer_provider: None,
+            #[cfg(feature = "opentelemetry")]
+            meter_provider: None,
         }
     }
 }
@@ -282,7 +294,10 @@ impl Configuration {
         let mut plan = Vec::with_capacity(self.telemetry_adapters.len());
         for adapter in &self.telemetry_adapters {
             match adapter {
-                TelemetryAdapter::Default => plan.push(None),
+                TelemetryAdapter::Default => plan.push(Planned::Logger),
+                #[cfg(feature = "opentelemetry")]
+                TelemetryAdapter::OpenTelemetry => plan.push(Planned::OpenTelemetry),
+                #[cfg(not(feature = "opentelemetry"))]
                 TelemetryAdapter::OpenTelemetry => {
                     return Err(ConfigError::FeatureDisabled {
                         adapter: TelemetryAdapter::OpenTelemetry,
@@ -296,17 +311,22 @@ impl Configuration {
                             name: name.to_owned(),
                             registered: registered_adapters(),
                         })?;
-                    plan.push(Some(registration));
+                    plan.push(Planned::Custom(registration));
                 }
             }
         }
         plan.into_iter()
-            .map(|registration| match registration {
-                None => Ok((
+            .map(|planned| match planned {
+                Planned::Logger => Ok((
                     Box::new(LoggerAdapter) as Box<dyn Adapter>,
                     Isolated::new("adapter default".into()),
                 )),
-                Some(registration) => {
+                #[cfg(feature = "opentelemetry")]
+                Planned::OpenTelemetry => Ok((
+                    crate::otel::build_adapter(self),
+                    Isolated::new("adapter opentelemetry".into()),
+                )),
+                Planned::Custom(registration) => {
                     let built = std::panic::catch_unwind(|| registration.construct()).map_err(
                         |payload| ConfigError::AdapterConstructorPanicked {
                             name: registration.name().to_owned(),
@@ -321,6 +341,14 @@ impl Configuration {
             })
             .collect()
     }
+}
+
+/// An adapter of the configuration, checked and about to be built.
+enum Planned {
+    Logger,
+    #[cfg(feature = "opentelemetry")]
+    OpenTelemetry,
+    Custom(&'static AdapterRegistration),
 }
 
 /// The adapters of a configuration, in order, each with its isolation.
@@ -479,6 +507,7 @@ mod tests {
         );
     }
 
+    #[cfg(not(feature = "opentelemetry"))]
     #[test]
     fn opentelemetry_without_the_feature_is_refused() {
         let config = Configuration {

@@ -13,6 +13,8 @@ pub mod context;
 mod event;
 pub mod filter;
 mod isolate;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
 pub mod propagation;
 mod record;
 mod telemetry;

@@ -1,0 +1,154 @@
+//! The tracer and meter providers a configuration names: small handles that compare by pointer,
+//! so that `Configuration` stays `Clone + PartialEq + Eq + Debug`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use opentelemetry::global::{self, BoxedTracer, ObjectSafeTracerProvider};
+use opentelemetry::metrics::{Meter, MeterProvider};
+use opentelemetry::trace::{Tracer, TracerProvider};
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+
+/// The instrumentation scope of everything Tasker records: `tasker` and the crate's version.
+pub(crate) fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder("tasker")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
+/// A tracer provider for [`Configuration::tracer_provider`](crate::Configuration): the SDK's
+/// (the fast path: spans are not boxed) or any other implementation.
+///
+/// Two handles are equal when they are clones of the same handle.
+///
+/// ```
+/// use opentelemetry_sdk::trace::SdkTracerProvider;
+/// use tasker_telemetry::otel::TracerProviderHandle;
+///
+/// let provider = SdkTracerProvider::builder().build();
+/// let handle = TracerProviderHandle::from(provider);
+/// assert_eq!(handle, handle.clone());
+/// assert_ne!(handle, TracerProviderHandle::from(SdkTracerProvider::builder().build()));
+/// ```
+#[derive(Clone)]
+pub struct TracerProviderHandle(Arc<TracerSource>);
+
+enum TracerSource {
+    Sdk(SdkTracerProvider),
+    Other(Box<dyn ObjectSafeTracerProvider + Send + Sync>),
+}
+
+impl TracerProviderHandle {
+    /// A handle on any tracer provider; its spans are boxed. Prefer `From<SdkTracerProvider>`.
+    pub fn new<P, T, S>(provider: P) -> Self
+    where
+        S: opentelemetry::trace::Span + Send + Sync + 'static,
+        T: Tracer<Span = S> + Send + Sync + 'static,
+        P: TracerProvider<Tracer = T> + Send + Sync + 'static,
+    {
+        Self(Arc::new(TracerSource::Other(Box::new(provider))))
+    }
+
+    /// The SDK provider, when this handle holds one.
+    pub fn as_sdk(&self) -> Option<&SdkTracerProvider> {
+        match &*self.0 {
+            TracerSource::Sdk(provider) => Some(provider),
+            TracerSource::Other(_) => None,
+        }
+    }
+}
+
+impl From<SdkTracerProvider> for TracerProviderHandle {
+    fn from(provider: SdkTracerProvider) -> Self {
+        Self(Arc::new(TracerSource::Sdk(provider)))
+    }
+}
+
+impl PartialEq for TracerProviderHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TracerProviderHandle {}
+
+impl fmt::Debug for TracerProviderHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &*self.0 {
+            TracerSource::Sdk(_) => "sdk",
+            TracerSource::Other(_) => "other",
+        };
+        write!(
+            f,
+            "TracerProviderHandle({kind} @ {:p})",
+            Arc::as_ptr(&self.0)
+        )
+    }
+}
+
+/// A meter provider for [`Configuration::meter_provider`](crate::Configuration).
+///
+/// Two handles are equal when they are clones of the same handle.
+#[derive(Clone)]
+pub struct MeterProviderHandle(Arc<dyn MeterProvider + Send + Sync>);
+
+impl MeterProviderHandle {
+    /// A handle on any meter provider.
+    pub fn new(provider: impl MeterProvider + Send + Sync + 'static) -> Self {
+        Self(Arc::new(provider))
+    }
+
+    pub(crate) fn meter(&self) -> Meter {
+        self.0.meter_with_scope(scope())
+    }
+}
+
+impl From<SdkMeterProvider> for MeterProviderHandle {
+    fn from(provider: SdkMeterProvider) -> Self {
+        Self::new(provider)
+    }
+}
+
+impl PartialEq for MeterProviderHandle {
+    fn eq(&self, other: &Self) -> bool {
+        // Compare the data pointers only: vtable pointers of one type may differ between
+        // codegen units.
+        std::ptr::addr_eq(Arc::as_ptr(&self.0), Arc::as_ptr(&other.0))
+    }
+}
+
+impl Eq for MeterProviderHandle {}
+
+impl fmt::Debug for MeterProviderHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MeterProviderHandle({:p})", Arc::as_ptr(&self.0))
+    }
+}
+
+/// The tracer the adapter uses: the SDK's own type when it can, else a boxed one.
+pub(crate) enum ChosenTracer {
+    Sdk(SdkTracer),
+    Boxed(BoxedTracer),
+}
+
+/// The configured provider's tracer, else the global provider's (as installed when `configure`
+/// runs).
+pub(crate) fn choose_tracer(configured: Option<&TracerProviderHandle>) -> ChosenTracer {
+    match configured.map(|handle| &*handle.0) {
+        Some(TracerSource::Sdk(provider)) => ChosenTracer::Sdk(provider.tracer_with_scope(scope())),
+        Some(TracerSource::Other(provider)) => {
+            ChosenTracer::Boxed(BoxedTracer::new(provider.boxed_tracer(scope())))
+        }
+        None => ChosenTracer::Boxed(global::tracer_provider().tracer_with_scope(scope())),
+    }
+}
+
+/// The configured provider's meter, else the global provider's.
+pub(crate) fn choose_meter(configured: Option<&MeterProviderHandle>) -> Meter {
+    match configured {
+        Some(handle) => handle.meter(),
+        None => global::meter_provider().meter_with_scope(scope()),
+    }
+}
