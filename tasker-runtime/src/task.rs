@@ -198,6 +198,10 @@ impl TaskRun {
     }
 
     fn emit(&mut self, details: Details<'_>) {
+        // A run by a worker is live for its context even when nobody listens.
+        if !events::listening() {
+            return;
+        }
         let Some(live) = &mut self.live else { return };
         let context = live.context.take().unwrap_or_default();
         let event = Event::new(Some(*live.frame.task()), None, details);

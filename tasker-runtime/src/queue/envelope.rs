@@ -93,7 +93,7 @@ impl Envelope {
             context,
             bypass_steps: Vec::new(),
             trace_context: None,
-            enqueued_at_us: to_micros(SystemTime::now()),
+            enqueued_at_us: now_micros(),
             delivery_attempt: 1,
         }
     }
@@ -134,6 +134,11 @@ impl Envelope {
         }
         serde_json::from_slice(bytes).map_err(EnvelopeError::Malformed)
     }
+}
+
+/// Now, in microseconds since the Unix epoch, as envelopes carry it.
+pub fn now_micros() -> u64 {
+    to_micros(SystemTime::now())
 }
 
 pub(crate) fn to_micros(time: SystemTime) -> u64 {

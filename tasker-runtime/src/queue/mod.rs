@@ -10,7 +10,7 @@ mod memory;
 
 use std::time::Duration;
 
-pub use envelope::{Envelope, EnvelopeError, ENVELOPE_FORMAT, MAX_ENVELOPE_BYTES};
+pub use envelope::{now_micros, Envelope, EnvelopeError, ENVELOPE_FORMAT, MAX_ENVELOPE_BYTES};
 pub use memory::MemoryQueue;
 
 use crate::runner::BoxFuture;

@@ -4,6 +4,10 @@ mod error;
 mod registry;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::Poll;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,7 +25,7 @@ use registry::{Registered, Registry};
 
 use crate::queue::{Claim, Envelope, MemoryQueue, Queue};
 use crate::request::TaskRequest;
-use crate::runner::RunOutput;
+use crate::runner::{BoxFuture, RunOutput};
 use crate::worker::{with_queued_run, QueuedRun, RunFailure, WithQueuedRun};
 
 /// Configures a [`Runtime`].
@@ -194,11 +198,17 @@ impl Runtime {
         ));
         let trace_context = propagation::propagator_context(Some(&task))
             .or_else(|| request.carried_trace_context().cloned());
-        let mut envelope = Envelope::new(descriptor.name, descriptor.version, Value::Null);
-        envelope.task_id = task_id;
-        envelope.context = request.context().clone();
-        envelope.bypass_steps = request.bypassed_steps().to_vec();
-        envelope.trace_context = trace_context;
+        let envelope = Envelope {
+            format: crate::queue::ENVELOPE_FORMAT,
+            task_id,
+            task_name: descriptor.name.to_owned(),
+            task_version: descriptor.version.to_owned(),
+            context: request.context().clone(),
+            bypass_steps: request.bypassed_steps().to_vec(),
+            trace_context,
+            enqueued_at_us: crate::queue::now_micros(),
+            delivery_attempt: 1,
+        };
         let (sender, receiver) = oneshot::channel();
         self.inner.lock_pending().insert(
             task_id,
@@ -300,7 +310,7 @@ impl Inner {
     }
 
     /// Runs a claimed request and acknowledges it.
-    async fn run(&self, claim: Claim) {
+    async fn run(&self, claim: Claim, timer: &mut Pin<Box<tokio::time::Sleep>>) {
         let Claim { envelope, lease } = claim;
         let task_id = envelope.task_id;
         let scope = self
@@ -309,7 +319,7 @@ impl Inner {
             .map_or_else(ScopeTag::default, |pending| pending.scope);
         let result = Context::default()
             .with_scope(scope)
-            .wrap(self.execute(envelope, lease))
+            .wrap(self.execute(envelope, lease, timer))
             .await;
         if let Err(error) = self.queue.acknowledge(lease).await {
             tracing::warn!(target: "tasker", %task_id, "[Tasker] could not acknowledge task {task_id}: {error}");
@@ -323,6 +333,7 @@ impl Inner {
         &self,
         envelope: Envelope,
         lease: crate::queue::LeaseId,
+        timer: &mut Pin<Box<tokio::time::Sleep>>,
     ) -> Result<Value, TaskError> {
         let Some(Registered {
             runner: Some(runner),
@@ -357,19 +368,28 @@ impl Inner {
         let context = envelope.context;
         let runner = runner.clone();
         let scope = Context::current();
-        let task: JoinHandle<RunOutput> = if runner.is_blocking() {
-            tokio::task::spawn_blocking(move || {
+        // A sync task runs on a blocking thread; an async one inside this worker, which is what
+        // bounds how many tasks run at once.
+        let run: BoxFuture<'static, Result<RunOutput, String>> = if runner.is_blocking() {
+            let blocking = tokio::task::spawn_blocking(move || {
                 scope.in_scope(|| {
                     let output = with_queued_run(queued, || runner.run(context));
                     // A sync runner has already run; its future is ready.
                     futures_ready(output)
                 })
+            });
+            Box::pin(async move {
+                blocking.await.map_err(|join| match join.try_into_panic() {
+                    Ok(payload) => tasker_telemetry::panic_message(&*payload).to_owned(),
+                    Err(_) => "the task was cancelled".to_owned(),
+                })
             })
         } else {
-            tokio::spawn(scope.wrap(WithQueuedRun::new(queued, runner.run(context))))
+            Box::pin(CatchUnwind(
+                scope.wrap(WithQueuedRun::new(queued, runner.run(context))),
+            ))
         };
-        let output = self.renewing(lease, task).await;
-        match output {
+        match self.renewing(lease, run, timer).await {
             Ok(RunOutput::Success(value)) => Ok(value),
             Ok(RunOutput::Failure) => {
                 let failure = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -383,31 +403,64 @@ impl Inner {
                 Err(TaskError::InvalidContext(error.to_string()))
             }
             Ok(RunOutput::InvalidOutput(error)) => Err(TaskError::InvalidOutput(error.to_string())),
-            Err(join) => Err(TaskError::Panicked {
-                message: join
-                    .try_into_panic()
-                    .map(|payload| tasker_telemetry::panic_message(&*payload).to_owned())
-                    .unwrap_or_else(|_| "the task was cancelled".to_owned()),
-            }),
+            Err(message) => Err(TaskError::Panicked { message }),
         }
     }
 
-    /// Awaits `task`, renewing the lease every third of its length.
-    async fn renewing(
+    /// Awaits `run`, renewing the lease every third of its length. The worker's one timer is
+    /// armed only when the task does not finish on its first poll.
+    async fn renewing<T>(
         &self,
         lease: crate::queue::LeaseId,
-        mut task: JoinHandle<RunOutput>,
-    ) -> Result<RunOutput, tokio::task::JoinError> {
+        run: BoxFuture<'static, T>,
+        timer: &mut Pin<Box<tokio::time::Sleep>>,
+    ) -> T {
         let period = self.lease / 3;
+        let mut run = run;
+        let mut armed = false;
         loop {
-            tokio::select! {
-                output = &mut task => return output,
-                _ = tokio::time::sleep(period) => {
+            let renew = std::future::poll_fn(|cx| {
+                if let Poll::Ready(output) = run.as_mut().poll(cx) {
+                    return Poll::Ready(Some(output));
+                }
+                if !armed {
+                    timer.as_mut().reset(tokio::time::Instant::now() + period);
+                    armed = true;
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await;
+            match renew {
+                Some(output) => return output,
+                None => {
+                    armed = false;
                     if let Err(error) = self.queue.renew(lease, self.lease).await {
                         tracing::warn!(target: "tasker", "[Tasker] could not renew a lease: {error}");
                     }
                 }
             }
+        }
+    }
+}
+
+/// Catches a panic of the future it polls, as the panic's message.
+struct CatchUnwind<F>(F);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: the inner future is structurally pinned and never moved.
+        let inner = unsafe { self.map_unchecked_mut(|this| &mut this.0) };
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(
+                tasker_telemetry::panic_message(&*payload).to_owned()
+            )),
         }
     }
 }
@@ -428,6 +481,7 @@ fn futures_ready(future: crate::runner::BoxFuture<'static, RunOutput>) -> RunOut
 /// One worker: claims requests and runs them until the runtime stops.
 async fn work(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
     let mut reported = false;
+    let mut timer = Box::pin(tokio::time::sleep(inner.lease));
     loop {
         if *stopped.borrow() {
             return;
@@ -437,7 +491,7 @@ async fn work(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
             _ = stopped.changed() => return,
         };
         match claim {
-            Ok(Some(claim)) => inner.run(claim).await,
+            Ok(Some(claim)) => inner.run(claim, &mut timer).await,
             Ok(None) => {}
             Err(error) => {
                 if !std::mem::replace(&mut reported, true) {
