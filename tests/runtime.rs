@@ -174,11 +174,13 @@ async fn bypassed_skippable_steps_emit_skip_and_do_not_run() {
     let mut gift = order(10, &["a"]);
     gift.gift = true;
     let handle = capture
-        .wrap(runtime.enqueue(
-            TaskRequest::new("ship_order", &gift)
-                .unwrap()
-                .bypass_steps(["gift_wrap"]),
-        ))
+        .wrap(
+            runtime.enqueue(
+                TaskRequest::new("ship_order", &gift)
+                    .unwrap()
+                    .bypass_steps(["gift_wrap"]),
+            ),
+        )
         .await
         .unwrap();
     handle.wait().await.unwrap();

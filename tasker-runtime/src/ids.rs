@@ -46,6 +46,9 @@ mod tests {
         let id = new_id();
         let (seconds, nanos) = id.get_timestamp().unwrap().to_unix();
         let millis = seconds * 1000 + u64::from(nanos) / 1_000_000;
-        assert!(millis >= before && millis <= before + 1000, "{millis} vs {before}");
+        assert!(
+            millis >= before && millis <= before + 1000,
+            "{millis} vs {before}"
+        );
     }
 }

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::task::Poll;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -458,9 +458,7 @@ impl<F: Future> Future for CatchUnwind<F> {
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(
-                tasker_telemetry::panic_message(&*payload).to_owned()
-            )),
+            Err(payload) => Poll::Ready(Err(tasker_telemetry::panic_message(&*payload).to_owned())),
         }
     }
 }
