@@ -18,6 +18,7 @@ mod request;
 #[doc(hidden)]
 pub mod runner;
 mod runtime;
+mod scoped;
 #[doc(hidden)]
 pub mod skip;
 mod spawn;

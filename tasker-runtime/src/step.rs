@@ -7,7 +7,7 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::future::Future;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::resume_unwind;
 use std::pin::Pin;
 use std::task::{Context as PollContext, Poll};
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use crate::batch::announce;
 use crate::descriptor::StepDescriptor;
 use crate::diagnostics::{FromTimeout, RetryArgument, TimeoutError, TimeoutOutput};
 use crate::outcome::{DescribeError, Outcome};
+use crate::scoped::run_in;
 use crate::{ids, StepTimeout};
 
 /// What the expansion does after an attempt.
@@ -206,12 +207,7 @@ impl StepRun {
         let Some(live) = &mut self.live else {
             return body();
         };
-        let guard = live.context.take().unwrap_or_default().enter();
-        let result = catch_unwind(AssertUnwindSafe(body));
-        if let Some(live) = &mut self.live {
-            live.context = Some(guard.exit());
-        }
-        match result {
+        match run_in(&mut live.context, body) {
             Ok(value) => value,
             Err(payload) => self.panicked(payload),
         }
@@ -419,12 +415,7 @@ impl<F: Future> Future for Attempt<'_, F> {
         let Some(live) = &mut this.run.live else {
             return body.poll(cx);
         };
-        let guard = live.context.take().unwrap_or_default().enter();
-        let poll = catch_unwind(AssertUnwindSafe(|| body.poll(cx)));
-        if let Some(live) = &mut this.run.live {
-            live.context = Some(guard.exit());
-        }
-        match poll {
+        match run_in(&mut live.context, || body.poll(cx)) {
             Ok(poll) => poll,
             Err(payload) => this.run.panicked(payload),
         }

@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::future::Future;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::resume_unwind;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as PollContext, Poll};
@@ -18,6 +18,7 @@ use tasker_telemetry::{
 use crate::descriptor::TaskDescriptor;
 use crate::ids;
 use crate::outcome::{DescribeError, FixedError, Outcome};
+use crate::scoped::run_in;
 use crate::worker::{self, QueuedRun, RunFailure};
 
 /// One run of a task.
@@ -126,12 +127,7 @@ impl TaskRun {
         let Some(live) = &mut self.live else {
             return body();
         };
-        let guard = live.context.take().unwrap_or_default().enter();
-        let result = catch_unwind(AssertUnwindSafe(body));
-        if let Some(live) = &mut self.live {
-            live.context = Some(guard.exit());
-        }
-        match result {
+        match run_in(&mut live.context, body) {
             Ok(value) => value,
             Err(payload) => self.panicked(payload),
         }
@@ -252,12 +248,7 @@ impl<F: Future> Future for Body<'_, F> {
         let Some(live) = &mut this.run.live else {
             return body.poll(cx);
         };
-        let guard = live.context.take().unwrap_or_default().enter();
-        let poll = catch_unwind(AssertUnwindSafe(|| body.poll(cx)));
-        if let Some(live) = &mut this.run.live {
-            live.context = Some(guard.exit());
-        }
-        match poll {
+        match run_in(&mut live.context, || body.poll(cx)) {
             Ok(poll) => poll,
             Err(payload) => this.run.panicked(payload),
         }
