@@ -11,6 +11,7 @@ use crate::adapter::{find_adapter, registered_adapters, Adapter, AdapterRegistra
 use crate::adapters::LoggerAdapter;
 use crate::filter::DEFAULT_FILTER_PARAMETERS;
 use crate::isolate::{panic_message, Isolated};
+use crate::propagation::{self, Propagator};
 use crate::{bus, telemetry::TelemetryObserver};
 
 /// One entry of `telemetry_adapters`.
@@ -266,8 +267,9 @@ impl Configuration {
         Ok(config)
     }
 
-    /// Checks the configuration and builds its adapters.
-    fn build(&self) -> Result<BuiltAdapters, ConfigError> {
+    /// Checks the configuration and builds its adapters, and the propagator that goes with
+    /// them (the OpenTelemetry adapter's), if any.
+    fn build(&self) -> Result<(BuiltAdapters, Option<Box<dyn Propagator>>), ConfigError> {
         if self.filter_parameters.iter().any(String::is_empty) {
             return Err(ConfigError::EmptyFilterParameter);
         }
@@ -315,17 +317,21 @@ impl Configuration {
                 }
             }
         }
-        plan.into_iter()
+        #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
+        let mut propagator: Option<Box<dyn Propagator>> = None;
+        let adapters = plan
+            .into_iter()
             .map(|planned| match planned {
                 Planned::Logger => Ok((
                     Box::new(LoggerAdapter) as Box<dyn Adapter>,
                     Isolated::new("adapter default".into()),
                 )),
                 #[cfg(feature = "opentelemetry")]
-                Planned::OpenTelemetry => Ok((
-                    crate::otel::build_adapter(self),
-                    Isolated::new("adapter opentelemetry".into()),
-                )),
+                Planned::OpenTelemetry => {
+                    let (adapter, built) = crate::otel::build_adapter(self);
+                    propagator = Some(Box::new(built));
+                    Ok((adapter, Isolated::new("adapter opentelemetry".into())))
+                }
                 Planned::Custom(registration) => {
                     let built = std::panic::catch_unwind(|| registration.construct()).map_err(
                         |payload| ConfigError::AdapterConstructorPanicked {
@@ -339,7 +345,8 @@ impl Configuration {
                     ))
                 }
             })
-            .collect()
+            .collect::<Result<BuiltAdapters, ConfigError>>()?;
+        Ok((adapters, propagator))
     }
 }
 
@@ -388,12 +395,15 @@ pub fn configure(change: impl FnOnce(&mut Configuration)) -> Result<(), ConfigEr
     let _configuring = CONFIGURING.lock().unwrap_or_else(|e| e.into_inner());
     let mut config = configuration();
     change(&mut config);
-    let adapters = config.build()?;
+    let (adapters, propagator) = config.build()?;
     let observer = (config.enable_telemetry && !adapters.is_empty())
         .then(|| Arc::new(TelemetryObserver::new(adapters)) as Arc<dyn bus::Observer>);
+    // The OpenTelemetry adapter's propagator goes in and out with the adapter itself.
+    let propagator = propagator.filter(|_| observer.is_some());
     let mut applied = APPLIED.lock().unwrap_or_else(|e| e.into_inner());
     FILTERS.store(Some(Arc::new(config.filter_parameters.clone())));
     bus::set_telemetry(observer);
+    propagation::set_configured_propagator(propagator);
     *applied = Some(config);
     Ok(())
 }

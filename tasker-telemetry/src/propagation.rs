@@ -1,5 +1,6 @@
 //! W3C trace context carried from the code that enqueues a task to the worker that runs it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -52,11 +53,40 @@ pub trait Propagator: Send + Sync + 'static {
     fn inject(&self, task: Option<&TaskRef>) -> Option<TraceContext>;
 }
 
+impl std::fmt::Debug for dyn Propagator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Propagator")
+    }
+}
+
 static PROPAGATOR: ArcSwapOption<Box<dyn Propagator>> = ArcSwapOption::const_empty();
+/// Whether the installed propagator is the one `configure` installed with its adapters.
+static CONFIGURED: AtomicBool = AtomicBool::new(false);
 
 /// Installs (or with `None` removes) the process's propagator.
+///
+/// `configure` installs the OpenTelemetry adapter's propagator when it builds that adapter, and
+/// removes it when the configuration no longer has it; a propagator installed here stays until
+/// replaced here or by a configuration with the OpenTelemetry adapter.
 pub fn set_propagator(propagator: Option<Box<dyn Propagator>>) {
     PROPAGATOR.store(propagator.map(Arc::new));
+    CONFIGURED.store(false, Ordering::Relaxed);
+}
+
+/// What `configure` does with the propagator of its adapters: installs `Some`, and on `None`
+/// removes only a propagator it installed itself.
+pub(crate) fn set_configured_propagator(propagator: Option<Box<dyn Propagator>>) {
+    match propagator {
+        Some(propagator) => {
+            PROPAGATOR.store(Some(Arc::new(propagator)));
+            CONFIGURED.store(true, Ordering::Relaxed);
+        }
+        None => {
+            if CONFIGURED.swap(false, Ordering::Relaxed) {
+                PROPAGATOR.store(None);
+            }
+        }
+    }
 }
 
 /// The trace context of the code running now, for a request for `task`: from the installed

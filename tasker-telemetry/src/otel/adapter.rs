@@ -6,11 +6,12 @@ use opentelemetry::StringValue;
 use opentelemetry_sdk::trace::SdkTracer;
 
 use super::metrics::Instruments;
+use super::propagator::OpenTelemetryPropagator;
 use super::providers::{choose_meter, choose_tracer, ChosenTracer};
 use super::spans::SpanTree;
 use crate::adapter::{Adapter, SpanOutcome};
 use crate::config::Configuration;
-use crate::context::{StepRef, TaskRef};
+use crate::context::{Context, StepRef, TaskOrigin, TaskRef};
 use crate::event::{Details, Event};
 use crate::telemetry::CANCELLED_CLASS;
 
@@ -56,19 +57,49 @@ where
             instruments: Instruments::new(meter),
         }
     }
+
+    /// The [`Propagator`](crate::propagation::Propagator) that gives an enqueued task's
+    /// envelope the context of this adapter's `enqueue task.<name>` span. `configure` installs
+    /// it along with the adapter; install it yourself with
+    /// [`set_propagator`](crate::propagation::set_propagator) when you register the adapter
+    /// some other way.
+    pub fn propagator(&self) -> OpenTelemetryPropagator {
+        OpenTelemetryPropagator::new(self.spans.producers())
+    }
 }
 
-/// Builds the adapter from the configuration's providers (else the global ones).
-pub(crate) fn build(config: &Configuration) -> Box<dyn Adapter> {
+/// Builds the adapter from the configuration's providers (else the global ones), with its
+/// propagator.
+pub(crate) fn build(config: &Configuration) -> (Box<dyn Adapter>, OpenTelemetryPropagator) {
+    fn boxed<T>(adapter: OpenTelemetryAdapter<T>) -> (Box<dyn Adapter>, OpenTelemetryPropagator)
+    where
+        T: Tracer + Send + Sync + 'static,
+        T::Span: Send + Sync + 'static,
+    {
+        let propagator = adapter.propagator();
+        (Box::new(adapter), propagator)
+    }
     let meter = choose_meter(config.meter_provider.as_ref());
     match choose_tracer(config.tracer_provider.as_ref()) {
-        ChosenTracer::Sdk(tracer) => {
-            Box::new(OpenTelemetryAdapter::<SdkTracer>::new(tracer, &meter))
-        }
+        ChosenTracer::Sdk(tracer) => boxed(OpenTelemetryAdapter::<SdkTracer>::new(tracer, &meter)),
         ChosenTracer::Boxed(tracer) => {
-            Box::new(OpenTelemetryAdapter::<BoxedTracer>::new(tracer, &meter))
+            boxed(OpenTelemetryAdapter::<BoxedTracer>::new(tracer, &meter))
         }
     }
+}
+
+/// How long the queued run of `task` waited since its enqueue, from the frame current at its
+/// `task.start`.
+fn queue_latency(task: &TaskRef, started: std::time::SystemTime) -> Option<std::time::Duration> {
+    let enqueued_at = Context::with_current(|context| {
+        context
+            .task_frame()
+            .filter(|frame| frame.task().id == task.id)
+            .and_then(|frame| frame.queued())
+            .and_then(|queued| queued.enqueued_at)
+    })?;
+    // A clock behind the producer's counts as no wait.
+    Some(started.duration_since(enqueued_at).unwrap_or_default())
 }
 
 impl<T> Adapter for OpenTelemetryAdapter<T>
@@ -84,6 +115,16 @@ where
             }
             (Details::StepRetry { .. }, Some(step)) => {
                 self.instruments.retry_scheduled(step, event.task());
+            }
+            (Details::TaskStart, _) => {
+                if let Some(task) = event
+                    .task()
+                    .filter(|task| task.origin == TaskOrigin::Queued)
+                {
+                    if let Some(latency) = queue_latency(task, event.timestamp()) {
+                        self.instruments.queued_task_started(task, latency);
+                    }
+                }
             }
             (Details::TaskComplete { duration }, _) => {
                 if let Some(task) = event.task() {

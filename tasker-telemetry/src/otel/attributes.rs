@@ -24,6 +24,8 @@ pub const STEP_MAX_ATTEMPTS: Key = Key::from_static_str("tasker.step.max_attempt
 pub const STEP_ATTEMPTS: Key = Key::from_static_str("tasker.step.attempts");
 /// `tasker.step.result`: `success`, `failure`, `skip` or `cancellation`.
 pub const STEP_RESULT: Key = Key::from_static_str("tasker.step.result");
+/// `tasker.queue`: the queue a task was enqueued into, on its `enqueue task.<name>` span.
+pub const QUEUE: Key = Key::from_static_str("tasker.queue");
 /// `code.function.name`: the fully qualified function.
 pub const CODE_FUNCTION: Key = Key::from_static_str("code.function.name");
 /// `code.file.path`.

@@ -17,6 +17,9 @@ pub const STEP_DURATION: &str = "tasker.step.duration";
 pub const STEP_ATTEMPTS: &str = "tasker.step.attempts";
 /// `tasker.step.retries`: retries scheduled.
 pub const STEP_RETRIES: &str = "tasker.step.retries";
+/// `tasker.task.queue_latency`: seconds from a request's enqueue to `task.start` of its run by
+/// a worker.
+pub const TASK_QUEUE_LATENCY: &str = "tasker.task.queue_latency";
 
 /// Bucket boundaries in seconds, as OpenTelemetry's semantic conventions advise for durations.
 const DURATION_BOUNDARIES: [f64; 14] = [
@@ -29,6 +32,7 @@ pub(crate) struct Instruments {
     step_duration: Histogram<f64>,
     step_attempts: Counter<u64>,
     step_retries: Counter<u64>,
+    queue_latency: Histogram<f64>,
 }
 
 impl Instruments {
@@ -57,6 +61,10 @@ impl Instruments {
                 .with_unit("{retry}")
                 .with_description("Step retries scheduled")
                 .build(),
+            queue_latency: duration(
+                TASK_QUEUE_LATENCY,
+                "Time requests waited in a queue, from enqueue to the start of their run",
+            ),
         }
     }
 
@@ -78,6 +86,14 @@ impl Instruments {
             ),
             None => self.task_duration.record(seconds, &[name, result]),
         }
+    }
+
+    /// A worker started a task `latency` after it was enqueued.
+    pub(crate) fn queued_task_started(&self, task: &TaskRef, latency: Duration) {
+        self.queue_latency.record(
+            latency.as_secs_f64(),
+            &[KeyValue::new(keys::TASK_NAME, task.name)],
+        );
     }
 
     /// A step call ended after `duration`.

@@ -3,7 +3,13 @@
 //!
 //! What the adapter records (DESIGN.md §5):
 //!
-//! - a trace per task run: a root span `task.<name>` (kind INTERNAL for inline runs);
+//! - a trace per task run: a root span `task.<name>` (kind INTERNAL for inline runs); a task
+//!   enqueued through a `Runtime` gets a PRODUCER span `enqueue task.<name>` on the enqueuing
+//!   side (child of the current OpenTelemetry context, from `task.initialize` to `task.enqueue`,
+//!   with `tasker.queue`), whose W3C context the envelope carries
+//!   ([`OpenTelemetryPropagator`], installed by `configure` with the adapter); the worker's
+//!   `task.<name>` span is then a CONSUMER span, child of it (a new trace if the carried
+//!   `traceparent` is invalid);
 //! - a span `step.<name>` per step call, covering all of its attempts, child of the step it was
 //!   called from, else of its task (explicit parents, never "whatever is current"); a step called
 //!   outside any task is a root span;
@@ -19,7 +25,9 @@
 //!   `exception` event (`exception.type`, `exception.message`); skipped steps keep status Unset;
 //! - metrics: histograms `tasker.task.duration` and `tasker.step.duration` (seconds, with
 //!   `tasker.task.name`, `tasker.step.name`, `tasker.task.result`/`tasker.step.result` and
-//!   `error.type` on failure) and counters `tasker.step.attempts` and `tasker.step.retries`.
+//!   `error.type` on failure), counters `tasker.step.attempts` and `tasker.step.retries`, and
+//!   the histogram `tasker.task.queue_latency` (seconds from enqueue to `task.start` of a run
+//!   by a worker, with `tasker.task.name`).
 //!
 //! The adapter uses the configuration's `tracer_provider` and `meter_provider`, else the
 //! global ones; the library never installs a global provider unless you call
@@ -46,6 +54,7 @@ mod export_errors;
 mod init;
 pub mod metrics;
 mod names;
+mod propagator;
 mod providers;
 mod span_map;
 mod spans;
@@ -56,5 +65,6 @@ pub use export_errors::ExportErrorCounts;
 pub use init::{
     env, init_from_env, OtelGuard, OtelInitError, OtlpProtocol, OtlpSettings, SamplerSetting,
 };
+pub use propagator::{held_producer_context_count, OpenTelemetryPropagator};
 pub use providers::{MeterProviderHandle, TracerProviderHandle};
 pub use span_map::open_span_count;

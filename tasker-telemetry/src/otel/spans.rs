@@ -2,6 +2,7 @@
 //! its attempts), lifecycle events as span events, errors as statuses and `exception` events.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -10,9 +11,10 @@ use opentelemetry::{Context as OtelContext, KeyValue, StringValue};
 
 use super::attributes::{self as keys, event_attributes};
 use super::names::span_name;
+use super::propagator::{extract_context, ProducerContexts};
 use super::span_map::SpanMap;
 use crate::adapter::SpanOutcome;
-use crate::context::{Context, SourceLocation, StepRef, TaskRef};
+use crate::context::{Context, SourceLocation, StepRef, TaskOrigin, TaskRef};
 use crate::event::{Details, ErrorInfo, Event, InitializeStatus};
 
 /// One open span and what its end needs to know.
@@ -81,12 +83,19 @@ struct PendingStart {
 enum Entry<S> {
     Open(OpenSpan<S>),
     Pending(PendingStart),
+    /// The `enqueue task.<name>` span of a task being enqueued, from `task.initialize` to
+    /// `task.enqueue`; its `as_parent` is what the envelope carries.
+    Producer(OpenSpan<S>),
 }
 
 /// The open spans of one adapter and the tracer that makes them.
 pub(crate) struct SpanTree<T: Tracer> {
     tracer: T,
     entries: SpanMap<Entry<T::Span>>,
+    /// Ended producer spans' contexts, until the runtime injects them into their envelope.
+    producers: Arc<ProducerContexts>,
+    /// Whether an invalid carried trace context was reported already.
+    warned_invalid: AtomicBool,
 }
 
 impl<T> SpanTree<T>
@@ -98,25 +107,120 @@ where
         Self {
             tracer,
             entries: SpanMap::new(),
+            producers: Arc::default(),
+            warned_invalid: AtomicBool::new(false),
         }
+    }
+
+    /// Where the contexts of ended producer spans wait for the propagator.
+    pub(crate) fn producers(&self) -> Arc<ProducerContexts> {
+        self.producers.clone()
     }
 
     fn with_open<R>(&self, id: u128, f: impl FnOnce(&mut OpenSpan<T::Span>) -> R) -> Option<R> {
         self.entries
             .with(id, |entry| match entry {
                 Entry::Open(open) => Some(f(open)),
-                Entry::Pending(_) => None,
+                Entry::Pending(_) | Entry::Producer(_) => None,
             })
             .flatten()
     }
 
     /// The kind of a task's span and the context it continues.
     ///
-    /// An inline run is an INTERNAL root: each task is a trace of its own. This is where a run
-    /// taken from a queue becomes a CONSUMER span whose remote parent is the producer's
-    /// `enqueue task.<name>` span, extracted from the trace context the worker carries.
-    fn task_origin(&self, _task: &TaskRef) -> (SpanKind, OtelContext) {
-        (SpanKind::Internal, OtelContext::new())
+    /// An inline run is an INTERNAL root: each task is a trace of its own. A run taken from a
+    /// queue is a CONSUMER span whose remote parent is the producer's `enqueue task.<name>`
+    /// span, extracted from the trace context of the task's frame (current at `task.start`);
+    /// without one, or with an invalid one (reported once), it starts a new trace.
+    fn task_origin(&self, task: &TaskRef) -> (SpanKind, OtelContext) {
+        if task.origin != TaskOrigin::Queued {
+            return (SpanKind::Internal, OtelContext::new());
+        }
+        let carried = Context::with_current(|context| {
+            context
+                .task_frame()
+                .filter(|frame| frame.task().id == task.id)
+                .and_then(|frame| frame.trace_context().cloned())
+        });
+        let Some(carried) = carried else {
+            return (SpanKind::Consumer, OtelContext::new());
+        };
+        let parent = extract_context(&carried);
+        if parent.span().span_context().is_valid() {
+            return (SpanKind::Consumer, parent);
+        }
+        if !self.warned_invalid.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: "tasker",
+                task_id = %task.id,
+                "[Tasker] task `{}` carries an invalid trace context (traceparent {:?}); its run \
+                 starts a new trace (reported once)",
+                task.name,
+                carried.traceparent,
+            );
+        }
+        (SpanKind::Consumer, OtelContext::new())
+    }
+
+    /// Opens the `enqueue task.<name>` PRODUCER span of a task being enqueued (at its
+    /// successful `task.initialize`), child of the enqueuing code's current OpenTelemetry
+    /// context.
+    fn open_producer(
+        &self,
+        task: &TaskRef,
+        name: Cow<'static, str>,
+        timestamp: SystemTime,
+        event_attributes: Vec<KeyValue>,
+    ) {
+        let current = OtelContext::current();
+        let task_id = StringValue::from(Arc::<str>::from(task.id.to_string()));
+        let attributes = vec![
+            KeyValue::new(keys::TASK_ID, task_id.clone()),
+            KeyValue::new(keys::TASK_NAME, task.name),
+            KeyValue::new(keys::TASK_VERSION, task.version),
+        ];
+        let span = self
+            .tracer
+            .span_builder(span_name("enqueue task.", task.name))
+            .with_kind(SpanKind::Producer)
+            .with_start_time(timestamp)
+            .with_attributes(attributes)
+            .start_with_context(&self.tracer, &current);
+        // The envelope carries this span's context, with the enqueuing code's baggage.
+        let as_parent = current.with_remote_span_context(span.span_context().clone());
+        let mut open = OpenSpan {
+            span,
+            start_time: timestamp,
+            started: Instant::now(),
+            as_parent: Some(as_parent),
+            task_id: Some(task_id),
+            attempts: 0,
+            max_attempts: 0,
+            error_type: None,
+        };
+        open.add_event(name, timestamp, event_attributes);
+        self.entries
+            .insert(task.id.as_u128(), Entry::Producer(open));
+    }
+
+    /// Ends the producer span of task `id` (at `task.enqueue`) and keeps its context for the
+    /// propagator.
+    fn close_producer(&self, id: u128, name: Cow<'static, str>, event: &Event<'_>, queue: &str) {
+        match self.entries.remove(id) {
+            Some(Entry::Producer(mut open)) => {
+                open.add_event(name, event.timestamp(), event_attributes(event));
+                open.span
+                    .set_attribute(KeyValue::new(keys::QUEUE, queue.to_owned()));
+                open.span.end();
+                if let Some(context) = open.as_parent.take() {
+                    self.producers.hold(id, context);
+                }
+            }
+            // A task span of that id is not this enqueue's business.
+            Some(Entry::Open(open)) => self.entries.insert(id, Entry::Open(open)),
+            // What an inline `task.initialize` left: there is no span to end.
+            Some(Entry::Pending(_)) | None => {}
+        }
     }
 
     /// Opens the task's span (the `start_trace` hook, just before `task.start`).
@@ -124,6 +228,11 @@ where
         let id = task.id.as_u128();
         let pending = match self.entries.remove(id) {
             Some(Entry::Pending(pending)) => Some(pending),
+            Some(Entry::Producer(mut producer)) => {
+                // An enqueue that never reached `task.enqueue`: its span ends here.
+                producer.span.end();
+                None
+            }
             Some(Entry::Open(open)) => {
                 // A task id opened twice: keep the first span, as ids are unique per run.
                 self.entries.insert(id, Entry::Open(open));
@@ -271,21 +380,25 @@ where
         if let Details::TaskInitialize { status, .. } = details {
             // The task span opens at `task.start`; keep the event until then. A request that
             // failed to initialize never starts, so nothing is kept for it.
+            // A request enqueued for a worker gets its PRODUCER span instead.
             if *status == InitializeStatus::Success {
-                self.entries.insert(
-                    id,
-                    Entry::Pending(PendingStart {
-                        timestamp,
-                        attributes: event_attributes(event),
-                    }),
-                );
+                match event.task() {
+                    Some(task) if task.origin == TaskOrigin::Queued => {
+                        self.open_producer(task, name, timestamp, event_attributes(event));
+                    }
+                    _ => self.entries.insert(
+                        id,
+                        Entry::Pending(PendingStart {
+                            timestamp,
+                            attributes: event_attributes(event),
+                        }),
+                    ),
+                }
             }
             return;
         }
-        if let Details::TaskEnqueue { .. } = details {
-            // The producer side of a queued run: its own span comes with the queue integration;
-            // until then drop what `task.initialize` left.
-            self.entries.remove(id);
+        if let Details::TaskEnqueue { queue } = details {
+            self.close_producer(id, name, event, queue);
             return;
         }
         let attributes = event_attributes(event);
