@@ -1,4 +1,5 @@
-//! Test support: capture the events of your own test, even while other tests run in parallel.
+//! Test support: capture the events of your own test, even while other tests run in parallel,
+//! and check every task's events against the lifecycle grammar.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,13 @@ use uuid::Uuid;
 use crate::bus::{self, Subscription};
 use crate::context::{Context, ContextGuard, ScopeTag, WithContext};
 use crate::event::Event;
+
+mod lifecycle;
+
+pub use lifecycle::{
+    assert_valid_task, assert_valid_tasks, describe, validate_task, validate_tasks,
+    LifecycleValidator, Rule, Violation,
+};
 
 /// Captures, in memory, the events fired inside its scope.
 ///
@@ -120,6 +128,13 @@ impl Capture {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+    }
+
+    /// Panics, naming the first violation, unless every task captured has a valid lifecycle
+    /// (see [`validate_tasks`]); returns how many tasks were checked.
+    #[track_caller]
+    pub fn assert_valid_tasks(&self) -> usize {
+        assert_valid_tasks(&self.events())
     }
 
     /// Panics, with the first difference, unless the captured names are exactly `expected`.
