@@ -916,14 +916,15 @@ fn environment_with_an_unknown_adapter_word_is_refused() {
             variable: "TASKER_TELEMETRY_ADAPTERS",
             value: "default,jaeger,custom".into(),
             reason: "`jaeger` is not a telemetry adapter; valid adapters are: default, \
-                     opentelemetry, custom"
+                     opentelemetry, console, custom"
                 .into(),
         }
     );
     assert_eq!(
         error.to_string(),
         "TASKER_TELEMETRY_ADAPTERS=\"default,jaeger,custom\" is not valid: `jaeger` is not a \
-         telemetry adapter; valid adapters are: default, opentelemetry, custom"
+         telemetry adapter; valid adapters are: default, opentelemetry, console, \
+         custom"
     );
 }
 
@@ -961,6 +962,7 @@ fn telemetry_adapter_words_round_trip() {
     for adapter in [
         TelemetryAdapter::Default,
         TelemetryAdapter::OpenTelemetry,
+        TelemetryAdapter::Console,
         TelemetryAdapter::Custom,
     ] {
         assert_eq!(adapter.to_string().parse::<TelemetryAdapter>(), Ok(adapter));
@@ -972,7 +974,7 @@ fn telemetry_adapter_words_round_trip() {
             .map_err(|e| e.to_string()),
         Err(
             "`zipkin` is not a telemetry adapter; valid adapters are: default, opentelemetry, \
-             custom"
+             console, custom"
                 .to_owned()
         )
     );

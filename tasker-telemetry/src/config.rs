@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwapOption;
 
 use crate::adapter::{find_adapter, registered_adapters, Adapter, AdapterRegistration};
-use crate::adapters::LoggerAdapter;
+use crate::adapters::{ColorChoice, ConsoleAdapter, LoggerAdapter};
 use crate::filter::DEFAULT_FILTER_PARAMETERS;
 use crate::isolate::{panic_message, Isolated};
 use crate::propagation::{self, Propagator};
@@ -21,6 +21,9 @@ pub enum TelemetryAdapter {
     Default,
     /// OpenTelemetry: a trace per task, a span per step.
     OpenTelemetry,
+    /// The console trace view: each task's tree printed to standard output when it ends
+    /// ([`ConsoleAdapter`]; colours per `console_color`).
+    Console,
     /// A custom adapter, named by the matching entry of `telemetry_adapter_classes`.
     Custom,
 }
@@ -31,11 +34,12 @@ impl TelemetryAdapter {
         match self {
             TelemetryAdapter::Default => "default",
             TelemetryAdapter::OpenTelemetry => "opentelemetry",
+            TelemetryAdapter::Console => "console",
             TelemetryAdapter::Custom => "custom",
         }
     }
 
-    const WORDS: &'static str = "default, opentelemetry, custom";
+    const WORDS: &'static str = "default, opentelemetry, console, custom";
 }
 
 impl fmt::Display for TelemetryAdapter {
@@ -52,6 +56,7 @@ impl FromStr for TelemetryAdapter {
         match word.trim().to_ascii_lowercase().as_str() {
             "default" => Ok(TelemetryAdapter::Default),
             "opentelemetry" => Ok(TelemetryAdapter::OpenTelemetry),
+            "console" => Ok(TelemetryAdapter::Console),
             "custom" => Ok(TelemetryAdapter::Custom),
             _ => Err(ConfigError::UnknownAdapter {
                 value: word.to_owned(),
@@ -193,6 +198,8 @@ pub struct Configuration {
     /// Keys whose values are replaced by `[FILTERED]` in custom payloads and recorded fields: a
     /// key matches when it contains a pattern, ignoring case.
     pub filter_parameters: Vec<String>,
+    /// Whether `TelemetryAdapter::Console` colours its trees. Default: `Auto` (on a terminal).
+    pub console_color: ColorChoice,
     /// The tracer provider of the OpenTelemetry adapter; `None`: the global one, as installed
     /// when `configure` runs.
     #[cfg(feature = "opentelemetry")]
@@ -210,6 +217,7 @@ impl Default for Configuration {
             telemetry_adapters: vec![TelemetryAdapter::Default],
             telemetry_adapter_classes: Vec::new(),
             filter_parameters: DEFAULT_FILTER_PARAMETERS.map(String::from).to_vec(),
+            console_color: ColorChoice::Auto,
             #[cfg(feature = "opentelemetry")]
             tracer_provider: None,
             #[cfg(feature = "opentelemetry")]
@@ -228,6 +236,8 @@ pub mod env {
     pub const TELEMETRY_ADAPTER_CLASSES: &str = "TASKER_TELEMETRY_ADAPTER_CLASSES";
     /// Comma-separated sensitive-key patterns, replacing the defaults.
     pub const FILTER_PARAMETERS: &str = "TASKER_FILTER_PARAMETERS";
+    /// `auto`, `always` or `never`: colours of the console trace view.
+    pub const CONSOLE_COLOR: &str = "TASKER_CONSOLE_COLOR";
 }
 
 impl Configuration {
@@ -264,6 +274,18 @@ impl Configuration {
         if let Some(value) = lookup(env::FILTER_PARAMETERS) {
             config.filter_parameters = split_list(&value).map(String::from).collect();
         }
+        if let Some(value) = lookup(env::CONSOLE_COLOR) {
+            config.console_color =
+                value
+                    .parse()
+                    .map_err(|error: crate::adapters::UnknownColorChoice| {
+                        ConfigError::InvalidEnvironment {
+                            variable: env::CONSOLE_COLOR,
+                            value: value.clone(),
+                            reason: error.to_string(),
+                        }
+                    })?;
+        }
         Ok(config)
     }
 
@@ -297,6 +319,7 @@ impl Configuration {
         for adapter in &self.telemetry_adapters {
             match adapter {
                 TelemetryAdapter::Default => plan.push(Planned::Logger),
+                TelemetryAdapter::Console => plan.push(Planned::Console),
                 #[cfg(feature = "opentelemetry")]
                 TelemetryAdapter::OpenTelemetry => plan.push(Planned::OpenTelemetry),
                 #[cfg(not(feature = "opentelemetry"))]
@@ -326,6 +349,11 @@ impl Configuration {
                     Box::new(LoggerAdapter) as Box<dyn Adapter>,
                     Isolated::new("adapter default".into()),
                 )),
+                Planned::Console => Ok((
+                    Box::new(ConsoleAdapter::builder().color(self.console_color).build())
+                        as Box<dyn Adapter>,
+                    Isolated::new("adapter console".into()),
+                )),
                 #[cfg(feature = "opentelemetry")]
                 Planned::OpenTelemetry => {
                     let (adapter, built) = crate::otel::build_adapter(self);
@@ -353,6 +381,7 @@ impl Configuration {
 /// An adapter of the configuration, checked and about to be built.
 enum Planned {
     Logger,
+    Console,
     #[cfg(feature = "opentelemetry")]
     OpenTelemetry,
     Custom(&'static AdapterRegistration),
@@ -476,7 +505,7 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "TASKER_TELEMETRY_ADAPTERS=\"default,jaeger\" is not valid: `jaeger` is not a \
-             telemetry adapter; valid adapters are: default, opentelemetry, custom"
+             telemetry adapter; valid adapters are: default, opentelemetry, console, custom"
         );
     }
 
@@ -499,7 +528,7 @@ mod tests {
         );
         assert_eq!(
             "zipkin".parse::<TelemetryAdapter>().unwrap_err().to_string(),
-            "`zipkin` is not a telemetry adapter; valid adapters are: default, opentelemetry, custom"
+            "`zipkin` is not a telemetry adapter; valid adapters are: default, opentelemetry, console, custom"
         );
     }
 
