@@ -6,7 +6,9 @@
 //! attempt, so it fails for good. With the default logger every lifecycle event is printed as
 //! `[Tasker] <event>: <payload>`; a custom adapter tallies the event kinds.
 //!
-//! Run it with `cargo run --example order_fulfillment`.
+//! Run it with `cargo run --example order_fulfillment`. With `-- --console` (or
+//! `TASKER_CONSOLE=1`) the console trace view replaces the logger: each order's tree of steps,
+//! attempts, backoffs and skips is printed when its task ends.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -133,9 +135,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_ansi(std::io::stdout().is_terminal())
         .init();
 
+    let console = std::env::args().any(|arg| arg == "--console")
+        || std::env::var("TASKER_CONSOLE").is_ok_and(|value| value == "1" || value == "true");
+    let view = if console {
+        TelemetryAdapter::Console
+    } else {
+        TelemetryAdapter::Default
+    };
     tasker::configure(|config| {
         config.enable_telemetry = true;
-        config.telemetry_adapters = vec![TelemetryAdapter::Default, TelemetryAdapter::Custom];
+        config.telemetry_adapters = vec![view, TelemetryAdapter::Custom];
         config.telemetry_adapter_classes = vec!["order_fulfillment::SharedTally".into()];
     })?;
 

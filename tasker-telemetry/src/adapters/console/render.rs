@@ -356,10 +356,12 @@ fn since(from: SystemTime, to: SystemTime) -> Duration {
     to.duration_since(from).unwrap_or_default()
 }
 
-/// `0.4 ms`, `163.4 ms`, `2.35 s`.
+/// `420 µs`, `163.4 ms`, `2.35 s`.
 pub(crate) fn human(duration: Duration) -> String {
     let millis = duration.as_secs_f64() * 1000.0;
-    if millis < 1000.0 {
+    if duration < Duration::from_millis(1) {
+        format!("{} µs", duration.as_micros())
+    } else if millis < 1000.0 {
         format!("{millis:.1} ms")
     } else {
         format!("{:.2} s", millis / 1000.0)
@@ -387,7 +389,7 @@ mod tests {
 
     #[test]
     fn durations_read_in_milliseconds_then_seconds() {
-        assert_eq!(human(Duration::from_micros(420)), "0.4 ms");
+        assert_eq!(human(Duration::from_micros(420)), "420 µs");
         assert_eq!(human(Duration::from_micros(163_420)), "163.4 ms");
         assert_eq!(human(Duration::from_millis(2_346)), "2.35 s");
     }
