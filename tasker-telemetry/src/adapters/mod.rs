@@ -3,6 +3,11 @@
 
 mod console;
 mod logger;
+mod non_blocking;
 
 pub use console::{ColorChoice, ConsoleAdapter, ConsoleBuilder, ConsoleLimits, UnknownColorChoice};
 pub use logger::LoggerAdapter;
+pub use non_blocking::{
+    dropped_events, NonBlocking, NonBlockingBuilder, NonBlockingHandle, NonBlockingStats,
+    DEFAULT_CAPACITY, DEFAULT_SHUTDOWN_TIMEOUT,
+};
