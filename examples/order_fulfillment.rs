@@ -130,6 +130,8 @@ tasker::register_adapter!(SharedTally);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // `cargo tasker tasks --example order_fulfillment` runs this with TASKER_LIST_TASKS=1.
+    tasker::list_registered_and_exit_if_requested();
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_ansi(std::io::stdout().is_terminal())

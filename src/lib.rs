@@ -80,6 +80,9 @@ pub mod telemetry {
 pub use tasker_telemetry::events;
 pub use tasker_telemetry::testing;
 
+pub mod listing;
+pub use listing::list_registered_and_exit_if_requested;
+
 /// The names most programs use.
 pub mod prelude {
     pub use crate::telemetry::{Adapter, Event};
