@@ -11,7 +11,13 @@ use uuid::Uuid;
 /// A new UUIDv7: unique, and sortable by creation time to the millisecond.
 #[inline]
 pub fn new_id() -> Uuid {
-    let millis = SystemTime::now()
+    new_id_at(tasker_telemetry::clock::now().system)
+}
+
+/// A new UUIDv7 created at `time` (read by the caller, who needs the clock anyway).
+#[inline]
+pub fn new_id_at(time: SystemTime) -> Uuid {
+    let millis = time
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as u64);
     let random = fastrand::u128(..).to_le_bytes();

@@ -7,12 +7,14 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::panic::resume_unwind;
 use std::pin::Pin;
 use std::task::{Context as PollContext, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use tasker_telemetry::context::{Context, StepTally};
+use tasker_telemetry::clock;
 use tasker_telemetry::filter::mask_configured;
 use tasker_telemetry::{
     events, panic_message, Details, ErrorInfo, Event, StepRef, CANCELLED_CLASS,
@@ -39,7 +41,9 @@ pub enum Next {
 pub struct StepRun {
     descriptor: &'static StepDescriptor,
     attempt: u32,
-    live: Option<Live>,
+    /// `ManuallyDrop` so that a silent call (`None`) needs no out-of-line drop glue; `Drop`
+    /// drops it, on the cold path, when there is something to drop.
+    live: ManuallyDrop<Option<Live>>,
 }
 
 /// The state of a step call that somebody listens to.
@@ -49,7 +53,9 @@ struct Live {
     /// with it entered.
     context: Option<Context>,
     step: StepRef,
-    attempt_started: Instant,
+    /// When the attempt running (or about to run) started, on both clocks.
+    attempt_started: clock::Tick,
+    attempt_started_at: SystemTime,
     finished: bool,
     /// Values recorded with `#[step(fields(...))]`, masked.
     fields: Option<Box<serde_json::Map<String, serde_json::Value>>>,
@@ -76,15 +82,17 @@ impl StepRun {
         StepRun {
             descriptor,
             attempt: 1,
-            live: None,
+            live: ManuallyDrop::new(None),
         }
     }
 
     #[cold]
     fn live(descriptor: &'static StepDescriptor) -> StepRun {
+        // One clock read serves the id, and the start and `step.handle` of the first attempt.
+        let now = clock::now();
         let parent = Context::current();
         let step = StepRef {
-            id: ids::new_id(),
+            id: ids::new_id_at(now.system),
             name: descriptor.name,
             parent_id: parent.step().map(|step| step.id),
             source: Some(&descriptor.source),
@@ -92,13 +100,14 @@ impl StepRun {
         StepRun {
             descriptor,
             attempt: 1,
-            live: Some(Live {
+            live: ManuallyDrop::new(Some(Live {
                 context: Some(parent.with_step(step)),
                 step,
-                attempt_started: Instant::now(),
+                attempt_started: now.tick,
+                attempt_started_at: now.system,
                 finished: false,
                 fields: None,
-            }),
+            })),
         }
     }
 
@@ -114,7 +123,7 @@ impl StepRun {
     where
         I: IntoIterator<Item = (&'static str, serde_json::Value)>,
     {
-        if let Some(live) = &mut self.live {
+        if let Some(live) = &mut *self.live {
             let mut map: serde_json::Map<String, serde_json::Value> = fields()
                 .into_iter()
                 .map(|(key, value)| (key.to_owned(), value))
@@ -204,7 +213,7 @@ impl StepRun {
     #[inline]
     pub fn attempt_sync<R>(&mut self, body: impl FnOnce() -> R) -> R {
         self.begin_attempt();
-        let Some(live) = &mut self.live else {
+        let Some(live) = &mut *self.live else {
             return body();
         };
         match run_in(&mut live.context, body) {
@@ -215,17 +224,21 @@ impl StepRun {
 
     #[inline]
     fn begin_attempt(&mut self) {
-        if self.live.is_none() {
-            return;
+        let Some(live) = &mut *self.live else { return };
+        if self.attempt > 1 {
+            let now = clock::now();
+            live.attempt_started = now.tick;
+            live.attempt_started_at = now.system;
         }
+        let at = live.attempt_started_at;
         let (attempt, max_attempts) = (self.attempt, self.descriptor.policy.max_attempts);
-        self.emit(Details::StepHandle {
-            attempt,
-            max_attempts,
-        });
-        if let Some(live) = &mut self.live {
-            live.attempt_started = Instant::now();
-        }
+        self.emit_at(
+            at,
+            Details::StepHandle {
+                attempt,
+                max_attempts,
+            },
+        );
     }
 
     /// Decides what follows an attempt and emits its events: `step.complete`, or `step.error`
@@ -252,31 +265,41 @@ impl StepRun {
 
     #[cold]
     fn finish_live(&mut self, outcome: Outcome<'_>) -> Next {
+        // One clock read for the attempt's duration and every event that follows it.
+        let now = clock::now();
         let attempt = self.attempt;
         let max_attempts = self.descriptor.policy.max_attempts;
         let Outcome::Failure { retryable, error } = outcome else {
-            let duration = self.attempt_elapsed();
-            self.emit(Details::StepComplete { attempt, duration });
+            let duration = self.live.as_ref().map_or(Duration::ZERO, |live| {
+                now.tick.duration_since(live.attempt_started)
+            });
+            self.emit_at(now.system, Details::StepComplete { attempt, duration });
             self.close(StepTally::Completed);
             return Next::Return;
         };
-        self.emit_error(error, retryable);
+        self.emit_error_at(now.system, error, retryable);
         let next = self.next_after_failure(retryable);
         match next {
             Next::Retry(backoff) => {
                 let attempt = self.attempt;
-                self.emit(Details::StepRetry {
-                    attempt,
-                    max_attempts,
-                });
-                self.emit(Details::StepBackoff { attempt, backoff });
+                self.emit_at(
+                    now.system,
+                    Details::StepRetry {
+                        attempt,
+                        max_attempts,
+                    },
+                );
+                self.emit_at(now.system, Details::StepBackoff { attempt, backoff });
             }
             Next::Return => {
                 if retryable {
-                    self.emit(Details::StepMaxRetriesReached {
-                        attempts: attempt,
-                        max_attempts,
-                    });
+                    self.emit_at(
+                        now.system,
+                        Details::StepMaxRetriesReached {
+                            attempts: attempt,
+                            max_attempts,
+                        },
+                    );
                 }
                 self.close(StepTally::Failed);
             }
@@ -284,15 +307,13 @@ impl StepRun {
         next
     }
 
-    fn attempt_elapsed(&self) -> Duration {
-        self.live
-            .as_ref()
-            .map_or(Duration::ZERO, |live| live.attempt_started.elapsed())
+    fn emit_error(&mut self, error: &dyn DescribeError, retryable: bool) {
+        self.emit_error_at(clock::now().system, error, retryable);
     }
 
-    fn emit_error(&mut self, error: &dyn DescribeError, retryable: bool) {
+    fn emit_error_at(&mut self, at: SystemTime, error: &dyn DescribeError, retryable: bool) {
         let attempt = self.attempt;
-        self.emit(Details::StepError {
+        self.emit_at(at, Details::StepError {
             attempt,
             error: ErrorInfo {
                 class: Cow::Borrowed(error.class()),
@@ -319,21 +340,27 @@ impl StepRun {
         resume_unwind(payload)
     }
 
-    /// Emits `details` inside the step's context, so observers see the step as current.
+    /// Emits `details` now.
     fn emit(&mut self, details: Details<'_>) {
-        let Some(live) = &mut self.live else { return };
-        let context = live.context.take().unwrap_or_default();
-        let mut event = Event::new(context.task().copied(), Some(live.step), details);
+        self.emit_at(clock::now().system, details);
+    }
+
+    /// Emits `details` with timestamp `at`. The step's own code runs in its caller's context
+    /// (same task, same scope), so the event is fired there, without switching contexts; only
+    /// a drop, which may happen anywhere, enters the step's context (see `Drop`).
+    #[inline]
+    fn emit_at(&mut self, at: SystemTime, details: Details<'_>) {
+        let Some(live) = &*self.live else { return };
+        let task = live.context.as_ref().and_then(|context| context.task().copied());
+        let mut event = Event::at(at, task, Some(live.step), details);
         if let Some(fields) = &live.fields {
             event = event.with_fields(fields);
         }
-        let guard = context.enter();
         events::fire(&event);
-        live.context = Some(guard.exit());
     }
 
     fn close(&mut self, tally: StepTally) {
-        if let Some(live) = &mut self.live {
+        if let Some(live) = &mut *self.live {
             live.finished = true;
             if let Some(frame) = live.context.as_ref().and_then(Context::task_frame) {
                 frame.tally(self.descriptor.name, tally);
@@ -343,7 +370,17 @@ impl StepRun {
 }
 
 impl Drop for StepRun {
+    #[inline]
     fn drop(&mut self) {
+        if self.live.is_some() {
+            self.drop_live();
+        }
+    }
+}
+
+impl StepRun {
+    #[cold]
+    fn drop_live(&mut self) {
         if self.live.as_ref().is_some_and(|live| !live.finished) {
             // Dropped mid-call: the future was cancelled, or code around the body panicked.
             let class = if std::thread::panicking() {
@@ -360,6 +397,13 @@ impl Drop for StepRun {
                     "dropped"
                 }
             );
+            // Observers scoped to the step's context (a test's capture) must see this even when
+            // the future is dropped elsewhere.
+            let _guard = self
+                .live
+                .as_ref()
+                .and_then(|live| live.context.clone())
+                .map(Context::enter);
             self.emit_error(
                 &crate::outcome::FixedError {
                     class,
@@ -369,6 +413,7 @@ impl Drop for StepRun {
             );
             self.close(StepTally::Failed);
         }
+        drop(self.live.take());
     }
 }
 
@@ -412,7 +457,7 @@ impl<F: Future> Future for Attempt<'_, F> {
         // reference and not pinned.
         let this = unsafe { self.get_unchecked_mut() };
         let body = unsafe { Pin::new_unchecked(&mut this.body) };
-        let Some(live) = &mut this.run.live else {
+        let Some(live) = &mut *this.run.live else {
             return body.poll(cx);
         };
         match run_in(&mut live.context, || body.poll(cx)) {

@@ -8,6 +8,7 @@
 mod adapter;
 pub mod adapters;
 mod bus;
+pub mod clock;
 mod config;
 pub mod context;
 mod event;

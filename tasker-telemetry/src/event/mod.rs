@@ -182,7 +182,7 @@ pub struct Event<'a> {
 impl<'a> Event<'a> {
     /// An event happening now.
     pub fn new(task: Option<TaskRef>, step: Option<StepRef>, details: Details<'a>) -> Self {
-        Self::at(SystemTime::now(), task, step, details)
+        Self::at(crate::clock::now().system, task, step, details)
     }
 
     /// An event with an explicit timestamp.
