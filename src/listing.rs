@@ -89,9 +89,11 @@ pub fn to_json() -> Value {
 /// the program, and whatever happens before this call happens then too.
 ///
 /// ```no_run
-/// fn main() {
-///     tasker::list_registered_and_exit_if_requested();
-///     // … the program …
+/// # async fn run_the_program() {}
+/// #[tokio::main]
+/// async fn main() {
+///     tasker::list_registered_and_exit_if_requested(); // first: nothing runs before it
+///     run_the_program().await;
 /// }
 /// ```
 pub fn list_registered_and_exit_if_requested() {

@@ -1,0 +1,153 @@
+//! `cargo tasker tasks`: the tasks and steps a program registers.
+//!
+//! Registrations happen at link time, so only the program knows them: the command runs it with
+//! `TASKER_LIST_TASKS=1`, and the program answers if its `main` first calls
+//! `tasker::list_registered_and_exit_if_requested()`, which prints one line of JSON
+//! (`tasker::listing::to_json`) and exits.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use tasker::listing;
+
+/// The program to ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A built executable.
+    Path(PathBuf),
+    /// `cargo run --bin <name>` in the current package.
+    Bin(String),
+    /// `cargo run --example <name>` in the current package.
+    Example(String),
+}
+
+/// Why the program's registry could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TasksError {
+    /// The program did not start.
+    #[error("could not run {program}: {source}")]
+    Spawn {
+        /// What was run.
+        program: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The program printed no registry.
+    #[error(
+        "{program} did not list its tasks ({status}); make `tasker::list_registered_and_exit_if_requested();` \
+         the first line of its main, so that it answers {env}=1{stderr}"
+    )]
+    NoAnswer {
+        /// What was run.
+        program: String,
+        /// Its exit status.
+        status: String,
+        /// The variable it was given.
+        env: &'static str,
+        /// The end of its standard error, if any.
+        stderr: String,
+    },
+}
+
+/// The registry JSON of `target`.
+pub fn registry(target: &Target) -> Result<Value, TasksError> {
+    let (mut command, program) = match target {
+        Target::Path(path) => (Command::new(path), path.display().to_string()),
+        Target::Bin(name) | Target::Example(name) => {
+            let kind = if matches!(target, Target::Bin(_)) {
+                "--bin"
+            } else {
+                "--example"
+            };
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut command = Command::new(cargo);
+            command.args(["run", "--quiet", kind, name]);
+            (command, format!("cargo run {kind} {name}"))
+        }
+    };
+    let output = command
+        .env(listing::ENV, "1")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| TasksError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let answer = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|value| value.get("tasker_registry").is_some());
+    answer.ok_or_else(|| {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        TasksError::NoAnswer {
+            program,
+            status: output.status.to_string(),
+            env: listing::ENV,
+            stderr: if tail.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; its stderr ended with:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            },
+        }
+    })
+}
+
+/// The registry as text: tasks, then steps with their policies.
+pub fn render_text(registry: &Value) -> String {
+    let empty = Vec::new();
+    let tasks = registry["tasks"].as_array().unwrap_or(&empty);
+    let steps = registry["steps"].as_array().unwrap_or(&empty);
+    let mut out = format!("{} task{}\n", tasks.len(), plural(tasks.len()));
+    for task in tasks {
+        out.push_str(&format!(
+            "  {} {}{}  {}:{}\n",
+            text(&task["name"]),
+            text(&task["version"]),
+            if task["enqueueable"] == true {
+                "  enqueueable"
+            } else {
+                ""
+            },
+            text(&task["file"]),
+            task["line"],
+        ));
+    }
+    out.push_str(&format!("{} step{}\n", steps.len(), plural(steps.len())));
+    for step in steps {
+        let mut policy = format!(
+            "max_attempts={} backoff_ms={}",
+            step["max_attempts"], step["backoff_ms"]
+        );
+        if step["skippable"] == true {
+            policy.push_str(" skippable");
+        }
+        if let Some(timeout) = step["timeout_ms"].as_u64() {
+            policy.push_str(&format!(" timeout_ms={timeout}"));
+        }
+        out.push_str(&format!(
+            "  {}  {policy}  {}:{}\n",
+            text(&step["name"]),
+            text(&step["file"]),
+            step["line"],
+        ));
+    }
+    out
+}
+
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or("?")
+}
+
+fn plural(count: usize) -> &'static str {
+    if count == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
