@@ -2,7 +2,7 @@
 //!
 //! Tasks and steps are registered at link time, so only the program itself can list them:
 //! `cargo tasker tasks` runs it with [`ENV`] set, and
-//! [`list_registered_and_exit_if_requested`](crate::list_registered_and_exit_if_requested),
+//! [`list_registered_and_exit_if_requested`],
 //! called first in `main`, answers by printing [`to_json`] and exiting.
 
 use serde_json::{json, Value};
@@ -37,16 +37,15 @@ pub const FORMAT_VERSION: u32 = 1;
 /// assert!(registry["steps"].as_array().unwrap().iter().any(|step| step["name"] == "audit"));
 /// ```
 pub fn to_json() -> Value {
-    let enqueueable: Vec<(&str, &str)> = tasker_telemetry::__private::inventory::iter::<
-        tasker_runtime::TaskRegistration,
-    >
-        .into_iter()
-        .filter(|registration| registration.runner().is_some())
-        .map(|registration| {
-            let task = registration.descriptor();
-            (task.name, task.version)
-        })
-        .collect();
+    let enqueueable: Vec<(&str, &str)> =
+        tasker_telemetry::__private::inventory::iter::<tasker_runtime::TaskRegistration>
+            .into_iter()
+            .filter(|registration| registration.runner().is_some())
+            .map(|registration| {
+                let task = registration.descriptor();
+                (task.name, task.version)
+            })
+            .collect();
     let tasks: Vec<Value> = crate::tasks()
         .into_iter()
         .map(|task| {

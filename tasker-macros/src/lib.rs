@@ -1,8 +1,8 @@
 //! The `#[tasker::task]` and `#[tasker::step]` attribute macros. Use them through the `tasker`
 //! crate; generated code names only `::tasker::__private` (or `crate = path`).
 //!
-//! The macro is split as in `tracing-attributes`: [`attr`] parses the arguments into a model,
-//! [`item`] reads the function, [`expand`] generates code.
+//! The macro is split as in `tracing-attributes`: `attr` parses the arguments into a model,
+//! `item` reads the function, `expand` generates code.
 #![deny(missing_docs)]
 
 mod attr;

@@ -86,7 +86,7 @@ pub struct AdapterRegistration {
 }
 
 impl AdapterRegistration {
-    /// A registration of `constructor` under `name`; used by [`register_adapter!`].
+    /// A registration of `constructor` under `name`; used by [`register_adapter!`](crate::register_adapter).
     pub const fn new(name: &'static str, constructor: fn() -> Box<dyn Adapter>) -> Self {
         Self { name, constructor }
     }

@@ -241,7 +241,7 @@ pub mod env {
 }
 
 impl Configuration {
-    /// The defaults overridden by the `TASKER_*` variables that are set (see [`env`]).
+    /// The defaults overridden by the `TASKER_*` variables that are set (see [`env`](mod@env)).
     ///
     /// Only parsing happens here; the result is validated when it is applied with `configure`.
     pub fn from_env() -> Result<Self, ConfigError> {

@@ -119,7 +119,7 @@ pub enum OtelInitError {
     Runtime(#[source] std::io::Error),
 }
 
-/// Where and how to export, as the standard `OTEL_*` variables say (see [`env`]).
+/// Where and how to export, as the standard `OTEL_*` variables say (see [`env`](mod@env)).
 ///
 /// Read them with [`from_env`](Self::from_env) (or [`from_lookup`](Self::from_lookup) in tests
 /// and embedders), adjust the fields, then [`build`](Self::build) the providers.
