@@ -14,6 +14,10 @@ pub const ENVELOPE_FORMAT: u32 = 1;
 /// The largest encoded envelope [`Envelope::decode`] accepts (16 MiB).
 pub const MAX_ENVELOPE_BYTES: usize = 16 * 1024 * 1024;
 
+/// The largest context a request may carry (as JSON): an envelope's limit less room for the
+/// rest of it, so that any worker can decode what a producer enqueued.
+pub const MAX_CONTEXT_BYTES: usize = MAX_ENVELOPE_BYTES - 64 * 1024;
+
 /// A task request on its way to a worker.
 ///
 /// ```
@@ -240,6 +244,51 @@ mod tests {
                 delivery_attempt,
             };
             prop_assert_eq!(Envelope::decode(&envelope.encode()).unwrap(), envelope);
+        }
+
+        #[test]
+        fn every_strict_prefix_of_an_envelope_is_malformed(
+            context in json_value(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let bytes = Envelope::new("order", "1.0.0", context).encode();
+            let cut = cut.index(bytes.len());
+            let error = Envelope::decode(&bytes[..cut]).unwrap_err();
+            prop_assert!(matches!(error, EnvelopeError::Malformed(_)), "{error}");
+        }
+
+        #[test]
+        fn random_bytes_give_an_error_that_names_the_problem(
+            bytes in prop::collection::vec(any::<u8>(), 0..1024),
+        ) {
+            if let Err(error) = Envelope::decode(&bytes) {
+                let message = error.to_string();
+                prop_assert!(
+                    message.starts_with("malformed envelope: ")
+                        || message.starts_with("unsupported envelope format "),
+                    "{message}"
+                );
+            }
+        }
+
+        #[test]
+        fn json_of_another_shape_is_refused_naming_what_is_wrong(
+            value in json_value(),
+            format in proptest::option::of(any::<i64>()),
+        ) {
+            let mut json = match value {
+                Value::Object(map) => Value::Object(map),
+                other => serde_json::json!({ "payload": other }),
+            };
+            if let Some(format) = format {
+                json["format"] = format.into();
+            }
+            let error = Envelope::decode(json.to_string().as_bytes()).unwrap_err();
+            let message = error.to_string();
+            prop_assert!(
+                message.contains("format") || message.contains("missing field"),
+                "{message}"
+            );
         }
 
         #[test]

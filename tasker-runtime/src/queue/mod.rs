@@ -10,7 +10,9 @@ mod memory;
 
 use std::time::Duration;
 
-pub use envelope::{now_micros, Envelope, EnvelopeError, ENVELOPE_FORMAT, MAX_ENVELOPE_BYTES};
+pub use envelope::{
+    now_micros, Envelope, EnvelopeError, ENVELOPE_FORMAT, MAX_CONTEXT_BYTES, MAX_ENVELOPE_BYTES,
+};
 pub use memory::MemoryQueue;
 
 use crate::runner::BoxFuture;

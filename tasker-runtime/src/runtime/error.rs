@@ -71,6 +71,19 @@ pub enum EnqueueError {
         /// serde's message.
         reason: String,
     },
+    /// The context is larger than an envelope may carry, so no worker could read it.
+    #[error(
+        "the context for task `{name}` is too large: more than {size} bytes of JSON, and a \
+         request may carry at most {limit}; pass a reference to the data (an id, a URL) instead"
+    )]
+    TooLarge {
+        /// The task.
+        name: String,
+        /// Bytes counted before giving up (just over the limit).
+        size: usize,
+        /// The largest context accepted.
+        limit: usize,
+    },
     /// A bypassed step that no `#[tasker::step]` is named.
     #[error("cannot bypass `{step}`: no step has that name; skippable steps are: {}", list(.skippable))]
     UnknownStep {

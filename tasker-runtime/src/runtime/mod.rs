@@ -23,7 +23,7 @@ use uuid::Uuid;
 pub use error::{BuildError, EnqueueError, TaskError};
 use registry::{Registered, Registry};
 
-use crate::queue::{Claim, Envelope, MemoryQueue, Queue};
+use crate::queue::{Claim, Envelope, MemoryQueue, Queue, MAX_CONTEXT_BYTES};
 use crate::request::TaskRequest;
 use crate::runner::{BoxFuture, RunOutput};
 use crate::worker::{with_queued_run, QueuedRun, RunFailure, WithQueuedRun};
@@ -89,6 +89,7 @@ impl RuntimeBuilder {
             pending: Mutex::new(HashMap::new()),
             lease: self.lease,
             poll: self.poll,
+            has_workers: self.workers > 0,
         });
         let workers = (0..self.workers)
             .map(|_| handle.spawn(work(inner.clone(), stopped.clone())))
@@ -126,6 +127,9 @@ struct Inner {
     pending: Mutex<HashMap<Uuid, Pending>>,
     lease: Duration,
     poll: Duration,
+    /// Whether this runtime runs requests itself; a producer-only one keeps no pending results
+    /// (nobody here would ever complete them).
+    has_workers: bool,
 }
 
 struct Pending {
@@ -148,7 +152,8 @@ impl TaskHandle {
     }
 
     /// The task's output as JSON (the `Ok` value for a task returning a `Result`), once a worker
-    /// of this runtime has run it.
+    /// of this runtime has run it. A producer-only runtime (`workers(0)`) never runs it, so
+    /// waiting gives [`TaskError::Abandoned`] at once.
     pub async fn wait(self) -> Result<Value, TaskError> {
         self.result.await.unwrap_or(Err(TaskError::Abandoned))
     }
@@ -210,13 +215,15 @@ impl Runtime {
             delivery_attempt: 1,
         };
         let (sender, receiver) = oneshot::channel();
-        self.inner.lock_pending().insert(
-            task_id,
-            Pending {
-                result: sender,
-                scope: Context::with_current(Context::scope),
-            },
-        );
+        if self.inner.has_workers {
+            self.inner.lock_pending().insert(
+                task_id,
+                Pending {
+                    result: sender,
+                    scope: Context::with_current(Context::scope),
+                },
+            );
+        }
         if let Err(error) = self.inner.queue.push(envelope).await {
             self.inner.lock_pending().remove(&task_id);
             return Err(EnqueueError::Queue(error));
@@ -247,6 +254,13 @@ impl Runtime {
                 version: descriptor.version.to_owned(),
             });
         };
+        if let Err(size) = fits(request.context(), MAX_CONTEXT_BYTES) {
+            return fail(EnqueueError::TooLarge {
+                name: descriptor.name.to_owned(),
+                size,
+                limit: MAX_CONTEXT_BYTES,
+            });
+        }
         if let Err(error) = runner.check(request.context()) {
             return fail(EnqueueError::InvalidContext {
                 name: descriptor.name.to_owned(),
@@ -498,6 +512,32 @@ async fn work(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
                 tokio::time::sleep(inner.poll).await;
             }
         }
+    }
+}
+
+/// `Ok` when `context` encodes to at most `limit` bytes of JSON; else the bytes counted before
+/// stopping (just over the limit). Stops as soon as the limit is passed.
+fn fits(context: &Value, limit: usize) -> Result<(), usize> {
+    struct Counter {
+        written: usize,
+        limit: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.written += bytes.len();
+            if self.written > self.limit {
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter { written: 0, limit };
+    match serde_json::to_writer(&mut counter, context) {
+        Ok(()) => Ok(()),
+        Err(_) => Err(counter.written),
     }
 }
 
