@@ -89,7 +89,7 @@ pub fn render_text() -> String {
             keys.join(", ")
         };
         out.push_str(&format!(
-            "{:<width$}  {keys}\n{:<width$}  ({when})\n",
+            "{:<width$}  {keys}\n{:<width$}    {when}\n",
             kind.name(),
             ""
         ));

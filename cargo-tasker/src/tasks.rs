@@ -119,6 +119,11 @@ pub fn render_text(registry: &Value) -> String {
         ));
     }
     out.push_str(&format!("{} step{}\n", steps.len(), plural(steps.len())));
+    let width = steps
+        .iter()
+        .map(|step| text(&step["name"]).len())
+        .max()
+        .unwrap_or(0);
     for step in steps {
         let mut policy = format!(
             "max_attempts={} backoff_ms={}",
@@ -131,7 +136,7 @@ pub fn render_text(registry: &Value) -> String {
             policy.push_str(&format!(" timeout_ms={timeout}"));
         }
         out.push_str(&format!(
-            "  {}  {policy}  {}:{}\n",
+            "  {:<width$}  {policy}  {}:{}\n",
             text(&step["name"]),
             text(&step["file"]),
             step["line"],

@@ -67,7 +67,7 @@ fn tasks_prints_what_the_program_registers() {
 1 task
   checkout 1.0.0  enqueueable  src/main.rs:30
 2 steps
-  charge  max_attempts=3 backoff_ms=50 timeout_ms=500  src/main.rs:12
+  charge     max_attempts=3 backoff_ms=50 timeout_ms=500  src/main.rs:12
   gift_wrap  max_attempts=1 backoff_ms=1000 skippable  src/main.rs:20
 "
     );
