@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Every benchmark of the README's table, in one run (about 8 minutes on 2 cores):
+#   bash benches/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=(-- --warm-up-time 1 --measurement-time 3)
+cargo bench --all-features --bench overhead --bench otel --bench runtime "${quick[@]}"
+echo
+cargo bench --bench report
+echo
+cargo test --release --all-features --test allocations -- --nocapture 2>&1 | grep -E "allocations per|sync"
+echo
+bash benches/compile_time.sh
+echo
+cargo bench --bench memory 2>&1 | tail -1
