@@ -217,9 +217,7 @@ fn expected(plan: &Plan) -> ([u64; 15], u64) {
 }
 
 fn expected_result(plan: &Plan) -> Result<serde_json::Value, &'static str> {
-    if plan.reserve_failures >= 3 || plan.charge_failures >= 3 {
-        Err("reliability_load::LoadError")
-    } else if plan.reject {
+    if plan.reserve_failures >= 3 || plan.charge_failures >= 3 || plan.reject {
         Err("reliability_load::LoadError")
     } else {
         Ok(serde_json::json!(plan.id + 10 + 100 + 1000))
