@@ -13,8 +13,8 @@ use std::pin::Pin;
 use std::task::{Context as PollContext, Poll};
 use std::time::{Duration, SystemTime};
 
+use tasker_telemetry::{clock, propagation};
 use tasker_telemetry::context::{Context, StepTally};
-use tasker_telemetry::clock;
 use tasker_telemetry::filter::mask_configured;
 use tasker_telemetry::{
     events, panic_message, Details, ErrorInfo, Event, StepRef, CANCELLED_CLASS,
@@ -185,7 +185,32 @@ impl StepRun {
     #[inline]
     pub fn attempt<F: Future>(&mut self, body: F) -> Attempt<'_, F> {
         self.begin_attempt();
-        Attempt { run: self, body }
+        let span = self.attempt_span();
+        Attempt {
+            run: self,
+            body,
+            span,
+        }
+    }
+
+    /// The `tracing` span an attempt runs in, so the user's own `tracing` events inside it say
+    /// which task, step and attempt they belong to. Without a subscriber interested in target
+    /// `tasker` it is `Span::none()`, and its fields are not even evaluated.
+    #[inline]
+    fn attempt_span(&self) -> tracing::Span {
+        let live = self.live.as_ref();
+        let task = live
+            .and_then(|live| live.context.as_ref())
+            .and_then(|context| context.task().copied());
+        tracing::info_span!(
+            target: "tasker",
+            "step",
+            task_id = task.map(|task| tracing::field::display(task.id)),
+            task_name = task.map(|task| task.name),
+            step_id = live.map(|live| tracing::field::display(live.step.id)),
+            step_name = self.descriptor.name,
+            attempt = self.attempt,
+        )
     }
 
     /// [`StepRun::attempt`] with the step's `timeout_ms`: an attempt that runs longer is dropped
@@ -205,7 +230,11 @@ impl StepRun {
             timer: futures_timer::Delay::new(limit),
             limit,
             timed_out: <F::Output as FromTimeout>::from_timeout,
-            attempt: Attempt { run: self, body },
+            attempt: Attempt {
+                span: self.attempt_span(),
+                run: self,
+                body,
+            },
         }
     }
 
@@ -213,9 +242,12 @@ impl StepRun {
     #[inline]
     pub fn attempt_sync<R>(&mut self, body: impl FnOnce() -> R) -> R {
         self.begin_attempt();
+        let span = self.attempt_span();
+        let _entered = span.enter();
         let Some(live) = &mut *self.live else {
             return body();
         };
+        let _active = propagation::enter_step(&live.step);
         match run_in(&mut live.context, body) {
             Ok(value) => value,
             Err(payload) => self.panicked(payload),
@@ -313,14 +345,17 @@ impl StepRun {
 
     fn emit_error_at(&mut self, at: SystemTime, error: &dyn DescribeError, retryable: bool) {
         let attempt = self.attempt;
-        self.emit_at(at, Details::StepError {
-            attempt,
-            error: ErrorInfo {
-                class: Cow::Borrowed(error.class()),
-                message: Cow::Owned(error.message()),
+        self.emit_at(
+            at,
+            Details::StepError {
+                attempt,
+                error: ErrorInfo {
+                    class: Cow::Borrowed(error.class()),
+                    message: Cow::Owned(error.message()),
+                },
+                retryable,
             },
-            retryable,
-        });
+        );
     }
 
     /// Reports a panic of the body as the final failure, then resumes unwinding.
@@ -351,7 +386,10 @@ impl StepRun {
     #[inline]
     fn emit_at(&mut self, at: SystemTime, details: Details<'_>) {
         let Some(live) = &*self.live else { return };
-        let task = live.context.as_ref().and_then(|context| context.task().copied());
+        let task = live
+            .context
+            .as_ref()
+            .and_then(|context| context.task().copied());
         let mut event = Event::at(at, task, Some(live.step), details);
         if let Some(fields) = &live.fields {
             event = event.with_fields(fields);
@@ -446,6 +484,7 @@ impl Future for Start {
 pub struct Attempt<'a, F> {
     run: &'a mut StepRun,
     body: F,
+    span: tracing::Span,
 }
 
 impl<F: Future> Future for Attempt<'_, F> {
@@ -457,9 +496,11 @@ impl<F: Future> Future for Attempt<'_, F> {
         // reference and not pinned.
         let this = unsafe { self.get_unchecked_mut() };
         let body = unsafe { Pin::new_unchecked(&mut this.body) };
+        let _entered = this.span.enter();
         let Some(live) = &mut *this.run.live else {
             return body.poll(cx);
         };
+        let _active = propagation::enter_step(&live.step);
         match run_in(&mut live.context, || body.poll(cx)) {
             Ok(poll) => poll,
             Err(payload) => this.run.panicked(payload),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use serde::{Deserialize, Serialize};
 
-use crate::context::{Context, TaskRef};
+use crate::context::{Context, StepRef, TaskRef};
 
 /// A W3C trace context: the `traceparent`, `tracestate` and `baggage` headers.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -51,6 +51,36 @@ impl TraceContext {
 pub trait Propagator: Send + Sync + 'static {
     /// The trace context to send along with a request for `task`, made by the code running now.
     fn inject(&self, task: Option<&TaskRef>) -> Option<TraceContext>;
+
+    /// Makes the step's trace context current while an attempt of it runs, so that the user's
+    /// own telemetry inside it (log records, child spans) belongs to the step; `None` when there
+    /// is nothing to make current. The guard is dropped when the attempt's poll ends.
+    fn enter_step(&self, step: &StepRef) -> Option<ActiveContext> {
+        let _ = step;
+        None
+    }
+}
+
+/// A trace context made current by [`Propagator::enter_step`], until dropped.
+pub struct ActiveContext(#[allow(dead_code)] Box<dyn std::any::Any>);
+
+impl ActiveContext {
+    /// Keeps `guard` (whatever restores the previous context when dropped) alive.
+    pub fn new(guard: impl std::any::Any) -> Self {
+        ActiveContext(Box::new(guard))
+    }
+}
+
+impl std::fmt::Debug for ActiveContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ActiveContext")
+    }
+}
+
+/// Makes `step`'s trace context current through the installed propagator, if any.
+#[inline]
+pub fn enter_step(step: &StepRef) -> Option<ActiveContext> {
+    PROPAGATOR.load().as_ref()?.enter_step(step)
 }
 
 impl std::fmt::Debug for dyn Propagator {

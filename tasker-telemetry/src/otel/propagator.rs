@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{SpanContext, TraceContextExt};
 use opentelemetry::Context as OtelContext;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
-use crate::context::TaskRef;
-use crate::propagation::{Propagator, TraceContext};
+use crate::context::{StepRef, TaskRef};
+use crate::propagation::{ActiveContext, Propagator, TraceContext};
 
 /// At most this many ended producer spans wait for their context to be injected; beyond it the
 /// oldest is forgotten. The runtime injects right after `task.enqueue`, on the same thread, so
@@ -26,6 +26,31 @@ static HELD: AtomicUsize = AtomicUsize::new(0);
 /// finished; bounded whatever happens.
 pub fn held_producer_context_count() -> usize {
     HELD.load(Ordering::Relaxed)
+}
+
+/// The span contexts of the step calls whose spans are open, by step id, so an attempt's code
+/// can run with its step's span as the current OpenTelemetry context.
+#[derive(Default)]
+pub(crate) struct StepContexts {
+    open: Mutex<HashMap<u128, SpanContext>>,
+}
+
+impl StepContexts {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u128, SpanContext>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn insert(&self, id: u128, context: SpanContext) {
+        self.lock().insert(id, context);
+    }
+
+    pub(crate) fn remove(&self, id: u128) {
+        self.lock().remove(&id);
+    }
+
+    fn get(&self, id: u128) -> Option<SpanContext> {
+        self.lock().get(&id).cloned()
+    }
 }
 
 /// The contexts of ended producer spans, by task id, until the runtime asks for them.
@@ -105,11 +130,12 @@ pub(crate) fn extract_context(carried: &TraceContext) -> OtelContext {
 /// OpenTelemetry context, if it has a valid span.
 pub struct OpenTelemetryPropagator {
     producers: Arc<ProducerContexts>,
+    steps: Arc<StepContexts>,
 }
 
 impl OpenTelemetryPropagator {
-    pub(crate) fn new(producers: Arc<ProducerContexts>) -> Self {
-        Self { producers }
+    pub(crate) fn new(producers: Arc<ProducerContexts>, steps: Arc<StepContexts>) -> Self {
+        Self { producers, steps }
     }
 }
 
@@ -126,6 +152,12 @@ impl Propagator for OpenTelemetryPropagator {
             .and_then(|task| self.producers.take(task.id.as_u128()))
             .and_then(|context| inject_context(&context));
         producer.or_else(|| OtelContext::map_current(inject_context))
+    }
+
+    fn enter_step(&self, step: &StepRef) -> Option<ActiveContext> {
+        let span = self.steps.get(step.id.as_u128())?;
+        let context = OtelContext::current().with_remote_span_context(span);
+        Some(ActiveContext::new(context.attach()))
     }
 }
 

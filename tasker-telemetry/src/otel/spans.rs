@@ -11,7 +11,7 @@ use opentelemetry::{Context as OtelContext, KeyValue, StringValue};
 
 use super::attributes::{self as keys, event_attributes};
 use super::names::span_name;
-use super::propagator::{extract_context, ProducerContexts};
+use super::propagator::{extract_context, ProducerContexts, StepContexts};
 use super::span_map::SpanMap;
 use crate::adapter::SpanOutcome;
 use crate::context::{Context, SourceLocation, StepRef, TaskOrigin, TaskRef};
@@ -94,6 +94,8 @@ pub(crate) struct SpanTree<T: Tracer> {
     entries: SpanMap<Entry<T::Span>>,
     /// Ended producer spans' contexts, until the runtime injects them into their envelope.
     producers: Arc<ProducerContexts>,
+    /// Open step spans' contexts, for the propagator to make current while an attempt runs.
+    steps: Arc<StepContexts>,
     /// Whether an invalid carried trace context was reported already.
     warned_invalid: AtomicBool,
 }
@@ -108,6 +110,7 @@ where
             tracer,
             entries: SpanMap::new(),
             producers: Arc::default(),
+            steps: Arc::default(),
             warned_invalid: AtomicBool::new(false),
         }
     }
@@ -115,6 +118,11 @@ where
     /// Where the contexts of ended producer spans wait for the propagator.
     pub(crate) fn producers(&self) -> Arc<ProducerContexts> {
         self.producers.clone()
+    }
+
+    /// The contexts of the open step spans, for the propagator.
+    pub(crate) fn steps(&self) -> Arc<StepContexts> {
+        self.steps.clone()
     }
 
     fn with_open<R>(&self, id: u128, f: impl FnOnce(&mut OpenSpan<T::Span>) -> R) -> Option<R> {
@@ -323,6 +331,8 @@ where
             .with_start_time(start_time)
             .with_attributes(attributes)
             .start_with_context(&self.tracer, &parent);
+        self.steps
+            .insert(step.id.as_u128(), span.span_context().clone());
         self.entries.insert(
             step.id.as_u128(),
             Entry::Open(OpenSpan {
@@ -340,6 +350,7 @@ where
 
     /// Ends a step call's span (the `end_span` hook, after its last event).
     pub(crate) fn close_step(&self, step: &StepRef, outcome: SpanOutcome) -> Option<Closed> {
+        self.steps.remove(step.id.as_u128());
         let Entry::Open(mut open) = self.entries.remove(step.id.as_u128())? else {
             return None;
         };

@@ -1,0 +1,151 @@
+//! A user's own `tracing` events inside a step say which task, step and attempt they belong to;
+//! with the OpenTelemetry adapter, log records bridged by `opentelemetry-appender-tracing` carry
+//! the trace and span ids of the step's span.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use tasker::testing::Capture;
+use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Buffer {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Buffer {
+    type Writer = Buffer;
+    fn make_writer(&'a self) -> Buffer {
+        self.clone()
+    }
+}
+
+static FAILURES: Mutex<u32> = Mutex::new(1);
+
+#[tasker::step(max_attempts = 2, backoff_ms = 1)]
+fn charge_card(amount: u32) -> Result<u32, String> {
+    tracing::info!(amount, "charging the card");
+    let mut failures = FAILURES.lock().unwrap();
+    if *failures > 0 {
+        *failures -= 1;
+        return Err("gateway timeout".into());
+    }
+    Ok(amount)
+}
+
+#[tasker::task(name = "log_correlation_checkout", version = "1.0.0")]
+fn checkout(amount: u32) -> Result<u32, String> {
+    charge_card(amount)
+}
+
+#[test]
+fn user_events_inside_a_retried_step_carry_the_task_step_and_attempt() {
+    let buffer = Buffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(buffer.clone())
+        .with_ansi(false)
+        .without_time()
+        .finish();
+    let capture = Capture::new();
+    let result = tracing::subscriber::with_default(subscriber, || capture.run(|| checkout(42)));
+    assert_eq!(result, Ok(42));
+    let task_id = capture.task_ids()[0];
+    let step_id = capture.events()[3]
+        .step_id()
+        .expect("step.handle has a step id");
+    let output = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = output
+        .lines()
+        .filter(|line| line.contains("charging the card"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{output}");
+    for (index, line) in lines.iter().enumerate() {
+        let expected = format!(
+            " INFO step{{task_id={task_id} task_name=\"log_correlation_checkout\" step_id={step_id} \
+             step_name=\"charge_card\" attempt={}}}: log_correlation: charging the card amount=42",
+            index + 1
+        );
+        assert_eq!(*line, expected);
+    }
+}
+
+#[tasker::step(max_attempts = 1)]
+fn double(value: u32) -> u32 {
+    tracing::info!(value, "doubling");
+    value * 2
+}
+
+#[test]
+fn without_a_subscriber_the_attempt_span_is_disabled() {
+    // No subscriber on this thread: the attempt span is `Span::none()`; the step runs as usual.
+    assert!(tracing::info_span!(target: "tasker", "step").is_disabled());
+    assert_eq!(double(21), 42);
+}
+
+#[cfg(feature = "opentelemetry")]
+mod opentelemetry_logs {
+    use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
+    use opentelemetry_sdk::logs::{InMemoryLogExporter, SdkLoggerProvider};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use tasker::TelemetryAdapter;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[tasker::step(max_attempts = 1)]
+    fn reserve(items: u32) -> u32 {
+        tracing::info!(items, "reserving stock");
+        items
+    }
+
+    #[test]
+    fn bridged_log_records_carry_the_ids_of_the_step_span() {
+        let spans = InMemorySpanExporter::default();
+        let tracer_provider = SdkTracerProvider::builder()
+            .with_simple_exporter(spans.clone())
+            .build();
+        let logs = InMemoryLogExporter::default();
+        let logger_provider = SdkLoggerProvider::builder()
+            .with_simple_exporter(logs.clone())
+            .build();
+        tasker::configure(|config| {
+            config.enable_telemetry = true;
+            config.telemetry_adapters = vec![TelemetryAdapter::OpenTelemetry];
+            config.tracer_provider = Some(tracer_provider.clone().into());
+        })
+        .expect("the OpenTelemetry adapter is available");
+        let subscriber =
+            tracing_subscriber::registry().with(OpenTelemetryTracingBridge::new(&logger_provider));
+        let reserved = tracing::subscriber::with_default(subscriber, || reserve(3));
+        tasker::configure(|config| {
+            config.enable_telemetry = false;
+            config.tracer_provider = None;
+        })
+        .expect("telemetry turns off");
+        assert_eq!(reserved, 3);
+
+        let finished = spans.get_finished_spans().expect("spans are readable");
+        let step = finished
+            .iter()
+            .find(|span| span.name == "step.reserve")
+            .expect("the step's span");
+        let records = logs.get_emitted_logs().expect("logs are readable");
+        let record = records
+            .iter()
+            .find(|log| {
+                log.record
+                    .body()
+                    .is_some_and(|body| format!("{body:?}").contains("reserving stock"))
+            })
+            .expect("the user's log record");
+        let context = record.record.trace_context().expect("a trace context");
+        assert_eq!(context.trace_id, step.span_context.trace_id());
+        assert_eq!(context.span_id, step.span_context.span_id());
+    }
+}
