@@ -88,8 +88,11 @@ impl Adapter for PanickingAdapter {
 
 tasker::register_adapter!(PanickingAdapter);
 tasker::register_adapter!("faults-panicking-behind-a-queue", || {
+    // Room for every call of a run, so that each one reaches the adapter (and panics).
     NonBlocking::builder(PanickingAdapter)
         .name("faults-panicking-behind-a-queue")
+        .capacity(100_000)
+        .shutdown_timeout(Duration::from_secs(30))
         .build()
 });
 
