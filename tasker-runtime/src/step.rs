@@ -13,9 +13,9 @@ use std::pin::Pin;
 use std::task::{Context as PollContext, Poll};
 use std::time::{Duration, SystemTime};
 
-use tasker_telemetry::{clock, propagation};
 use tasker_telemetry::context::{Context, StepTally};
 use tasker_telemetry::filter::mask_configured;
+use tasker_telemetry::{clock, propagation};
 use tasker_telemetry::{
     events, panic_message, Details, ErrorInfo, Event, StepRef, CANCELLED_CLASS,
 };
