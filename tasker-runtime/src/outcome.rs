@@ -1,6 +1,6 @@
 //! Success or failure of a returned value, decided from its type at the call site.
 //!
-//! The macros expand [`finish_attempt!`](crate::finish_attempt) where the return type is concrete;
+//! The macros expand [`classify!`](crate::classify) where the return type is concrete;
 //! autoref specialisation then picks, at compile time, whether the value is a `Result` and how to
 //! describe its error (source chain, `Display`, `Debug`, or the type's name). Everything else is
 //! ordinary generic code here.

@@ -46,7 +46,7 @@ pub struct ObserverRegistration {
 }
 
 impl ObserverRegistration {
-    /// A registration of `constructor` under `name`; used by [`register_observer!`].
+    /// A registration of `constructor` under `name`; used by [`register_observer!`](crate::register_observer).
     pub const fn new(name: &'static str, constructor: fn() -> Arc<dyn Observer>) -> Self {
         Self { name, constructor }
     }
