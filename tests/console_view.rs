@@ -226,3 +226,32 @@ error: console_view::CardDeclined: card declined (failed steps: charge)
 "
     );
 }
+
+#[test]
+fn the_console_is_configured_by_its_word_and_its_colour_by_the_environment() {
+    use tasker::telemetry::adapters::ColorChoice;
+    use tasker::{ConfigError, Configuration, TelemetryAdapter};
+
+    let config = Configuration::from_lookup(|name| match name {
+        "TASKER_TELEMETRY_ADAPTERS" => Some("console,default".into()),
+        "TASKER_CONSOLE_COLOR" => Some("never".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(
+        config.telemetry_adapters,
+        [TelemetryAdapter::Console, TelemetryAdapter::Default]
+    );
+    assert_eq!(config.console_color, ColorChoice::Never);
+
+    let error = Configuration::from_lookup(|name| {
+        (name == "TASKER_CONSOLE_COLOR").then(|| "rainbow".to_owned())
+    })
+    .unwrap_err();
+    assert!(matches!(error, ConfigError::InvalidEnvironment { .. }));
+    assert_eq!(
+        error.to_string(),
+        "TASKER_CONSOLE_COLOR=\"rainbow\" is not valid: `rainbow` is not a colour choice; valid \
+         choices are: auto, always, never"
+    );
+}

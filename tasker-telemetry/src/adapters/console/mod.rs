@@ -90,14 +90,17 @@ impl FromStr for ColorChoice {
 /// timing bar per step showing when it ran within the task:
 ///
 /// ```text
-/// order_fulfillment 1.0.0  completed in 163.4 ms  task 01a2139c-…, queue memory
-/// ├─ validate                ok          0.0 ms  █·······················
-/// ├─ reserve_inventory       ok        162.9 ms  ████████████████████████  3 attempts
-/// │  ├─ attempt 1/3          failed      5.3 ms  order_fulfillment::FulfillError: …
-/// │  ├─ backoff              wait       46.0 ms
-/// │  …
-/// ├─ gift_wrap               skipped             skip_if
-/// └─ ship                    ok          0.0 ms  ·······················█
+/// order_fulfillment 1.0.0  completed in 159.9 ms  task 01a213a1-ba3e-7e35-819f-46c915098021, queue memory
+/// ├─ validate           ok            11 µs  █·······················
+/// ├─ reserve_inventory  ok         159.7 ms  ████████████████████████  3 attempts
+/// │  ├─ attempt 1/3     failed       6.3 ms  order_fulfillment::FulfillError: inventory service unavailable
+/// │  ├─ backoff         wait        48.0 ms
+/// │  ├─ attempt 2/3     failed       5.3 ms  order_fulfillment::FulfillError: inventory service unavailable
+/// │  ├─ backoff         wait        93.0 ms
+/// │  └─ attempt 3/3     ok           6.3 ms
+/// ├─ charge             ok          11.6 ms  ██······················
+/// ├─ gift_wrap          skipped              skip_if
+/// └─ ship               ok             7 µs  ·······················█
 /// steps: 4 completed, 0 failed, 1 skipped
 /// ```
 ///
