@@ -62,12 +62,25 @@ pub trait Propagator: Send + Sync + 'static {
 }
 
 /// A trace context made current by [`Propagator::enter_step`], until dropped.
-pub struct ActiveContext(#[allow(dead_code)] Box<dyn std::any::Any>);
+pub struct ActiveContext(Guard);
+
+enum Guard {
+    /// The OpenTelemetry adapter's guard, held without a box: it is taken on every poll.
+    #[cfg(feature = "opentelemetry")]
+    OpenTelemetry(#[allow(dead_code)] opentelemetry::ContextGuard),
+    /// Any other integration's guard.
+    Other(#[allow(dead_code)] Box<dyn std::any::Any>),
+}
 
 impl ActiveContext {
     /// Keeps `guard` (whatever restores the previous context when dropped) alive.
     pub fn new(guard: impl std::any::Any) -> Self {
-        ActiveContext(Box::new(guard))
+        ActiveContext(Guard::Other(Box::new(guard)))
+    }
+
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) fn opentelemetry(guard: opentelemetry::ContextGuard) -> Self {
+        ActiveContext(Guard::OpenTelemetry(guard))
     }
 }
 

@@ -32,15 +32,18 @@ pub fn held_producer_context_count() -> usize {
 /// can run with its step's span as the current OpenTelemetry context.
 #[derive(Default)]
 pub(crate) struct StepContexts {
-    open: Mutex<HashMap<u128, SpanContext>>,
+    open: Mutex<HashMap<u128, OtelContext>>,
 }
 
 impl StepContexts {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u128, SpanContext>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u128, OtelContext>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn insert(&self, id: u128, context: SpanContext) {
+    /// Keeps, for step `id`, the context to make current while its attempts run: built once
+    /// per step call, so entering it on every poll allocates nothing.
+    pub(crate) fn insert(&self, id: u128, span: SpanContext) {
+        let context = OtelContext::current().with_remote_span_context(span);
         self.lock().insert(id, context);
     }
 
@@ -48,7 +51,7 @@ impl StepContexts {
         self.lock().remove(&id);
     }
 
-    fn get(&self, id: u128) -> Option<SpanContext> {
+    fn get(&self, id: u128) -> Option<OtelContext> {
         self.lock().get(&id).cloned()
     }
 }
@@ -155,9 +158,8 @@ impl Propagator for OpenTelemetryPropagator {
     }
 
     fn enter_step(&self, step: &StepRef) -> Option<ActiveContext> {
-        let span = self.steps.get(step.id.as_u128())?;
-        let context = OtelContext::current().with_remote_span_context(span);
-        Some(ActiveContext::new(context.attach()))
+        let context = self.steps.get(step.id.as_u128())?;
+        Some(ActiveContext::opentelemetry(context.attach()))
     }
 }
 
