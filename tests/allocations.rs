@@ -170,9 +170,12 @@ fn allocations_per_step_call_with_the_opentelemetry_adapter() {
     let otel_sync = per_call(sync_call);
     configure(false, vec![TelemetryAdapter::Default], vec![]);
     println!("  OpenTelemetry adapter sync {otel_sync:.2} (budget 5)");
-    // The SDK's span data (name, attributes, events) lives on the heap; see the README table.
+    // The SDK's span data (name, attributes, events) lives on the heap, and the step's
+    // OpenTelemetry context (made current while its attempts run, for log correlation) is built
+    // once per call: 7 today against a budget of 5, see the README table. This guards against
+    // regressions.
     assert!(
-        otel_sync <= 6.0,
+        otel_sync <= 7.0,
         "{otel_sync} allocations per call, more than before"
     );
 }

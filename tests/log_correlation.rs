@@ -84,10 +84,13 @@ fn double(value: u32) -> u32 {
 }
 
 #[test]
-fn without_a_subscriber_the_attempt_span_is_disabled() {
-    // No subscriber on this thread: the attempt span is `Span::none()`; the step runs as usual.
-    assert!(tracing::info_span!(target: "tasker", "step").is_disabled());
-    assert_eq!(double(21), 42);
+fn without_a_subscriber_a_step_runs_as_usual() {
+    // No subscriber on this thread: the attempt span goes nowhere and the step's result and
+    // events are unchanged. (Whether the span is `Span::none()` depends on other threads'
+    // subscribers in this test binary, so only the behaviour is asserted.)
+    let capture = Capture::new();
+    assert_eq!(capture.run(|| double(21)), 42);
+    capture.assert_names(&["step.handle", "step.complete"]);
 }
 
 #[cfg(feature = "opentelemetry")]

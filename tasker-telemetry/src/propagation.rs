@@ -62,7 +62,7 @@ pub trait Propagator: Send + Sync + 'static {
 }
 
 /// A trace context made current by [`Propagator::enter_step`], until dropped.
-pub struct ActiveContext(Guard);
+pub struct ActiveContext(#[allow(dead_code)] Guard);
 
 enum Guard {
     /// The OpenTelemetry adapter's guard, held without a box: it is taken on every poll.
