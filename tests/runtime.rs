@@ -445,3 +445,44 @@ async fn tasks_lists_every_registered_task() {
         assert!(names.contains(&expected), "{expected:?} in {names:?}");
     }
 }
+
+#[tokio::test]
+async fn a_context_the_worker_cannot_read_ends_the_task_with_an_error() {
+    // A producer of another version could send it; this producer's own check is bypassed by
+    // pushing the envelope directly.
+    let queue = std::sync::Arc::new(MemoryQueue::new());
+    let runtime = Runtime::builder()
+        .workers(1)
+        .shared_queue(queue.clone())
+        .build()
+        .unwrap();
+    let envelope = Envelope::new("ship_order", "1.0.0", serde_json::json!({"id": "seven"}));
+    let task_id = envelope.task_id;
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let subscription = tasker::events::subscribe({
+        let seen = seen.clone();
+        move |event: &tasker::telemetry::Event<'_>| {
+            if event.task_id() == Some(task_id) {
+                seen.lock().unwrap().push(support::line(event));
+            }
+        }
+    });
+    queue.push(envelope).await.unwrap();
+    for _ in 0..200 {
+        if queue.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    runtime.shutdown().await;
+    drop(subscription);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "task.start",
+            "task.handle",
+            "task.finalize completed=0 failed=0 skipped=0",
+            "task.error tasker::InvalidContext \"invalid type: string \\\"seven\\\", expected u64\" steps=[]",
+        ]
+    );
+}

@@ -351,7 +351,7 @@ impl Inner {
     ) -> Result<Value, TaskError> {
         let Some(Registered {
             runner: Some(runner),
-            ..
+            descriptor,
         }) = self
             .registry
             .exact(&envelope.task_name, &envelope.task_version)
@@ -369,14 +369,16 @@ impl Inner {
             });
         };
         let failure = Arc::new(Mutex::new(None));
+        let info = QueuedInfo {
+            bypass_steps: envelope.bypass_steps.clone(),
+            trace_context: envelope.trace_context.clone(),
+            enqueued_at: Some(envelope.enqueued_at()),
+            delivery_attempt: envelope.delivery_attempt,
+        };
+        let refused = (envelope.task_id, info.clone(), *descriptor);
         let queued = QueuedRun {
             task_id: envelope.task_id,
-            info: QueuedInfo {
-                bypass_steps: envelope.bypass_steps.clone(),
-                trace_context: envelope.trace_context.clone(),
-                enqueued_at: Some(envelope.enqueued_at()),
-                delivery_attempt: envelope.delivery_attempt,
-            },
+            info,
             failure: failure.clone(),
         };
         let context = envelope.context;
@@ -414,7 +416,10 @@ impl Inner {
                 Err(TaskError::Failed { class, message })
             }
             Ok(RunOutput::InvalidContext(error)) => {
-                Err(TaskError::InvalidContext(error.to_string()))
+                let message = error.to_string();
+                let (task_id, info, descriptor) = refused;
+                report_invalid_context(descriptor, task_id, info, &message);
+                Err(TaskError::InvalidContext(message))
             }
             Ok(RunOutput::InvalidOutput(error)) => Err(TaskError::InvalidOutput(error.to_string())),
             Err(message) => Err(TaskError::Panicked { message }),
@@ -475,6 +480,33 @@ impl<F: Future> Future for CatchUnwind<F> {
             Err(payload) => Poll::Ready(Err(tasker_telemetry::panic_message(&*payload).to_owned())),
         }
     }
+}
+
+/// Closes the lifecycle of a request whose context the worker could not read (the producer
+/// checked it, so a producer of another version sent it): `task.start`, `task.handle`,
+/// `task.finalize` and `task.error` with class `tasker::InvalidContext`, with the producer's
+/// task id, so its sequence ends instead of stopping at `task.enqueue`.
+fn report_invalid_context(
+    descriptor: &'static crate::TaskDescriptor,
+    task_id: Uuid,
+    info: QueuedInfo,
+    message: &str,
+) {
+    let run = QueuedRun {
+        task_id,
+        info,
+        failure: Arc::default(),
+    };
+    with_queued_run(run, || {
+        let mut task = crate::TaskRun::start(descriptor);
+        task.finish(crate::outcome::Outcome::Failure {
+            retryable: false,
+            error: &crate::outcome::FixedError {
+                class: "tasker::InvalidContext",
+                message,
+            },
+        });
+    });
 }
 
 /// Takes the output of a future that is already ready, without an executor.
