@@ -4,9 +4,18 @@
 //! Claims are *leases*: a worker that claims an envelope must acknowledge it (done) or requeue it
 //! before the lease ends, renewing the lease while it runs; an expired lease — a crashed worker —
 //! puts the envelope back for another worker, as its next delivery.
+//!
+//! Durable backends: `PostgresQueue` (feature `postgres`), for workers on any number of
+//! machines, and `SqliteQueue` (feature `sqlite`), for processes on one machine.
 
 mod envelope;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::time::Duration;
 
@@ -14,6 +23,12 @@ pub use envelope::{
     now_micros, Envelope, EnvelopeError, ENVELOPE_FORMAT, MAX_CONTEXT_BYTES, MAX_ENVELOPE_BYTES,
 };
 pub use memory::MemoryQueue;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresQueue, PostgresQueueBuilder};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use sql::Counts;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteQueue, SqliteQueueBuilder};
 
 use crate::runner::BoxFuture;
 

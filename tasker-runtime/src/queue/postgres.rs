@@ -1,0 +1,685 @@
+//! A durable, distributed queue on PostgreSQL (feature `postgres`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Config, Pool, PoolConfig, Runtime as PoolRuntime};
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::sql::{self, Counts};
+use super::{Claim, Envelope, LeaseId, Queue, QueueError};
+use crate::runner::BoxFuture;
+
+/// The versioned migrations, in order: `(version, name, SQL)`, the SQL with `{schema}` where the
+/// quoted schema name goes. Each is idempotent, so the script [`PostgresQueue::migration_sql`]
+/// prints can be run again safely.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "envelopes",
+    "CREATE TABLE IF NOT EXISTS {schema}.envelopes (
+    id               bigserial   PRIMARY KEY,
+    queue            text        NOT NULL,
+    task_id          text        NOT NULL,
+    envelope         text        NOT NULL,
+    -- 'ready' (waiting, perhaps until available_at), 'leased' or 'dead'.
+    state            text        NOT NULL DEFAULT 'ready',
+    delivery_attempt integer     NOT NULL DEFAULT 1,
+    available_at     timestamptz NOT NULL DEFAULT now(),
+    lease_id         text,
+    lease_until      timestamptz,
+    enqueued_at      timestamptz NOT NULL DEFAULT now(),
+    dead_at          timestamptz,
+    last_error       text
+);
+CREATE INDEX IF NOT EXISTS envelopes_ready
+    ON {schema}.envelopes (queue, available_at, id) WHERE state = 'ready';
+CREATE INDEX IF NOT EXISTS envelopes_leased
+    ON {schema}.envelopes (queue, lease_until) WHERE state = 'leased';
+CREATE UNIQUE INDEX IF NOT EXISTS envelopes_lease_id
+    ON {schema}.envelopes (lease_id) WHERE lease_id IS NOT NULL;",
+)];
+
+/// Configures a [`PostgresQueue`]; made by [`PostgresQueue::builder`].
+#[derive(Debug, Clone)]
+pub struct PostgresQueueBuilder {
+    url: String,
+    schema: String,
+    name: String,
+    pool_size: usize,
+    max_deliveries: u32,
+    poll_interval: Duration,
+    listen: bool,
+}
+
+impl PostgresQueueBuilder {
+    /// The schema that holds the queue's tables (default `tasker`); created by
+    /// [`PostgresQueue::migrate`].
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The queue's name (default `default`): several queues can share one schema, and events'
+    /// `task.enqueue` carry it.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How many connections the pool keeps at most (default 8).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// How many times an envelope is delivered at most (default 10): one that would be delivered
+    /// again after that — requeued, or its lease expired — goes to the dead-letter state instead.
+    pub fn max_deliveries(mut self, deliveries: u32) -> Self {
+        self.max_deliveries = deliveries.max(1);
+        self
+    }
+
+    /// How often a waiting claim looks at the table when no notification arrives (default 1 s).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Whether waiting claims `LISTEN` for pushes (default on); off, they only poll.
+    pub fn listen(mut self, listen: bool) -> Self {
+        self.listen = listen;
+        self
+    }
+
+    /// Connects the pool (and the listening connection). Does not create the tables: see
+    /// [`PostgresQueue::migrate`].
+    pub async fn connect(self) -> Result<PostgresQueue, QueueError> {
+        let mut config = Config::new();
+        config.url = Some(self.url.clone());
+        config.pool = Some(PoolConfig::new(self.pool_size));
+        let pool = config
+            .create_pool(Some(PoolRuntime::Tokio1), NoTls)
+            .map_err(backend)?;
+        // Fail now, with the database's message, rather than at the first claim.
+        drop(pool.get().await.map_err(backend)?);
+        let quoted = quote_ident(&self.schema);
+        let channel = format!(
+            "tasker_{:016x}",
+            sql::fnv1a(format!("{}\0{}", self.schema, self.name).as_bytes())
+        );
+        let wake = Arc::new(Notify::new());
+        let listener = self.listen.then(|| {
+            tokio::spawn(listen(
+                self.url.clone(),
+                channel.clone(),
+                wake.clone(),
+                self.poll_interval,
+            ))
+        });
+        Ok(PostgresQueue {
+            sql: Statements::new(&quoted),
+            schema: self.schema,
+            name: self.name,
+            pool,
+            max_deliveries: i32::try_from(self.max_deliveries).unwrap_or(i32::MAX),
+            poll_interval: self.poll_interval,
+            channel,
+            wake,
+            listener,
+        })
+    }
+}
+
+/// A durable queue on PostgreSQL, shared by any number of producers and workers in any number
+/// of processes.
+///
+/// Envelopes are rows of `<schema>.envelopes`. A claim takes the oldest available row with
+/// `SELECT … FOR UPDATE SKIP LOCKED` and leases it: the row records the lease id and when the
+/// lease ends, by the database's clock. A lease that ends unrenewed (a worker that died) makes the
+/// row claimable again, as its next delivery; after [`max_deliveries`] deliveries it goes to the
+/// dead-letter state instead. Pushes and immediate requeues `NOTIFY` waiting claims, which also
+/// poll as a fallback.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), tasker_runtime::queue::QueueError> {
+/// use tasker_runtime::queue::PostgresQueue;
+/// let queue = PostgresQueue::builder("postgres://postgres@127.0.0.1:5432/app")
+///     .schema("tasker")
+///     .pool_size(8)
+///     .connect()
+///     .await?;
+/// queue.migrate().await?;
+/// # Ok(()) }
+/// ```
+///
+/// [`max_deliveries`]: PostgresQueueBuilder::max_deliveries
+pub struct PostgresQueue {
+    schema: String,
+    name: String,
+    pool: Pool,
+    sql: Statements,
+    max_deliveries: i32,
+    poll_interval: Duration,
+    channel: String,
+    wake: Arc<Notify>,
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for PostgresQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresQueue")
+            .field("schema", &self.schema)
+            .field("name", &self.name)
+            .field("max_deliveries", &self.max_deliveries)
+            .field("poll_interval", &self.poll_interval)
+            .field("listening", &self.listener.is_some())
+            .finish()
+    }
+}
+
+impl Drop for PostgresQueue {
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener.take() {
+            listener.abort();
+        }
+    }
+}
+
+/// The statements, with the schema's name in them.
+struct Statements {
+    create_schema: String,
+    create_migrations: String,
+    applied: String,
+    record: String,
+    push: String,
+    sweep: String,
+    claim: String,
+    bury: String,
+    next_due: String,
+    renew: String,
+    acknowledge: String,
+    requeue: String,
+    dead: String,
+    counts: String,
+}
+
+impl Statements {
+    fn new(schema: &str) -> Self {
+        let t = format!("{schema}.envelopes");
+        let micros = "* interval '1 microsecond'";
+        let held = "lease_id = $1 AND state = 'leased' AND lease_until > now()";
+        Statements {
+            create_schema: format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
+            create_migrations: format!(
+                "CREATE TABLE IF NOT EXISTS {schema}.migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now())"
+            ),
+            applied: format!("SELECT version FROM {schema}.migrations"),
+            record: format!(
+                "INSERT INTO {schema}.migrations (version, name) VALUES ($1, $2)
+                 ON CONFLICT (version) DO NOTHING"
+            ),
+            push: format!(
+                "WITH pushed AS (
+                    INSERT INTO {t} (queue, task_id, envelope, delivery_attempt)
+                    VALUES ($1, $2, $3, $4) RETURNING id)
+                 SELECT pg_notify($5, '') FROM pushed"
+            ),
+            sweep: format!(
+                "UPDATE {t} SET state = 'dead', dead_at = now(), lease_id = NULL,
+                    lease_until = NULL, last_error = 'its last lease expired'
+                 WHERE queue = $1 AND state = 'leased' AND lease_until <= now()
+                    AND delivery_attempt >= $2"
+            ),
+            claim: format!(
+                "WITH next AS (
+                    SELECT id FROM {t}
+                    WHERE queue = $1 AND (
+                        (state = 'ready' AND available_at <= now())
+                        OR (state = 'leased' AND lease_until <= now() AND delivery_attempt < $4))
+                    ORDER BY available_at, id
+                    LIMIT 1
+                    FOR UPDATE SKIP LOCKED)
+                 UPDATE {t} AS row SET
+                    delivery_attempt = CASE WHEN row.state = 'leased'
+                        THEN row.delivery_attempt + 1 ELSE row.delivery_attempt END,
+                    state = 'leased', lease_id = $2, lease_until = now() + $3 {micros}
+                 FROM next WHERE row.id = next.id
+                 RETURNING row.id, row.envelope, row.delivery_attempt"
+            ),
+            bury: format!(
+                "UPDATE {t} SET state = 'dead', dead_at = now(), lease_id = NULL,
+                    lease_until = NULL, last_error = $2
+                 WHERE id = $1"
+            ),
+            next_due: format!(
+                "SELECT EXTRACT(EPOCH FROM (LEAST(
+                    (SELECT min(available_at) FROM {t} WHERE queue = $1 AND state = 'ready'),
+                    (SELECT min(lease_until) FROM {t} WHERE queue = $1 AND state = 'leased'))
+                    - now()))::float8"
+            ),
+            renew: format!("UPDATE {t} SET lease_until = now() + $2 {micros} WHERE {held}"),
+            acknowledge: format!("DELETE FROM {t} WHERE {held}"),
+            requeue: format!(
+                "UPDATE {t} SET
+                    delivery_attempt = delivery_attempt + 1,
+                    state = CASE WHEN delivery_attempt + 1 > $3 THEN 'dead' ELSE 'ready' END,
+                    dead_at = CASE WHEN delivery_attempt + 1 > $3 THEN now() END,
+                    last_error = CASE WHEN delivery_attempt + 1 > $3
+                        THEN 'requeued after its last delivery' END,
+                    available_at = now() + $2 {micros},
+                    lease_id = NULL, lease_until = NULL
+                 WHERE {held}
+                 RETURNING state"
+            ),
+            dead: format!(
+                "SELECT envelope, delivery_attempt FROM {t}
+                 WHERE queue = $1 AND state = 'dead' ORDER BY id"
+            ),
+            counts: format!(
+                "SELECT
+                    count(*) FILTER (WHERE state = 'ready' AND available_at <= now()),
+                    count(*) FILTER (WHERE state = 'ready' AND available_at > now()),
+                    count(*) FILTER (WHERE state = 'leased'),
+                    count(*) FILTER (WHERE state = 'dead')
+                 FROM {t} WHERE queue = $1"
+            ),
+        }
+    }
+}
+
+impl PostgresQueue {
+    /// A builder for a queue on the database at `url` (`postgres://user:password@host:port/db`).
+    pub fn builder(url: impl Into<String>) -> PostgresQueueBuilder {
+        PostgresQueueBuilder {
+            url: url.into(),
+            schema: "tasker".to_owned(),
+            name: "default".to_owned(),
+            pool_size: 8,
+            max_deliveries: 10,
+            poll_interval: Duration::from_secs(1),
+            listen: true,
+        }
+    }
+
+    /// Connects to `url` with the defaults.
+    pub async fn connect(url: impl Into<String>) -> Result<Self, QueueError> {
+        Self::builder(url).connect().await
+    }
+
+    /// The schema that holds the queue's tables.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Creates the schema and applies the migrations it lacks, in one transaction, and returns
+    /// how many it applied (`0` when it is up to date). Safe to run from several processes at
+    /// once: they take turns on an advisory lock.
+    pub async fn migrate(&self) -> Result<u32, QueueError> {
+        let mut client = self.pool.get().await.map_err(backend)?;
+        let transaction = client.transaction().await.map_err(backend)?;
+        transaction
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                &[&format!("tasker.migrate.{}", self.schema)],
+            )
+            .await
+            .map_err(backend)?;
+        transaction
+            .batch_execute(&self.sql.create_schema)
+            .await
+            .map_err(backend)?;
+        transaction
+            .batch_execute(&self.sql.create_migrations)
+            .await
+            .map_err(backend)?;
+        let applied: Vec<i32> = transaction
+            .query(&self.sql.applied, &[])
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let quoted = quote_ident(&self.schema);
+        let mut count = 0;
+        for (version, name, migration) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            transaction
+                .batch_execute(&migration.replace("{schema}", &quoted))
+                .await
+                .map_err(backend)?;
+            transaction
+                .execute(&self.sql.record, &[version, name])
+                .await
+                .map_err(backend)?;
+            count += 1;
+        }
+        transaction.commit().await.map_err(backend)?;
+        Ok(count)
+    }
+
+    /// The migrations as one SQL script for `schema`, for a DBA to review and run instead of
+    /// [`migrate`](Self::migrate). Running it again changes nothing.
+    pub fn migration_sql(schema: &str) -> String {
+        let quoted = quote_ident(schema);
+        let statements = Statements::new(&quoted);
+        let mut script = format!(
+            "BEGIN;\n{};\n{};\n",
+            statements.create_schema, statements.create_migrations
+        );
+        for (version, name, migration) in MIGRATIONS {
+            script.push_str(&format!(
+                "-- migration {version}: {name}\n{}\nINSERT INTO {quoted}.migrations (version, name) \
+                 VALUES ({version}, '{name}') ON CONFLICT (version) DO NOTHING;\n",
+                migration.replace("{schema}", &quoted)
+            ));
+        }
+        script.push_str("COMMIT;\n");
+        script
+    }
+
+    /// Envelopes of this queue in the dead-letter state, oldest first, each with the number of
+    /// deliveries it had.
+    pub async fn dead_letters(&self) -> Result<Vec<Envelope>, QueueError> {
+        let client = self.pool.get().await.map_err(backend)?;
+        let rows = client
+            .query(&self.sql.dead, &[&self.name])
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let mut envelope = Envelope::decode(row.get::<_, &str>(0).as_bytes())
+                    .map_err(|error| QueueError::Backend(error.to_string()))?;
+                envelope.delivery_attempt = attempt(row.get(1));
+                Ok(envelope)
+            })
+            .collect()
+    }
+
+    /// How many envelopes of this queue are in each state.
+    pub async fn counts(&self) -> Result<Counts, QueueError> {
+        let client = self.pool.get().await.map_err(backend)?;
+        let row = client
+            .query_one(&self.sql.counts, &[&self.name])
+            .await
+            .map_err(backend)?;
+        let count = |index: usize| u64::try_from(row.get::<_, i64>(index)).unwrap_or(0);
+        Ok(Counts {
+            ready: count(0),
+            delayed: count(1),
+            leased: count(2),
+            dead: count(3),
+        })
+    }
+
+    async fn try_claim(&self, lease: Duration) -> Result<Option<Claim>, QueueError> {
+        let client = self.pool.get().await.map_err(backend)?;
+        client
+            .execute(&self.sql.sweep, &[&self.name, &self.max_deliveries])
+            .await
+            .map_err(backend)?;
+        loop {
+            let lease_id = LeaseId(crate::ids::new_id().as_u128());
+            let row = client
+                .query_opt(
+                    &self.sql.claim,
+                    &[
+                        &self.name,
+                        &sql::lease_text(lease_id),
+                        &micros(lease),
+                        &self.max_deliveries,
+                    ],
+                )
+                .await
+                .map_err(backend)?;
+            let Some(row) = row else { return Ok(None) };
+            match Envelope::decode(row.get::<_, &str>(1).as_bytes()) {
+                Ok(mut envelope) => {
+                    envelope.delivery_attempt = attempt(row.get(2));
+                    return Ok(Some(Claim {
+                        envelope,
+                        lease: lease_id,
+                    }));
+                }
+                Err(error) => {
+                    // A row no worker can read would only come back again: bury it.
+                    let id: i64 = row.get(0);
+                    client
+                        .execute(&self.sql.bury, &[&id, &error.to_string()])
+                        .await
+                        .map_err(backend)?;
+                }
+            }
+        }
+    }
+
+    /// How long until a delayed envelope is due or a lease ends, if any.
+    async fn next_due(&self) -> Result<Option<Duration>, QueueError> {
+        let client = self.pool.get().await.map_err(backend)?;
+        let row = client
+            .query_one(&self.sql.next_due, &[&self.name])
+            .await
+            .map_err(backend)?;
+        Ok(row
+            .get::<_, Option<f64>>(0)
+            .map(|seconds| Duration::from_secs_f64(seconds.clamp(0.0, 86_400.0))))
+    }
+}
+
+impl Queue for PostgresQueue {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn push(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let attempt = i32::try_from(envelope.delivery_attempt).unwrap_or(i32::MAX);
+            let task_id = envelope.task_id.to_string();
+            let text = String::from_utf8(envelope.encode())
+                .map_err(|error| QueueError::Backend(error.to_string()))?;
+            client
+                .execute(
+                    &self.sql.push,
+                    &[&self.name, &task_id, &text, &attempt, &self.channel],
+                )
+                .await
+                .map_err(backend)?;
+            self.wake.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn claim(
+        &self,
+        lease: Duration,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
+        Box::pin(async move {
+            let deadline = Instant::now() + wait;
+            loop {
+                let notified = self.wake.notified();
+                if let Some(claim) = self.try_claim(lease).await? {
+                    return Ok(Some(claim));
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    return Ok(None);
+                }
+                let mut sleep = (deadline - now).min(self.poll_interval);
+                if let Some(due) = self.next_due().await? {
+                    sleep = sleep.min(due.max(Duration::from_millis(1)));
+                }
+                let _ = tokio::time::timeout(sleep, notified).await;
+            }
+        })
+    }
+
+    fn renew(&self, lease: LeaseId, duration: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let renewed = client
+                .execute(
+                    &self.sql.renew,
+                    &[&sql::lease_text(lease), &micros(duration)],
+                )
+                .await
+                .map_err(backend)?;
+            match renewed {
+                0 => Err(QueueError::LeaseLost(lease)),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn acknowledge(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let removed = client
+                .execute(&self.sql.acknowledge, &[&sql::lease_text(lease)])
+                .await
+                .map_err(backend)?;
+            match removed {
+                0 => Err(QueueError::LeaseLost(lease)),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let row = client
+                .query_opt(
+                    &self.sql.requeue,
+                    &[
+                        &sql::lease_text(lease),
+                        &micros(delay),
+                        &self.max_deliveries,
+                    ],
+                )
+                .await
+                .map_err(backend)?;
+            let Some(row) = row else {
+                return Err(QueueError::LeaseLost(lease));
+            };
+            if delay.is_zero() && row.get::<_, &str>(0) == "ready" {
+                client
+                    .execute("SELECT pg_notify($1, '')", &[&self.channel])
+                    .await
+                    .map_err(backend)?;
+                self.wake.notify_waiters();
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Keeps a connection that `LISTEN`s on the queue's channel and wakes waiting claims on each
+/// notification; reconnects after a failure (claims poll meanwhile).
+async fn listen(url: String, channel: String, wake: Arc<Notify>, retry: Duration) {
+    let mut reported = false;
+    loop {
+        let failure = match tokio_postgres::connect(&url, NoTls).await {
+            Ok((client, mut connection)) => {
+                let statement = format!("LISTEN {}", quote_ident(&channel));
+                let listen = client.batch_execute(&statement);
+                tokio::pin!(listen);
+                let mut listening = false;
+                loop {
+                    tokio::select! {
+                        done = &mut listen, if !listening => match done {
+                            Ok(()) => {
+                                listening = true;
+                                reported = false;
+                                // Whatever was pushed while nobody listened.
+                                wake.notify_waiters();
+                            }
+                            Err(error) => break error.to_string(),
+                        },
+                        message = std::future::poll_fn(|cx| connection.poll_message(cx)) => {
+                            match message {
+                                Some(Ok(AsyncMessage::Notification(_))) => wake.notify_waiters(),
+                                Some(Ok(_)) => {}
+                                Some(Err(error)) => break error.to_string(),
+                                None => break "the connection closed".to_owned(),
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => error.to_string(),
+        };
+        if !std::mem::replace(&mut reported, true) {
+            tracing::warn!(target: "tasker", "[Tasker] the PostgreSQL queue stopped listening for notifications ({failure}); polling until it reconnects");
+        }
+        tokio::time::sleep(retry.max(Duration::from_millis(100))).await;
+    }
+}
+
+/// `"name"`, quoted as a PostgreSQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Microseconds, as the `float8` that `interval '1 microsecond' * $n` takes.
+fn micros(duration: Duration) -> f64 {
+    duration.as_micros() as f64
+}
+
+fn attempt(column: i32) -> u32 {
+    u32::try_from(column).unwrap_or(1).max(1)
+}
+
+/// The database's message as a [`QueueError::Backend`].
+fn backend(error: impl Into<PgFailure>) -> QueueError {
+    let PgFailure(message) = error.into();
+    QueueError::Backend(message)
+}
+
+/// An error of the pool or the driver, as text that carries the database's own message.
+struct PgFailure(String);
+
+impl From<tokio_postgres::Error> for PgFailure {
+    fn from(error: tokio_postgres::Error) -> Self {
+        PgFailure(match error.as_db_error() {
+            Some(db) => {
+                let mut message = format!("PostgreSQL: {}: {}", db.severity(), db.message());
+                if let Some(detail) = db.detail() {
+                    message.push_str(&format!(" ({detail})"));
+                }
+                if db.code() == &tokio_postgres::error::SqlState::UNDEFINED_TABLE {
+                    message.push_str(
+                        "; has PostgresQueue::migrate() (or the script of migration_sql()) run \
+                         on this schema?",
+                    );
+                }
+                message
+            }
+            None => match std::error::Error::source(&error) {
+                Some(source) => format!("PostgreSQL: {error}: {source}"),
+                None => format!("PostgreSQL: {error}"),
+            },
+        })
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for PgFailure {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(error) => error.into(),
+            other => PgFailure(format!("PostgreSQL connection pool: {other}")),
+        }
+    }
+}
+
+impl From<deadpool_postgres::CreatePoolError> for PgFailure {
+    fn from(error: deadpool_postgres::CreatePoolError) -> Self {
+        PgFailure(format!("PostgreSQL connection pool: {error}"))
+    }
+}

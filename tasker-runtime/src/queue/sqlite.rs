@@ -1,0 +1,523 @@
+//! A durable queue in one SQLite file (feature `sqlite`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::envelope::now_micros;
+use super::sql::{self, Counts};
+use super::{Claim, Envelope, LeaseId, Queue, QueueError};
+use crate::runner::BoxFuture;
+
+/// The versioned migrations, in order: `(version, name, SQL)`. Each is idempotent.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "envelopes",
+    "CREATE TABLE IF NOT EXISTS tasker_envelopes (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue            TEXT    NOT NULL,
+    task_id          TEXT    NOT NULL,
+    envelope         TEXT    NOT NULL,
+    -- 'ready' (waiting, perhaps until available_at_us), 'leased' or 'dead'.
+    state            TEXT    NOT NULL DEFAULT 'ready',
+    delivery_attempt INTEGER NOT NULL DEFAULT 1,
+    -- Microseconds since the Unix epoch, by the clock of the machine the processes share.
+    available_at_us  INTEGER NOT NULL,
+    lease_id         TEXT,
+    lease_until_us   INTEGER,
+    enqueued_at_us   INTEGER NOT NULL,
+    dead_at_us       INTEGER,
+    last_error       TEXT
+);
+CREATE INDEX IF NOT EXISTS tasker_envelopes_next
+    ON tasker_envelopes (queue, state, available_at_us, id);
+CREATE UNIQUE INDEX IF NOT EXISTS tasker_envelopes_lease_id
+    ON tasker_envelopes (lease_id) WHERE lease_id IS NOT NULL;",
+)];
+
+const CREATE_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS tasker_migrations (
+    version       INTEGER PRIMARY KEY,
+    name          TEXT    NOT NULL,
+    applied_at_us INTEGER NOT NULL
+)";
+
+/// Configures a [`SqliteQueue`]; made by [`SqliteQueue::builder`].
+#[derive(Debug, Clone)]
+pub struct SqliteQueueBuilder {
+    path: PathBuf,
+    name: String,
+    max_deliveries: u32,
+    poll_interval: Duration,
+    busy_timeout: Duration,
+}
+
+impl SqliteQueueBuilder {
+    /// The queue's name (default `default`): several queues can share one file, and events'
+    /// `task.enqueue` carry it.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How many times an envelope is delivered at most (default 10): one that would be delivered
+    /// again after that — requeued, or its lease expired — goes to the dead-letter state instead.
+    pub fn max_deliveries(mut self, deliveries: u32) -> Self {
+        self.max_deliveries = deliveries.max(1);
+        self
+    }
+
+    /// How often a waiting claim looks at the file for work another process pushed (default
+    /// 100 ms). Pushes from this process wake its claims at once.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long an operation waits for another process's write to finish (default 5 s).
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Opens (or creates) the file, in WAL mode, and applies the migrations it lacks.
+    pub async fn open(self) -> Result<SqliteQueue, QueueError> {
+        let SqliteQueueBuilder {
+            path,
+            name,
+            max_deliveries,
+            poll_interval,
+            busy_timeout,
+        } = self;
+        let connection = blocking(move || {
+            let connection = Connection::open(&path)?;
+            connection.busy_timeout(busy_timeout)?;
+            connection.pragma_update(None, "journal_mode", "WAL")?;
+            connection.pragma_update(None, "synchronous", "NORMAL")?;
+            Ok(connection)
+        })
+        .await?;
+        let queue = SqliteQueue {
+            name,
+            connection: Arc::new(Mutex::new(connection)),
+            max_deliveries: i64::from(max_deliveries),
+            poll_interval,
+            wake: Arc::new(tokio::sync::Notify::new()),
+        };
+        queue.migrate().await?;
+        Ok(queue)
+    }
+}
+
+/// A durable queue in one SQLite file, shared by the producers and workers of several processes
+/// on one machine.
+///
+/// Envelopes are rows of `tasker_envelopes`. Claims run in `BEGIN IMMEDIATE` transactions (one
+/// writer at a time, across processes; WAL mode lets readers go on) and lease the oldest available
+/// row, recording the lease id and its end. A lease that ends unrenewed makes the row claimable
+/// again, as its next delivery; after [`max_deliveries`] deliveries it goes to the dead-letter
+/// state instead. Waiting claims poll; a push in the same process wakes them at once. Every
+/// operation runs on Tokio's blocking threads.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use tasker_runtime::queue::{Envelope, Queue, SqliteQueue};
+/// let dir = std::env::temp_dir().join(format!("tasker-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let queue = SqliteQueue::open(dir.join("queue.db")).await.unwrap();
+/// queue.push(Envelope::new("t", "1", serde_json::Value::Null)).await.unwrap();
+/// let claim = queue.claim(Duration::from_secs(30), Duration::ZERO).await.unwrap().unwrap();
+/// queue.acknowledge(claim.lease).await.unwrap();
+/// # drop(queue);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # });
+/// ```
+///
+/// [`max_deliveries`]: SqliteQueueBuilder::max_deliveries
+pub struct SqliteQueue {
+    name: String,
+    connection: Arc<Mutex<Connection>>,
+    max_deliveries: i64,
+    poll_interval: Duration,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for SqliteQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteQueue")
+            .field("name", &self.name)
+            .field("max_deliveries", &self.max_deliveries)
+            .field("poll_interval", &self.poll_interval)
+            .finish()
+    }
+}
+
+impl SqliteQueue {
+    /// A builder for a queue in the file at `path`.
+    pub fn builder(path: impl AsRef<Path>) -> SqliteQueueBuilder {
+        SqliteQueueBuilder {
+            path: path.as_ref().to_owned(),
+            name: "default".to_owned(),
+            max_deliveries: 10,
+            poll_interval: Duration::from_millis(100),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Opens (or creates) the queue in the file at `path` with the defaults.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, QueueError> {
+        Self::builder(path).open().await
+    }
+
+    /// Applies the migrations the file lacks, in one transaction, and returns how many it applied
+    /// (`0` when it is up to date). [`open`](Self::open) runs it.
+    pub async fn migrate(&self) -> Result<u32, QueueError> {
+        self.with(|connection| {
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            transaction.execute_batch(CREATE_MIGRATIONS)?;
+            let mut count = 0;
+            for (version, name, migration) in MIGRATIONS {
+                let applied: bool = transaction.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM tasker_migrations WHERE version = ?1)",
+                    [version],
+                    |row| row.get(0),
+                )?;
+                if applied {
+                    continue;
+                }
+                transaction.execute_batch(migration)?;
+                transaction.execute(
+                    "INSERT INTO tasker_migrations (version, name, applied_at_us) VALUES (?1, ?2, ?3)",
+                    params![version, name, micros_now()],
+                )?;
+                count += 1;
+            }
+            transaction.commit()?;
+            Ok(count)
+        })
+        .await
+    }
+
+    /// The migrations as one SQL script, to review or to run by hand. Running it again changes
+    /// nothing.
+    pub fn migration_sql() -> String {
+        let mut script = format!("BEGIN IMMEDIATE;\n{CREATE_MIGRATIONS};\n");
+        for (version, name, migration) in MIGRATIONS {
+            script.push_str(&format!(
+                "-- migration {version}: {name}\n{migration}\nINSERT OR IGNORE INTO tasker_migrations \
+                 (version, name, applied_at_us) VALUES ({version}, '{name}', 0);\n"
+            ));
+        }
+        script.push_str("COMMIT;\n");
+        script
+    }
+
+    /// Envelopes of this queue in the dead-letter state, oldest first, each with the number of
+    /// deliveries it had.
+    pub async fn dead_letters(&self) -> Result<Vec<Envelope>, QueueError> {
+        let name = self.name.clone();
+        let rows: Vec<(String, i64)> = self
+            .with(move |connection| {
+                let mut statement = connection.prepare(
+                    "SELECT envelope, delivery_attempt FROM tasker_envelopes
+                     WHERE queue = ?1 AND state = 'dead' ORDER BY id",
+                )?;
+                let rows = statement
+                    .query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(text, attempt)| {
+                let mut envelope = Envelope::decode(text.as_bytes())
+                    .map_err(|error| QueueError::Backend(error.to_string()))?;
+                envelope.delivery_attempt = delivery(attempt);
+                Ok(envelope)
+            })
+            .collect()
+    }
+
+    /// How many envelopes of this queue are in each state.
+    pub async fn counts(&self) -> Result<Counts, QueueError> {
+        let name = self.name.clone();
+        self.with(move |connection| {
+            connection.query_row(
+                "SELECT
+                    coalesce(sum(state = 'ready' AND available_at_us <= ?2), 0),
+                    coalesce(sum(state = 'ready' AND available_at_us > ?2), 0),
+                    coalesce(sum(state = 'leased'), 0),
+                    coalesce(sum(state = 'dead'), 0)
+                 FROM tasker_envelopes WHERE queue = ?1",
+                params![name, micros_now()],
+                |row| {
+                    let count = |index: usize| -> rusqlite::Result<u64> {
+                        Ok(u64::try_from(row.get::<_, i64>(index)?).unwrap_or(0))
+                    };
+                    Ok(Counts {
+                        ready: count(0)?,
+                        delayed: count(1)?,
+                        leased: count(2)?,
+                        dead: count(3)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    /// Runs `operation` on the connection, on a blocking thread.
+    async fn with<T, F>(&self, operation: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let connection = self.connection.clone();
+        blocking(move || {
+            let mut connection = connection.lock().unwrap_or_else(|e| e.into_inner());
+            operation(&mut connection)
+        })
+        .await
+    }
+
+    /// Claims the next available envelope, or says how long until one may be due.
+    async fn try_claim(
+        &self,
+        lease: Duration,
+    ) -> Result<Result<Claim, Option<Duration>>, QueueError> {
+        let name = self.name.clone();
+        let max = self.max_deliveries;
+        let lease_micros = micros(lease);
+        self.with(move |connection| {
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = micros_now();
+            transaction.execute(
+                "UPDATE tasker_envelopes SET state = 'dead', dead_at_us = ?3, lease_id = NULL,
+                    lease_until_us = NULL, last_error = 'its last lease expired'
+                 WHERE queue = ?1 AND state = 'leased' AND lease_until_us <= ?3
+                    AND delivery_attempt >= ?2",
+                params![name, max, now],
+            )?;
+            let claimed = loop {
+                let next: Option<(i64, String, String, i64)> = transaction
+                    .query_row(
+                        "SELECT id, envelope, state, delivery_attempt FROM tasker_envelopes
+                         WHERE queue = ?1 AND (
+                            (state = 'ready' AND available_at_us <= ?3)
+                            OR (state = 'leased' AND lease_until_us <= ?3 AND delivery_attempt < ?2))
+                         ORDER BY available_at_us, id LIMIT 1",
+                        params![name, max, now],
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                    )
+                    .optional()?;
+                let Some((id, text, state, attempt)) = next else {
+                    let due: Option<i64> = transaction.query_row(
+                        "SELECT min(CASE state WHEN 'ready' THEN available_at_us
+                                               ELSE lease_until_us END)
+                         FROM tasker_envelopes WHERE queue = ?1 AND state IN ('ready', 'leased')",
+                        [&name],
+                        |row| row.get(0),
+                    )?;
+                    break Err(due.map(|due| {
+                        Duration::from_micros(u64::try_from(due - now).unwrap_or(0))
+                    }));
+                };
+                let attempt = if state == "leased" { attempt + 1 } else { attempt };
+                match Envelope::decode(text.as_bytes()) {
+                    Ok(mut envelope) => {
+                        let lease_id = LeaseId(crate::ids::new_id().as_u128());
+                        transaction.execute(
+                            "UPDATE tasker_envelopes SET state = 'leased', lease_id = ?2,
+                                lease_until_us = ?3, delivery_attempt = ?4
+                             WHERE id = ?1",
+                            params![
+                                id,
+                                sql::lease_text(lease_id),
+                                now.saturating_add(lease_micros),
+                                attempt
+                            ],
+                        )?;
+                        envelope.delivery_attempt = delivery(attempt);
+                        break Ok(Claim {
+                            envelope,
+                            lease: lease_id,
+                        });
+                    }
+                    Err(error) => {
+                        // A row no worker can read would only come back again: bury it.
+                        transaction.execute(
+                            "UPDATE tasker_envelopes SET state = 'dead', dead_at_us = ?2,
+                                lease_id = NULL, lease_until_us = NULL, last_error = ?3
+                             WHERE id = ?1",
+                            params![id, now, error.to_string()],
+                        )?;
+                    }
+                }
+            };
+            transaction.commit()?;
+            Ok(claimed)
+        })
+        .await
+    }
+
+    /// Runs `statement` on the row of `lease` if the lease is still held; `LeaseLost` if not.
+    async fn on_held<P>(
+        &self,
+        lease: LeaseId,
+        statement: &'static str,
+        params: P,
+    ) -> Result<(), QueueError>
+    where
+        P: FnOnce(String, i64) -> Vec<rusqlite::types::Value> + Send + 'static,
+    {
+        let updated = self
+            .with(move |connection| {
+                let values = params(sql::lease_text(lease), micros_now());
+                connection.execute(statement, rusqlite::params_from_iter(values))
+            })
+            .await?;
+        match updated {
+            0 => Err(QueueError::LeaseLost(lease)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Matches the row of a lease that is still held: `?1` the lease id, `?2` now.
+macro_rules! held {
+    () => {
+        "lease_id = ?1 AND state = 'leased' AND lease_until_us > ?2"
+    };
+}
+
+impl Queue for SqliteQueue {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn push(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            let name = self.name.clone();
+            self.with(move |connection| {
+                let now = micros_now();
+                let text = String::from_utf8_lossy(&envelope.encode()).into_owned();
+                connection.execute(
+                    "INSERT INTO tasker_envelopes
+                        (queue, task_id, envelope, delivery_attempt, available_at_us, enqueued_at_us)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                    params![
+                        name,
+                        envelope.task_id.to_string(),
+                        text,
+                        i64::from(envelope.delivery_attempt),
+                        now
+                    ],
+                )
+            })
+            .await?;
+            self.wake.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn claim(
+        &self,
+        lease: Duration,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
+        Box::pin(async move {
+            let deadline = Instant::now() + wait;
+            loop {
+                let notified = self.wake.notified();
+                let due = match self.try_claim(lease).await? {
+                    Ok(claim) => return Ok(Some(claim)),
+                    Err(due) => due,
+                };
+                let now = Instant::now();
+                if now >= deadline {
+                    return Ok(None);
+                }
+                let mut sleep = (deadline - now).min(self.poll_interval);
+                if let Some(due) = due {
+                    sleep = sleep.min(due.max(Duration::from_millis(1)));
+                }
+                let _ = tokio::time::timeout(sleep, notified).await;
+            }
+        })
+    }
+
+    fn renew(&self, lease: LeaseId, duration: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+        let duration = micros(duration);
+        Box::pin(self.on_held(
+            lease,
+            concat!(
+                "UPDATE tasker_envelopes SET lease_until_us = ?2 + ?3 WHERE ",
+                held!()
+            ),
+            move |lease, now| vec![lease.into(), now.into(), duration.into()],
+        ))
+    }
+
+    fn acknowledge(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(self.on_held(
+            lease,
+            concat!("DELETE FROM tasker_envelopes WHERE ", held!()),
+            |lease, now| vec![lease.into(), now.into()],
+        ))
+    }
+
+    fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+        let delay = micros(delay);
+        let max = self.max_deliveries;
+        Box::pin(async move {
+            self.on_held(
+                lease,
+                concat!(
+                    "UPDATE tasker_envelopes SET
+                        delivery_attempt = delivery_attempt + 1,
+                        state = CASE WHEN delivery_attempt + 1 > ?4 THEN 'dead' ELSE 'ready' END,
+                        dead_at_us = CASE WHEN delivery_attempt + 1 > ?4 THEN ?2 END,
+                        last_error = CASE WHEN delivery_attempt + 1 > ?4
+                            THEN 'requeued after its last delivery' END,
+                        available_at_us = ?2 + ?3,
+                        lease_id = NULL, lease_until_us = NULL
+                     WHERE ",
+                    held!()
+                ),
+                move |lease, now| vec![lease.into(), now.into(), delay.into(), max.into()],
+            )
+            .await?;
+            self.wake.notify_waiters();
+            Ok(())
+        })
+    }
+}
+
+/// Runs `operation` on Tokio's blocking threads, its SQLite error as a [`QueueError::Backend`].
+async fn blocking<T, F>(operation: F) -> Result<T, QueueError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> rusqlite::Result<T> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(operation).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(QueueError::Backend(format!("SQLite: {error}"))),
+        Err(join) => Err(QueueError::Backend(format!(
+            "SQLite operation did not finish: {join}"
+        ))),
+    }
+}
+
+fn micros_now() -> i64 {
+    i64::try_from(now_micros()).unwrap_or(i64::MAX)
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn delivery(attempt: i64) -> u32 {
+    u32::try_from(attempt).unwrap_or(1).max(1)
+}

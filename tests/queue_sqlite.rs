@@ -1,0 +1,194 @@
+//! `SqliteQueue`: the shared queue behaviour, migrations, dead letters, and two runtimes (with
+//! a queue each, as two processes would have) sharing one file.
+
+#![cfg(feature = "sqlite")]
+
+#[macro_use]
+mod queue_suite;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tasker::queue::{Counts, Queue, SqliteQueue};
+use tasker::{Runtime, TaskRequest};
+
+/// A queue in a file of its own, removed with the fixture.
+struct Fixture {
+    queue: Arc<SqliteQueue>,
+    dir: PathBuf,
+}
+
+impl Fixture {
+    fn path(&self) -> PathBuf {
+        self.dir.join("queue.db")
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn new_dir() -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tasker-sqlite-queue-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn fresh() -> Option<Fixture> {
+    let dir = new_dir();
+    let queue = SqliteQueue::builder(dir.join("queue.db"))
+        .max_deliveries(queue_suite::MAX_DELIVERIES)
+        .poll_interval(Duration::from_millis(20))
+        .open()
+        .await
+        .unwrap();
+    Some(Fixture {
+        queue: Arc::new(queue),
+        dir,
+    })
+}
+
+queue_suite!(fresh);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_create_the_tables_in_a_new_file_and_rerun_as_no_ops() {
+    let dir = new_dir();
+    let path = dir.join("queue.db");
+    assert!(SqliteQueue::migration_sql().contains("-- migration 1: envelopes"));
+    // Opening a file that does not exist yet creates it and applies every migration.
+    let queue = SqliteQueue::open(&path).await.unwrap();
+    assert_eq!(queue.migrate().await.unwrap(), 0, "open() migrated");
+    queue.push(queue_suite::envelope("a")).await.unwrap();
+    drop(queue);
+    let reopened = SqliteQueue::open(&path).await.unwrap();
+    assert_eq!(reopened.migrate().await.unwrap(), 0);
+    assert_eq!(
+        reopened.counts().await.unwrap(),
+        Counts {
+            ready: 1,
+            ..Counts::default()
+        },
+        "the envelope outlived its queue"
+    );
+    drop(reopened);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_keep_the_envelope_and_its_deliveries() {
+    let fixture = fresh().await.unwrap();
+    let queue = &fixture.queue;
+    let doomed = queue_suite::envelope("doomed");
+    queue.push(doomed.clone()).await.unwrap();
+    for _ in 0..queue_suite::MAX_DELIVERIES {
+        let claim = queue
+            .claim(queue_suite::LEASE, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        queue.requeue(claim.lease, Duration::ZERO).await.unwrap();
+    }
+    let dead = queue.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].task_id, doomed.task_id);
+    assert_eq!(dead[0].delivery_attempt, queue_suite::MAX_DELIVERIES + 1);
+    assert_eq!(
+        queue.counts().await.unwrap(),
+        Counts {
+            dead: 1,
+            ..Counts::default()
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_through_another_connection_reaches_a_waiting_claim_by_polling() {
+    let fixture = fresh().await.unwrap();
+    let other = SqliteQueue::builder(fixture.path())
+        .poll_interval(Duration::from_millis(20))
+        .open()
+        .await
+        .unwrap();
+    let waiter = tokio::spawn(async move {
+        other
+            .claim(queue_suite::LEASE, Duration::from_secs(5))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    fixture
+        .queue
+        .push(queue_suite::envelope("polled"))
+        .await
+        .unwrap();
+    let claim = waiter.await.unwrap().unwrap().unwrap();
+    assert_eq!(claim.envelope.task_name, "polled");
+}
+
+/// Which task ran how many times, by input.
+static RUNS: Mutex<Option<HashMap<u64, u32>>> = Mutex::new(None);
+
+#[tasker::task(name = "sqlite_queue_record", version = "1.0.0")]
+async fn record(n: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    *RUNS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .entry(n)
+        .or_default() += 1;
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runtimes_on_one_file_run_every_task_once() {
+    let fixture = fresh().await.unwrap();
+    const TASKS: u64 = 300;
+    let second = SqliteQueue::builder(fixture.path())
+        .poll_interval(Duration::from_millis(20))
+        .open()
+        .await
+        .unwrap();
+    let first = Runtime::builder()
+        .workers(4)
+        .shared_queue(fixture.queue.clone())
+        .build()
+        .unwrap();
+    let other = Runtime::builder().workers(4).queue(second).build().unwrap();
+    for n in 0..TASKS {
+        first
+            .enqueue(TaskRequest::new("sqlite_queue_record", &n).unwrap())
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts = fixture.queue.counts().await.unwrap();
+        if counts == Counts::default() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still queued: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.shutdown().await;
+    other.shutdown().await;
+    let runs = RUNS.lock().unwrap().take().unwrap_or_default();
+    assert_eq!(runs.len() as u64, TASKS);
+    assert!(
+        runs.values().all(|&count| count == 1),
+        "tasks ran twice: {:?}",
+        runs.iter()
+            .filter(|(_, &count)| count > 1)
+            .collect::<Vec<_>>()
+    );
+}
