@@ -67,13 +67,13 @@ pub async fn claims_come_out_in_push_order(queue: Arc<dyn Queue>) {
 pub async fn an_expired_lease_hands_the_envelope_out_again(queue: Arc<dyn Queue>) {
     queue.push(envelope("a")).await.unwrap();
     let first = queue
-        .claim(Duration::from_millis(100), Duration::ZERO)
+        .claim(Duration::from_millis(400), Duration::ZERO)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(first.envelope.delivery_attempt, 1);
     assert!(queue.claim(LEASE, Duration::ZERO).await.unwrap().is_none());
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let second = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
     assert_eq!(second.envelope.task_id, first.envelope.task_id);
     assert_eq!(second.envelope.delivery_attempt, 2);
@@ -88,12 +88,12 @@ pub async fn an_expired_lease_hands_the_envelope_out_again(queue: Arc<dyn Queue>
 pub async fn a_renewed_lease_does_not_expire(queue: Arc<dyn Queue>) {
     queue.push(envelope("a")).await.unwrap();
     let claim = queue
-        .claim(Duration::from_millis(100), Duration::ZERO)
+        .claim(Duration::from_millis(400), Duration::ZERO)
         .await
         .unwrap()
         .unwrap();
     queue.renew(claim.lease, LEASE).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(queue.claim(LEASE, Duration::ZERO).await.unwrap().is_none());
     queue.acknowledge(claim.lease).await.unwrap();
 }
@@ -103,7 +103,7 @@ pub async fn requeued_envelope_waits_out_its_delay(queue: Arc<dyn Queue>) {
     let claim = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
     let requeued = Instant::now();
     queue
-        .requeue(claim.lease, Duration::from_millis(300))
+        .requeue(claim.lease, Duration::from_millis(600))
         .await
         .unwrap();
     assert!(queue.claim(LEASE, Duration::ZERO).await.unwrap().is_none());
@@ -112,7 +112,7 @@ pub async fn requeued_envelope_waits_out_its_delay(queue: Arc<dyn Queue>) {
         .await
         .unwrap()
         .unwrap();
-    assert!(requeued.elapsed() >= Duration::from_millis(250));
+    assert!(requeued.elapsed() >= Duration::from_millis(550));
     assert!(
         requeued.elapsed() < Duration::from_secs(3),
         "a delayed envelope is claimed soon after it is due, not at the next poll"
