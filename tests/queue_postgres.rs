@@ -57,7 +57,10 @@ async fn drop_schema(url: &str, schema: &str) {
     if let Ok((client, connection)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await {
         let driver = tokio::spawn(connection);
         let _ = client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+                schema.replace('"', "\"\"")
+            ))
             .await;
         drop(client);
         let _ = driver.await;
@@ -169,6 +172,27 @@ async fn the_printed_migration_script_is_what_migrate_applies() {
         .push(queue_suite::envelope("a"))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_name_with_quotes_and_spaces_is_quoted_not_injected() {
+    let schema = format!("{} \"odd\"; DROP TABLE x", new_schema());
+    let Some(fixture) = fixture_in(schema).await else {
+        return;
+    };
+    assert_eq!(fixture.queue.migrate().await.unwrap(), 1);
+    fixture
+        .queue
+        .push(queue_suite::envelope("a"))
+        .await
+        .unwrap();
+    let claim = fixture
+        .queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    fixture.queue.acknowledge(claim.lease).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
