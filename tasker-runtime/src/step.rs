@@ -256,6 +256,13 @@ impl StepRun {
 
     #[inline]
     fn begin_attempt(&mut self) {
+        if self.live.is_some() {
+            self.begin_live_attempt();
+        }
+    }
+
+    #[cold]
+    fn begin_live_attempt(&mut self) {
         let Some(live) = &mut *self.live else { return };
         if self.attempt > 1 {
             let now = clock::now();
