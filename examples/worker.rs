@@ -1,4 +1,4 @@
-//! A producer and a worker in two separate processes, connected only by envelopes.
+//! A producer and workers in separate processes, connected only by envelopes.
 //!
 //! `cargo run --example worker` starts the producer, which spawns this same program with
 //! `--worker` as a child process. The producer enqueues orders by name (emitting
@@ -6,6 +6,22 @@
 //! line to the worker's standard input. The worker decodes the envelopes into its own queue and
 //! runs them with a `tasker::Runtime`, continuing the producer's task ids; both processes print
 //! the events they see, tagged with their role, so the hop is visible.
+//!
+//! With a durable queue the producer and each worker are separate invocations sharing one
+//! database, and there is no pipe:
+//!
+//! ```sh
+//! # PostgreSQL (feature `postgres`); `--schema` picks the schema (default `tasker`)
+//! cargo run --example worker --features postgres -- produce --queue postgres://postgres@127.0.0.1:5432/test --tasks 20
+//! cargo run --example worker --features postgres -- work --queue postgres://postgres@127.0.0.1:5432/test --workers 2 --until-empty
+//! # SQLite (feature `sqlite`): one file, processes on one machine
+//! cargo run --example worker --features sqlite -- produce --queue sqlite:/tmp/tasks.db --tasks 20
+//! cargo run --example worker --features sqlite -- work --queue sqlite:/tmp/tasks.db --until-empty
+//! ```
+//!
+//! `produce` enqueues `--tasks` orders (every tenth one empty, so its task fails) and exits.
+//! `work` runs `--workers` workers (default 2) until it is killed or, with `--until-empty`, until
+//! the queue has nothing ready, delayed or leased left.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -121,11 +137,176 @@ async fn worker() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// A durable queue, with what `--until-empty` needs: how much work is left in it.
+enum Durable {
+    #[cfg(feature = "postgres")]
+    Postgres(Arc<tasker::queue::PostgresQueue>),
+    #[cfg(feature = "sqlite")]
+    Sqlite(Arc<tasker::queue::SqliteQueue>),
+}
+
+impl Durable {
+    /// Opens `postgres://…` (or `postgresql://…`) or `sqlite:<path>`, applying migrations.
+    async fn open(url: &str, schema: &str) -> Result<Durable, Box<dyn std::error::Error>> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            {
+                let queue = tasker::queue::PostgresQueue::builder(url)
+                    .schema(schema)
+                    .poll_interval(Duration::from_millis(200))
+                    .connect()
+                    .await?;
+                queue.migrate().await?;
+                return Ok(Durable::Postgres(Arc::new(queue)));
+            }
+            #[cfg(not(feature = "postgres"))]
+            {
+                let _ = schema;
+                return Err(format!(
+                    "`--queue {url}` needs PostgreSQL support: run the example with \
+                     `--features postgres`"
+                )
+                .into());
+            }
+        }
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            #[cfg(feature = "sqlite")]
+            {
+                let queue = tasker::queue::SqliteQueue::builder(path)
+                    .poll_interval(Duration::from_millis(50))
+                    .open()
+                    .await?;
+                return Ok(Durable::Sqlite(Arc::new(queue)));
+            }
+            #[cfg(not(feature = "sqlite"))]
+            {
+                let _ = path;
+                return Err(format!(
+                    "`--queue {url}` needs SQLite support: run the example with `--features sqlite`"
+                )
+                .into());
+            }
+        }
+        Err(format!("unknown queue `{url}`: use postgres://… or sqlite:<path>").into())
+    }
+
+    fn shared(&self) -> Arc<dyn Queue> {
+        match *self {
+            #[cfg(feature = "postgres")]
+            Durable::Postgres(ref queue) => queue.clone(),
+            #[cfg(feature = "sqlite")]
+            Durable::Sqlite(ref queue) => queue.clone(),
+        }
+    }
+
+    /// Envelopes ready, delayed or leased: work a worker may still run (dead letters excluded).
+    async fn unfinished(&self) -> Result<u64, tasker::queue::QueueError> {
+        match *self {
+            #[cfg(feature = "postgres")]
+            Durable::Postgres(ref queue) => {
+                let counts = queue.counts().await?;
+                Ok(counts.ready + counts.delayed + counts.leased)
+            }
+            #[cfg(feature = "sqlite")]
+            Durable::Sqlite(ref queue) => {
+                let counts = queue.counts().await?;
+                Ok(counts.ready + counts.delayed + counts.leased)
+            }
+        }
+    }
+}
+
+/// `produce`: enqueues `tasks` orders on the durable queue and exits.
+async fn produce(queue: Durable, tasks: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let _events = print_events("producer");
+    let runtime = tasker::Runtime::builder()
+        .workers(0)
+        .shared_queue(queue.shared())
+        .build()?;
+    for id in 1..=tasks {
+        let items = if id % 10 == 0 {
+            Vec::new() // fails in `pack`: an empty order
+        } else {
+            (0..id % 3 + 1).map(|n| format!("item-{id}-{n}")).collect()
+        };
+        runtime
+            .enqueue(tasker::TaskRequest::new("ship", &Order { id, items })?)
+            .await?;
+    }
+    runtime.shutdown().await;
+    Ok(())
+}
+
+/// `work`: runs `workers` workers on the durable queue, until killed or, with `until_empty`,
+/// until no work is left in the queue.
+async fn work(
+    queue: Durable,
+    workers: usize,
+    until_empty: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let _events = print_events("worker");
+    let runtime = tasker::Runtime::builder()
+        .workers(workers)
+        .shared_queue(queue.shared())
+        .build()?;
+    if !until_empty {
+        std::future::pending::<()>().await;
+    }
+    // A task's envelope stays leased until its task finished and was acknowledged, so nothing
+    // left means every task ran, in this process or another.
+    while queue.unfinished().await? > 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    runtime.shutdown().await;
+    Ok(())
+}
+
+const USAGE: &str = "usage: worker                      a producer and a worker joined by a pipe
+       worker produce --queue <url> [--tasks N] [--schema S]
+       worker work --queue <url> [--workers N] [--until-empty] [--schema S]
+<url>: postgres://… (feature `postgres`) or sqlite:<path> (feature `sqlite`)";
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if std::env::args().any(|arg| arg == "--worker") {
-        worker().await
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("worker example: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = match args.first().map(String::as_str) {
+        None => return producer().await,
+        Some("--worker") => return worker().await,
+        Some(mode @ ("produce" | "work")) => mode,
+        Some(_) => return Err(USAGE.into()),
+    };
+    let (mut url, mut schema, mut tasks, mut workers, mut until_empty) =
+        (None, "tasker".to_string(), 20_u64, 2_usize, false);
+    let mut rest = args[1..].iter();
+    while let Some(arg) = rest.next() {
+        let mut value = || {
+            rest.next()
+                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--queue" => url = Some(value()?.clone()),
+            "--schema" => schema = value()?.clone(),
+            "--tasks" => tasks = value()?.parse()?,
+            "--workers" => workers = value()?.parse()?,
+            "--until-empty" => until_empty = true,
+            _ => return Err(format!("unknown argument `{arg}`\n{USAGE}").into()),
+        }
+    }
+    let url = url.ok_or_else(|| format!("{mode} needs --queue <url>\n{USAGE}"))?;
+    let queue = Durable::open(&url, &schema).await?;
+    if mode == "produce" {
+        produce(queue, tasks).await
     } else {
-        producer().await
+        work(queue, workers, until_empty).await
     }
 }
