@@ -486,3 +486,79 @@ async fn a_context_the_worker_cannot_read_ends_the_task_with_an_error() {
         ]
     );
 }
+
+/// A queue that counts the requests handed back to it.
+struct CountingRequeues {
+    inner: MemoryQueue,
+    requeues: AtomicU32,
+}
+
+impl Queue for CountingRequeues {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn push(
+        &self,
+        envelope: Envelope,
+    ) -> tasker::queue::BoxFuture<'_, Result<(), tasker::queue::QueueError>> {
+        self.inner.push(envelope)
+    }
+    fn claim(
+        &self,
+        lease: Duration,
+        wait: Duration,
+    ) -> tasker::queue::BoxFuture<'_, Result<Option<tasker::queue::Claim>, tasker::queue::QueueError>>
+    {
+        self.inner.claim(lease, wait)
+    }
+    fn renew(
+        &self,
+        lease: tasker::queue::LeaseId,
+        duration: Duration,
+    ) -> tasker::queue::BoxFuture<'_, Result<(), tasker::queue::QueueError>> {
+        self.inner.renew(lease, duration)
+    }
+    fn acknowledge(
+        &self,
+        lease: tasker::queue::LeaseId,
+    ) -> tasker::queue::BoxFuture<'_, Result<(), tasker::queue::QueueError>> {
+        self.inner.acknowledge(lease)
+    }
+    fn requeue(
+        &self,
+        lease: tasker::queue::LeaseId,
+        delay: Duration,
+    ) -> tasker::queue::BoxFuture<'_, Result<(), tasker::queue::QueueError>> {
+        self.requeues.fetch_add(1, Ordering::SeqCst);
+        self.inner.requeue(lease, delay)
+    }
+}
+
+#[tokio::test]
+async fn a_request_for_a_task_this_worker_does_not_know_is_handed_back_not_lost() {
+    let queue = std::sync::Arc::new(CountingRequeues {
+        inner: MemoryQueue::new(),
+        requeues: AtomicU32::new(0),
+    });
+    let runtime = Runtime::builder()
+        .workers(1)
+        .shared_queue(queue.clone())
+        .build()
+        .unwrap();
+    let envelope = Envelope::new("shipped_by_a_newer_version", "2.0.0", serde_json::json!({}));
+    let task_id = envelope.task_id;
+    queue.push(envelope).await.unwrap();
+    // The worker claims it, does not know the task, and hands it back with a delay.
+    while queue.requeues.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    runtime.shutdown().await;
+    assert_eq!(queue.requeues.load(Ordering::SeqCst), 1);
+    let claim = queue
+        .claim(Duration::from_secs(30), Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("the request is still queued");
+    assert_eq!(claim.envelope.task_id, task_id);
+    assert_eq!(claim.envelope.delivery_attempt, 2);
+}

@@ -30,7 +30,8 @@ pub use sql::Counts;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteQueue, SqliteQueueBuilder};
 
-use crate::runner::BoxFuture;
+/// The future type of [`Queue`]'s methods, for implementations outside this crate.
+pub use crate::runner::BoxFuture;
 
 /// Identifies one claim of one envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

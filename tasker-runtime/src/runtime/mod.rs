@@ -327,6 +327,7 @@ impl Inner {
     async fn run(&self, claim: Claim, timer: &mut Pin<Box<tokio::time::Sleep>>) {
         let Claim { envelope, lease } = claim;
         let task_id = envelope.task_id;
+        let delivery = envelope.delivery_attempt;
         let scope = self
             .lock_pending()
             .get(&task_id)
@@ -335,6 +336,28 @@ impl Inner {
             .with_scope(scope)
             .wrap(self.execute(envelope, lease, timer))
             .await;
+        if let Err(TaskError::UnknownTask { name, version }) = &result {
+            // A producer of another version (a rolling deployment): hand the request back for a
+            // worker that knows the task, a few times, rather than lose it.
+            if delivery < UNKNOWN_TASK_DELIVERIES {
+                tracing::warn!(
+                    target: "tasker",
+                    %task_id,
+                    "[Tasker] no task `{name}` version `{version}` is registered in this worker; \
+                     handing the request back (delivery {delivery} of {UNKNOWN_TASK_DELIVERIES})"
+                );
+                if let Err(error) = self.queue.requeue(lease, UNKNOWN_TASK_DELAY).await {
+                    tracing::warn!(target: "tasker", %task_id, "[Tasker] could not hand task {task_id} back: {error}");
+                }
+                return;
+            }
+            tracing::error!(
+                target: "tasker",
+                %task_id,
+                "[Tasker] no worker that took it knows task `{name}` version `{version}`; \
+                 dropping the request after {delivery} deliveries"
+            );
+        }
         if let Err(error) = self.queue.acknowledge(lease).await {
             tracing::warn!(target: "tasker", %task_id, "[Tasker] could not acknowledge task {task_id}: {error}");
         }
@@ -356,13 +379,6 @@ impl Inner {
             .registry
             .exact(&envelope.task_name, &envelope.task_version)
         else {
-            tracing::error!(
-                target: "tasker",
-                task_id = %envelope.task_id,
-                "[Tasker] no task `{}` version `{}` is registered in this worker; dropping the request",
-                envelope.task_name,
-                envelope.task_version,
-            );
             return Err(TaskError::UnknownTask {
                 name: envelope.task_name,
                 version: envelope.task_version,
@@ -521,6 +537,13 @@ fn futures_ready(future: crate::runner::BoxFuture<'static, RunOutput>) -> RunOut
         )),
     }
 }
+
+/// How many deliveries a request for a task this runtime does not know gets before it is dropped
+/// (a durable queue may dead-letter it sooner).
+const UNKNOWN_TASK_DELIVERIES: u32 = 5;
+
+/// How long such a request waits before its next delivery.
+const UNKNOWN_TASK_DELAY: Duration = Duration::from_secs(1);
 
 /// One worker: claims requests and runs them until the runtime stops.
 async fn work(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
