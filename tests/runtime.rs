@@ -562,3 +562,120 @@ async fn a_request_for_a_task_this_worker_does_not_know_is_handed_back_not_lost(
     assert_eq!(claim.envelope.task_id, task_id);
     assert_eq!(claim.envelope.delivery_attempt, 2);
 }
+
+/// A queue whose leases cannot be renewed: a slow task's lease expires while it runs.
+struct NoRenewals(MemoryQueue);
+
+impl Queue for NoRenewals {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn push(
+        &self,
+        envelope: Envelope,
+    ) -> tasker::queue::BoxFuture<'_, Result<(), tasker::queue::QueueError>> {
+        self.0.push(envelope)
+    }
+    fn claim(
+        &self,
+        lease: Duration,
+        wait: Duration,
+    ) -> tasker::queue::BoxFuture<'_, Result<Option<tasker::queue::Claim>, tasker::queue::QueueError>>
+    {
+        self.0.claim(lease, wait)
+    }
+    fn renew(
+        &self,
+        _lease: tasker::queue::LeaseId,
+        _duration: Duration,
+    ) -> tasker::queue::BoxFuture<'_, Result<(), tasker::queue::QueueError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+    fn acknowledge(
+        &self,
+        lease: tasker::queue::LeaseId,
+    ) -> tasker::queue::BoxFuture<'_, Result<(), tasker::queue::QueueError>> {
+        self.0.acknowledge(lease)
+    }
+    fn requeue(
+        &self,
+        lease: tasker::queue::LeaseId,
+        delay: Duration,
+    ) -> tasker::queue::BoxFuture<'_, Result<(), tasker::queue::QueueError>> {
+        self.0.requeue(lease, delay)
+    }
+}
+
+static SLOW_FIRST_DELIVERY: AtomicU32 = AtomicU32::new(0);
+
+#[tasker::step(max_attempts = 1)]
+async fn slow_on_first_delivery(millis: u64) -> u64 {
+    if SLOW_FIRST_DELIVERY.fetch_add(1, Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+    }
+    millis
+}
+
+#[tasker::task(name = "lease_race", version = "1.0.0")]
+async fn lease_race(millis: u64) -> u64 {
+    slow_on_first_delivery(millis).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_lease_expired_reports_no_completion() {
+    let queue = std::sync::Arc::new(NoRenewals(MemoryQueue::new()));
+    let slow = Runtime::builder()
+        .workers(1)
+        .lease(Duration::from_millis(100))
+        .shared_queue(queue.clone())
+        .build()
+        .unwrap();
+    let completes = std::sync::Arc::new(AtomicU32::new(0));
+    let starts = std::sync::Arc::new(AtomicU32::new(0));
+    let handle = slow
+        .enqueue(TaskRequest::new("lease_race", &400u64).unwrap())
+        .await
+        .unwrap();
+    let task_id = handle.task_id();
+    let subscription = tasker::events::subscribe({
+        let (completes, starts) = (completes.clone(), starts.clone());
+        move |event: &tasker::telemetry::Event<'_>| {
+            if event.task_id() == Some(task_id) {
+                match event.name() {
+                    "task.complete" => completes.fetch_add(1, Ordering::SeqCst),
+                    "task.start" => starts.fetch_add(1, Ordering::SeqCst),
+                    _ => 0,
+                };
+            }
+        }
+    });
+    // The slow worker holds the task; once its lease expires a second worker takes it over.
+    while starts.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let takeover = Runtime::builder()
+        .workers(1)
+        .lease(Duration::from_secs(30))
+        .shared_queue(queue.clone())
+        .build()
+        .unwrap();
+    while completes.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The slow worker finishes its run too, but its completion is refused.
+    slow.shutdown().await;
+    takeover.shutdown().await;
+    drop(subscription);
+    assert_eq!(
+        starts.load(Ordering::SeqCst),
+        2,
+        "both workers ran the task"
+    );
+    assert_eq!(
+        completes.load(Ordering::SeqCst),
+        1,
+        "one task.complete, from the worker whose completion was accepted"
+    );
+    assert_eq!(SLOW_FIRST_DELIVERY.load(Ordering::SeqCst), 2);
+    assert!(queue.0.is_empty());
+}

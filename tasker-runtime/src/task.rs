@@ -19,7 +19,7 @@ use crate::descriptor::TaskDescriptor;
 use crate::ids;
 use crate::outcome::{DescribeError, FixedError, Outcome};
 use crate::scoped::run_in;
-use crate::worker::{self, QueuedRun, RunFailure};
+use crate::worker::{self, QueuedRun, RunFailure, TerminalSlot};
 
 /// One run of a task.
 #[derive(Debug)]
@@ -36,6 +36,8 @@ struct Live {
     finished: bool,
     /// Where a worker wants the class and message of a failure.
     failure: Option<Arc<std::sync::Mutex<Option<RunFailure>>>>,
+    /// Where a worker wants the terminal event, to emit it after its completion is accepted.
+    terminal: Option<TerminalSlot>,
 }
 
 impl TaskRun {
@@ -70,6 +72,7 @@ impl TaskRun {
                 started: Instant::now(),
                 finished: false,
                 failure: None,
+                terminal: None,
             }),
         };
         run.emit(Details::TaskInitialize {
@@ -103,6 +106,7 @@ impl TaskRun {
                 started: Instant::now(),
                 finished: false,
                 failure: Some(queued.failure),
+                terminal: Some(queued.terminal),
             }),
         };
         run.emit(Details::TaskStart);
@@ -144,12 +148,15 @@ impl TaskRun {
     #[cold]
     fn finish_live(&mut self, outcome: Outcome<'_>) {
         match outcome {
-            Outcome::Success => self.end(None),
-            Outcome::Failure { error, .. } => self.end(Some(error)),
+            Outcome::Success => self.end(None, true),
+            Outcome::Failure { error, .. } => self.end(Some(error), true),
         }
     }
 
-    fn end(&mut self, error: Option<&dyn DescribeError>) {
+    /// Emits `task.finalize` and the terminal event. With `defer`, a worker's run leaves the
+    /// terminal event to the worker (see [`TerminalSlot`]); a run torn down by a drop emits it at
+    /// once, since no completion will follow.
+    fn end(&mut self, error: Option<&dyn DescribeError>, defer: bool) {
         let Some(live) = &mut self.live else { return };
         live.finished = true;
         let (completed_steps, failed_steps, skipped_steps) = live.frame.counts();
@@ -180,16 +187,24 @@ impl TaskRun {
                 }
             }
         };
+        if let (true, Some(slot)) = (defer, &live.terminal) {
+            let event = Event::new(Some(*live.frame.task()), None, details).into_owned();
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(event);
+            return;
+        }
         self.emit(details);
     }
 
     #[cold]
     fn panicked(&mut self, payload: Box<dyn Any + Send>) -> ! {
         let message = panic_message(&*payload).to_owned();
-        self.end(Some(&FixedError {
-            class: "panic",
-            message: &message,
-        }));
+        self.end(
+            Some(&FixedError {
+                class: "panic",
+                message: &message,
+            }),
+            true,
+        );
         resume_unwind(payload)
     }
 
@@ -222,10 +237,13 @@ impl Drop for TaskRun {
             "task `{}` was {verb} before it finished",
             live.frame.task().name
         );
-        self.end(Some(&FixedError {
-            class,
-            message: &message,
-        }));
+        self.end(
+            Some(&FixedError {
+                class,
+                message: &message,
+            }),
+            false,
+        );
     }
 }
 

@@ -16,7 +16,13 @@ pub(crate) struct QueuedRun {
     pub(crate) task_id: Uuid,
     pub(crate) info: QueuedInfo,
     pub(crate) failure: Arc<Mutex<Option<RunFailure>>>,
+    /// Where the run leaves its `task.complete`/`task.error`, for the worker to emit once the
+    /// queue has accepted the completion: never for a task whose lease another worker took over.
+    pub(crate) terminal: TerminalSlot,
 }
+
+/// A task run's terminal event, held until the worker's completion is accepted.
+pub(crate) type TerminalSlot = Arc<Mutex<Option<tasker_telemetry::Event<'static>>>>;
 
 /// How a task run by a worker failed, as its `task.error` event described it.
 #[derive(Debug, Clone, PartialEq, Eq)]

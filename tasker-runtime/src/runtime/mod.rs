@@ -23,10 +23,10 @@ use uuid::Uuid;
 pub use error::{BuildError, EnqueueError, TaskError};
 use registry::{Registered, Registry};
 
-use crate::queue::{Claim, Envelope, MemoryQueue, Queue, MAX_CONTEXT_BYTES};
+use crate::queue::{Claim, Envelope, MemoryQueue, Queue, QueueError, MAX_CONTEXT_BYTES};
 use crate::request::TaskRequest;
 use crate::runner::{BoxFuture, RunOutput};
-use crate::worker::{with_queued_run, QueuedRun, RunFailure, WithQueuedRun};
+use crate::worker::{with_queued_run, QueuedRun, RunFailure, TerminalSlot, WithQueuedRun};
 
 /// Configures a [`Runtime`].
 #[derive(Clone)]
@@ -332,9 +332,10 @@ impl Inner {
             .lock_pending()
             .get(&task_id)
             .map_or_else(ScopeTag::default, |pending| pending.scope);
+        let terminal = TerminalSlot::default();
         let result = Context::default()
             .with_scope(scope)
-            .wrap(self.execute(envelope, lease, timer))
+            .wrap(self.execute(envelope, lease, timer, terminal.clone()))
             .await;
         if let Err(TaskError::UnknownTask { name, version }) = &result {
             // A producer of another version (a rolling deployment): hand the request back for a
@@ -358,8 +359,29 @@ impl Inner {
                  dropping the request after {delivery} deliveries"
             );
         }
-        if let Err(error) = self.queue.acknowledge(lease).await {
-            tracing::warn!(target: "tasker", %task_id, "[Tasker] could not acknowledge task {task_id}: {error}");
+        // The terminal event follows the queue's acceptance of the completion: a worker whose
+        // lease expired (another worker took the task over) does not report a completion.
+        let terminal = terminal.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match self.queue.acknowledge(lease).await {
+            Ok(()) => {
+                if let Some(event) = terminal {
+                    Context::default()
+                        .with_scope(scope)
+                        .in_scope(|| events::fire(&event));
+                }
+            }
+            Err(QueueError::LeaseLost(_)) => tracing::warn!(
+                target: "tasker",
+                %task_id,
+                "[Tasker] the completion of task {task_id} was refused: its lease expired and \
+                 another worker may have taken it over; its terminal event is not reported here"
+            ),
+            Err(error) => tracing::warn!(
+                target: "tasker",
+                %task_id,
+                "[Tasker] could not acknowledge task {task_id}: {error}; its terminal event is \
+                 not reported, since the request may be delivered again"
+            ),
         }
         if let Some(pending) = self.lock_pending().remove(&task_id) {
             let _ = pending.result.send(result);
@@ -371,6 +393,7 @@ impl Inner {
         envelope: Envelope,
         lease: crate::queue::LeaseId,
         timer: &mut Pin<Box<tokio::time::Sleep>>,
+        terminal: TerminalSlot,
     ) -> Result<Value, TaskError> {
         let Some(Registered {
             runner: Some(runner),
@@ -391,11 +414,17 @@ impl Inner {
             enqueued_at: Some(envelope.enqueued_at()),
             delivery_attempt: envelope.delivery_attempt,
         };
-        let refused = (envelope.task_id, info.clone(), *descriptor);
+        let refused = (
+            envelope.task_id,
+            info.clone(),
+            *descriptor,
+            terminal.clone(),
+        );
         let queued = QueuedRun {
             task_id: envelope.task_id,
             info,
             failure: failure.clone(),
+            terminal,
         };
         let context = envelope.context;
         let runner = runner.clone();
@@ -433,8 +462,8 @@ impl Inner {
             }
             Ok(RunOutput::InvalidContext(error)) => {
                 let message = error.to_string();
-                let (task_id, info, descriptor) = refused;
-                report_invalid_context(descriptor, task_id, info, &message);
+                let (task_id, info, descriptor, terminal) = refused;
+                report_invalid_context(descriptor, task_id, info, terminal, &message);
                 Err(TaskError::InvalidContext(message))
             }
             Ok(RunOutput::InvalidOutput(error)) => Err(TaskError::InvalidOutput(error.to_string())),
@@ -506,12 +535,14 @@ fn report_invalid_context(
     descriptor: &'static crate::TaskDescriptor,
     task_id: Uuid,
     info: QueuedInfo,
+    terminal: TerminalSlot,
     message: &str,
 ) {
     let run = QueuedRun {
         task_id,
         info,
         failure: Arc::default(),
+        terminal,
     };
     with_queued_run(run, || {
         let mut task = crate::TaskRun::start(descriptor);
