@@ -93,7 +93,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use serde_json;
-    pub use tasker_runtime::__private::{batch, outcome, runner, skip};
+    pub use tasker_runtime::__private::{batch, checkpoint, outcome, runner, skip};
     pub use tasker_runtime::{
         backoff, backoff_sync, classify, field_value, no_runner, skipped, Next, RetryArgument,
         RetryPolicy, SkippedOutput, StepDescriptor, StepRegistration, StepRun, TaskDescriptor,

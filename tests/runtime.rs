@@ -409,7 +409,12 @@ async fn shutdown_finishes_claimed_tasks_and_leaves_the_rest_queued() {
                 .unwrap(),
         );
     }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while IN_FLIGHT.load(Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 30 s for: IN_FLIGHT.load(Ordering::SeqCst) < 2"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     runtime.shutdown().await;
@@ -549,7 +554,12 @@ async fn a_request_for_a_task_this_worker_does_not_know_is_handed_back_not_lost(
     let task_id = envelope.task_id;
     queue.push(envelope).await.unwrap();
     // The worker claims it, does not know the task, and hands it back with a delay.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while queue.requeues.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 30 s for: queue.requeues.load(Ordering::SeqCst) == 0"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     runtime.shutdown().await;
@@ -650,7 +660,12 @@ async fn a_worker_whose_lease_expired_reports_no_completion() {
         }
     });
     // The slow worker holds the task; once its lease expires a second worker takes it over.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while starts.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 30 s for: starts.load(Ordering::SeqCst) == 0"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let takeover = Runtime::builder()
@@ -659,7 +674,12 @@ async fn a_worker_whose_lease_expired_reports_no_completion() {
         .shared_queue(queue.clone())
         .build()
         .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while completes.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 30 s for: completes.load(Ordering::SeqCst) == 0"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // The slow worker finishes its run too, but its completion is refused.

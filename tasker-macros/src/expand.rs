@@ -211,6 +211,40 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
         },
     };
 
+    // Step checkpoints (a worker run on a durable queue): an async step whose output type is
+    // nameable and owned replays a recorded output, and records its own once it succeeds.
+    // Whether the type goes to JSON and back is decided by the probe; borrowed types are left
+    // out because autoref specialisation cannot tell lifetimes apart.
+    let checkpoint_type = match (&function.shape, function.return_annotation()) {
+        (Shape::Async, Some(ty)) if !contains_impl_trait_or_lifetime(&ty) => Some(ty),
+        _ => None,
+    };
+    let replay = checkpoint_type.as_ref().map(|ty| {
+        quote! {
+            if let ::core::option::Option::Some(__tasker_replayed) = {
+                #[allow(unused_imports)]
+                use #p::checkpoint::{CheckpointResult as _, CheckpointValue as _, NoCheckpoint as _};
+                (&&#p::checkpoint::Probe::<#ty>::new()).tasker_replay(&mut __tasker_step)
+            } {
+                return __tasker_replayed;
+            }
+        }
+    });
+    let record = |value: TokenStream| {
+        checkpoint_type.as_ref().map(|ty| {
+            quote! {
+                {
+                    #[allow(unused_imports)]
+                    use #p::checkpoint::{CheckpointResult as _, CheckpointValue as _, NoCheckpoint as _};
+                    (&&#p::checkpoint::Probe::<#ty>::new()).tasker_record(&__tasker_step, &#value)
+                }
+                .await;
+            }
+        })
+    };
+    let record_result = record(quote!(__tasker_result));
+    let record_value = record(quote!(__tasker_value));
+
     let run = if retries {
         let owned: Vec<_> = function
             .arguments
@@ -247,7 +281,10 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
                 let __tasker_result #annotation = #attempt;
                 #[allow(unreachable_code)]
                 match #classify {
-                    #p::Next::Return => return __tasker_result,
+                    #p::Next::Return => {
+                        #record_result
+                        return __tasker_result;
+                    }
                     #p::Next::Retry(__tasker_wait) => #backoff,
                 }
             }
@@ -260,6 +297,7 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
                 let _ = #classify;
                 __tasker_result
             };
+            #record_value
             __tasker_value
         }
     };
@@ -281,6 +319,7 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
         #p::inventory::submit! { #p::StepRegistration(&__TASKER_STEP) }
         #start
         #fields
+        #replay
         #bypass
         #skip
         #run
@@ -362,9 +401,22 @@ fn task_runner(p: &TokenStream, function: &Function) -> TokenStream {
     let (Some(input), true) = (input, eligible) else {
         return quote!(use #p::no_runner as __tasker_runner;);
     };
+    // An argument named like the function shadows it inside the body, where the runner is; the
+    // function is then named through its module (a task named like its argument is a free
+    // function of a module in practice).
+    let shadowed = function.arguments.iter().any(|argument| match argument {
+        Argument::Owned { name, pattern, .. } => name == ident || pattern_binds(pattern, ident),
+        Argument::Borrowed { name } => name == ident,
+        Argument::Receiver { .. } => false,
+    });
+    let path = if shadowed {
+        quote!(self::#ident)
+    } else {
+        quote!(#ident)
+    };
     let (input, task) = match input {
-        Some(ty) => (quote!(#ty), quote!(#ident)),
-        None => (quote!(()), quote!(|(): ()| #ident())),
+        Some(ty) => (quote!(#ty), quote!(#path)),
+        None => (quote!(()), quote!(|(): ()| #path())),
     };
     let (probe, levels) = if function.is_async() {
         (
@@ -384,6 +436,20 @@ fn task_runner(p: &TokenStream, function: &Function) -> TokenStream {
             (&&&#p::runner::#probe::<_, #input>::new(#task)).tasker_runner()
         }
     }
+}
+
+/// Whether `pattern` binds the name `ident`.
+fn pattern_binds(pattern: &syn::Pat, ident: &syn::Ident) -> bool {
+    struct Finder<'a>(&'a syn::Ident, bool);
+    impl syn::visit::Visit<'_> for Finder<'_> {
+        fn visit_pat_ident(&mut self, pattern: &syn::PatIdent) {
+            self.1 |= pattern.ident == *self.0;
+            syn::visit::visit_pat_ident(self, pattern);
+        }
+    }
+    let mut finder = Finder(ident, false);
+    syn::visit::Visit::visit_pat(&mut finder, pattern);
+    finder.1
 }
 
 fn contains_impl_trait_or_lifetime(ty: &syn::Type) -> bool {

@@ -8,6 +8,8 @@
 
 #[doc(hidden)]
 pub mod batch;
+#[doc(hidden)]
+pub mod checkpoint;
 mod descriptor;
 mod diagnostics;
 mod ids;
@@ -47,6 +49,7 @@ pub use worker::RunFailure;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::batch;
+    pub use crate::checkpoint;
     pub use crate::outcome;
     pub use crate::runner;
     pub use crate::skip;

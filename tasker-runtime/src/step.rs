@@ -41,6 +41,9 @@ pub enum Next {
 pub struct StepRun {
     descriptor: &'static StepDescriptor,
     attempt: u32,
+    /// This call's position among its task's checkpointed step calls, when the task keeps
+    /// checkpoints.
+    position: Option<u32>,
     /// `ManuallyDrop` so that a silent call (`None`) needs no out-of-line drop glue; `Drop`
     /// drops it, on the cold path, when there is something to drop.
     live: ManuallyDrop<Option<Live>>,
@@ -82,6 +85,7 @@ impl StepRun {
         StepRun {
             descriptor,
             attempt: 1,
+            position: None,
             live: ManuallyDrop::new(None),
         }
     }
@@ -100,6 +104,7 @@ impl StepRun {
         StepRun {
             descriptor,
             attempt: 1,
+            position: None,
             live: ManuallyDrop::new(Some(Live {
                 context: Some(parent.with_step(step)),
                 step,
@@ -156,6 +161,59 @@ impl StepRun {
             self.skip("bypassed");
         }
         bypassed
+    }
+
+    /// The output an earlier delivery of this call's task recorded for it, when the task keeps
+    /// checkpoints (a worker run on a durable queue); numbers the call either way.
+    #[inline]
+    pub fn recorded_output(&mut self) -> Option<serde_json::Value> {
+        if !tasker_telemetry::context::checkpointing() {
+            return None;
+        }
+        self.recorded_output_slow()
+    }
+
+    #[cold]
+    fn recorded_output_slow(&mut self) -> Option<serde_json::Value> {
+        let (position, recorded) = Context::with_current(|context| {
+            let frame = context.task_frame()?;
+            let checkpoints = frame.checkpoints()?;
+            let position = frame.next_position();
+            Some((position, checkpoints.recorded(position)))
+        })?;
+        self.position = Some(position);
+        recorded
+    }
+
+    /// Ends a call whose output was replayed from its checkpoint: emits `step.skip` with reason
+    /// `replayed`.
+    pub fn replayed(&mut self) {
+        self.skip("replayed");
+    }
+
+    /// Records `output` as this call's checkpoint, when its task keeps checkpoints; the returned
+    /// future ends when the record is durable.
+    pub fn record_output(&self, output: serde_json::Value) -> crate::checkpoint::Recording {
+        let Some(position) = self.position else {
+            return crate::checkpoint::Recording::done();
+        };
+        let name = self.descriptor.name;
+        Context::with_current(|context| {
+            context
+                .task_frame()
+                .and_then(|frame| frame.checkpoints())
+                .map(|checkpoints| checkpoints.record(position, name, output))
+        })
+        .map_or_else(
+            crate::checkpoint::Recording::done,
+            crate::checkpoint::Recording::pending,
+        )
+    }
+
+    /// Whether this call is numbered among its task's checkpoints (then its output is recorded).
+    #[inline]
+    pub fn is_checkpointed(&self) -> bool {
+        self.position.is_some()
     }
 
     /// Skips the step, emitting `step.skip` with `reason`.

@@ -7,7 +7,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::SystemTime;
@@ -74,6 +74,7 @@ pub struct TaskFrame {
     failed_steps: AtomicU32,
     skipped_steps: AtomicU32,
     error_steps: Mutex<Vec<&'static str>>,
+    next_position: AtomicU32,
 }
 
 /// How a step call ended, as counted for `task.finalize`.
@@ -98,6 +99,60 @@ pub struct QueuedInfo {
     pub enqueued_at: Option<SystemTime>,
     /// Which delivery of the request this is, from 1.
     pub delivery_attempt: u32,
+    /// The step outputs recorded by earlier deliveries, and where to record new ones, when the
+    /// queue keeps checkpoints (the durable queues do).
+    pub checkpoints: Option<Arc<dyn Checkpoints>>,
+}
+
+/// Step checkpoints of one task run: the outputs of the step calls that completed, by their
+/// position in the task (the order in which the task's checkpointed steps start), so that a
+/// request delivered again after a crash replays them instead of running them again.
+pub trait Checkpoints: Send + Sync + 'static {
+    /// The output recorded for the step call at `position`, if any.
+    fn recorded(&self, position: u32) -> Option<serde_json::Value>;
+
+    /// Records `output` for the step call at `position`; the future ends when it is durable (or
+    /// recording failed, which is reported and leaves the step to run again on redelivery).
+    fn record(
+        &self,
+        position: u32,
+        step: &'static str,
+        output: serde_json::Value,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+}
+
+impl std::fmt::Debug for dyn Checkpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn Checkpoints")
+    }
+}
+
+/// Worker runs with checkpoints in progress in this process: while there are any, even silent
+/// step calls look for their task's checkpoints.
+static CHECKPOINTED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether any task run with checkpoints is in progress (one relaxed load).
+#[inline]
+pub fn checkpointing() -> bool {
+    CHECKPOINTED_RUNS.load(Ordering::Relaxed) > 0
+}
+
+/// Counts a task run with checkpoints as in progress until dropped.
+#[derive(Debug)]
+pub struct CheckpointedRun(());
+
+impl CheckpointedRun {
+    /// Starts counting.
+    pub fn begin() -> Self {
+        CHECKPOINTED_RUNS.fetch_add(1, Ordering::Relaxed);
+        CheckpointedRun(())
+    }
+}
+
+impl Drop for CheckpointedRun {
+    fn drop(&mut self) {
+        CHECKPOINTED_RUNS.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl TaskFrame {
@@ -115,7 +170,18 @@ impl TaskFrame {
             failed_steps: AtomicU32::new(0),
             skipped_steps: AtomicU32::new(0),
             error_steps: Mutex::new(Vec::new()),
+            next_position: AtomicU32::new(0),
         }
+    }
+
+    /// The task's checkpoints, for a worker run on a queue that keeps them.
+    pub fn checkpoints(&self) -> Option<&Arc<dyn Checkpoints>> {
+        self.queued.as_ref()?.checkpoints.as_ref()
+    }
+
+    /// The position of the next checkpointed step call of this run, from 0.
+    pub fn next_position(&self) -> u32 {
+        self.next_position.fetch_add(1, Ordering::Relaxed)
     }
 
     /// The task's identity.

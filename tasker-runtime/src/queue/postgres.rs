@@ -10,14 +10,16 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use super::sql::{self, Counts};
 use super::{Claim, Envelope, LeaseId, Queue, QueueError};
 use crate::runner::BoxFuture;
+use tasker_telemetry::context::Checkpoints;
 
 /// The versioned migrations, in order: `(version, name, SQL)`, the SQL with `{schema}` where the
 /// quoted schema name goes. Each is idempotent, so the script [`PostgresQueue::migration_sql`]
 /// prints can be run again safely.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "envelopes",
-    "CREATE TABLE IF NOT EXISTS {schema}.envelopes (
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "envelopes",
+        "CREATE TABLE IF NOT EXISTS {schema}.envelopes (
     id               bigserial   PRIMARY KEY,
     queue            text        NOT NULL,
     task_id          text        NOT NULL,
@@ -38,7 +40,20 @@ CREATE INDEX IF NOT EXISTS envelopes_leased
     ON {schema}.envelopes (queue, lease_until) WHERE state = 'leased';
 CREATE UNIQUE INDEX IF NOT EXISTS envelopes_lease_id
     ON {schema}.envelopes (lease_id) WHERE lease_id IS NOT NULL;",
-)];
+    ),
+    (
+        2,
+        "checkpoints",
+        "CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
+    task_id     text        NOT NULL,
+    position    integer     NOT NULL,
+    step        text        NOT NULL,
+    output      text        NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (task_id, position)
+);",
+    ),
+];
 
 /// Configures a [`PostgresQueue`]; made by [`PostgresQueue::builder`].
 #[derive(Debug, Clone)]
@@ -199,6 +214,8 @@ struct Statements {
     next_due: String,
     renew: String,
     acknowledge: String,
+    checkpoints: String,
+    record_checkpoint: String,
     requeue: String,
     dead: String,
     counts: String,
@@ -262,7 +279,20 @@ impl Statements {
                     - now()))::float8"
             ),
             renew: format!("UPDATE {t} SET lease_until = now() + $2 {micros} WHERE {held}"),
-            acknowledge: format!("DELETE FROM {t} WHERE {held}"),
+            // The task's checkpoints go with its envelope, in one statement.
+            acknowledge: format!(
+                "WITH done AS (DELETE FROM {t} WHERE {held} RETURNING task_id),
+                      gone AS (DELETE FROM {schema}.checkpoints
+                               WHERE task_id IN (SELECT task_id FROM done))
+                 SELECT count(*) FROM done"
+            ),
+            checkpoints: format!(
+                "SELECT position, output FROM {schema}.checkpoints WHERE task_id = $1"
+            ),
+            record_checkpoint: format!(
+                "INSERT INTO {schema}.checkpoints (task_id, position, step, output)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (task_id, position) DO NOTHING"
+            ),
             requeue: format!(
                 "UPDATE {t} SET
                     delivery_attempt = delivery_attempt + 1,
@@ -540,14 +570,43 @@ impl Queue for PostgresQueue {
     fn acknowledge(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
             let client = self.pool.get().await.map_err(backend)?;
-            let removed = client
-                .execute(&self.sql.acknowledge, &[&sql::lease_text(lease)])
+            let removed: i64 = client
+                .query_one(&self.sql.acknowledge, &[&sql::lease_text(lease)])
                 .await
-                .map_err(backend)?;
+                .map_err(backend)?
+                .get(0);
             match removed {
                 0 => Err(QueueError::LeaseLost(lease)),
                 _ => Ok(()),
             }
+        })
+    }
+
+    fn checkpoints(
+        &self,
+        task_id: uuid::Uuid,
+    ) -> BoxFuture<'_, Result<Option<Arc<dyn Checkpoints>>, QueueError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let task = task_id.to_string();
+            let rows = client
+                .query(&self.sql.checkpoints, &[&task])
+                .await
+                .map_err(backend)?;
+            let recorded = rows
+                .iter()
+                .filter_map(|row| {
+                    let position = u32::try_from(row.get::<_, i32>(0)).ok()?;
+                    let output = serde_json::from_str(row.get::<_, &str>(1)).ok()?;
+                    Some((position, output))
+                })
+                .collect();
+            Ok(Some(Arc::new(PostgresCheckpoints {
+                pool: self.pool.clone(),
+                statement: self.sql.record_checkpoint.clone(),
+                task_id: task,
+                recorded,
+            }) as Arc<dyn Checkpoints>))
         })
     }
 
@@ -640,6 +699,54 @@ fn attempt(column: i32) -> u32 {
 fn backend(error: impl Into<PgFailure>) -> QueueError {
     let PgFailure(message) = error.into();
     QueueError::Backend(message)
+}
+
+/// The checkpoints of one task run in the queue's schema.
+struct PostgresCheckpoints {
+    pool: Pool,
+    statement: String,
+    task_id: String,
+    recorded: std::collections::HashMap<u32, serde_json::Value>,
+}
+
+impl Checkpoints for PostgresCheckpoints {
+    fn recorded(&self, position: u32) -> Option<serde_json::Value> {
+        self.recorded.get(&position).cloned()
+    }
+
+    fn record(
+        &self,
+        position: u32,
+        step: &'static str,
+        output: serde_json::Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let (pool, statement, task_id) = (
+            self.pool.clone(),
+            self.statement.clone(),
+            self.task_id.clone(),
+        );
+        Box::pin(async move {
+            let position = i32::try_from(position).unwrap_or(i32::MAX);
+            let stored = async {
+                let client = pool.get().await.map_err(backend)?;
+                client
+                    .execute(
+                        &statement,
+                        &[&task_id, &position, &step, &output.to_string()],
+                    )
+                    .await
+                    .map_err(backend)
+            }
+            .await;
+            if let Err(error) = stored {
+                tracing::warn!(
+                    target: "tasker",
+                    "[Tasker] could not record the checkpoint of step `{step}`: {error}; it runs \
+                     again if the task is delivered again"
+                );
+            }
+        })
+    }
 }
 
 /// An error of the pool or the driver, as text that carries the database's own message.

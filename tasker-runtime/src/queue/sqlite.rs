@@ -10,12 +10,14 @@ use super::envelope::now_micros;
 use super::sql::{self, Counts};
 use super::{Claim, Envelope, LeaseId, Queue, QueueError};
 use crate::runner::BoxFuture;
+use tasker_telemetry::context::Checkpoints;
 
 /// The versioned migrations, in order: `(version, name, SQL)`. Each is idempotent.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "envelopes",
-    "CREATE TABLE IF NOT EXISTS tasker_envelopes (
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "envelopes",
+        "CREATE TABLE IF NOT EXISTS tasker_envelopes (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     queue            TEXT    NOT NULL,
     task_id          TEXT    NOT NULL,
@@ -35,7 +37,20 @@ CREATE INDEX IF NOT EXISTS tasker_envelopes_next
     ON tasker_envelopes (queue, state, available_at_us, id);
 CREATE UNIQUE INDEX IF NOT EXISTS tasker_envelopes_lease_id
     ON tasker_envelopes (lease_id) WHERE lease_id IS NOT NULL;",
-)];
+    ),
+    (
+        2,
+        "checkpoints",
+        "CREATE TABLE IF NOT EXISTS tasker_checkpoints (
+    task_id        TEXT    NOT NULL,
+    position       INTEGER NOT NULL,
+    step           TEXT    NOT NULL,
+    output         TEXT    NOT NULL,
+    recorded_at_us INTEGER NOT NULL,
+    PRIMARY KEY (task_id, position)
+);",
+    ),
+];
 
 const CREATE_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS tasker_migrations (
     version       INTEGER PRIMARY KEY,
@@ -385,6 +400,54 @@ impl SqliteQueue {
     }
 }
 
+/// The checkpoints of one task run in the queue's file.
+struct SqliteCheckpoints {
+    connection: Arc<Mutex<Connection>>,
+    task_id: String,
+    recorded: std::collections::HashMap<u32, serde_json::Value>,
+}
+
+impl Checkpoints for SqliteCheckpoints {
+    fn recorded(&self, position: u32) -> Option<serde_json::Value> {
+        self.recorded.get(&position).cloned()
+    }
+
+    fn record(
+        &self,
+        position: u32,
+        step: &'static str,
+        output: serde_json::Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let connection = self.connection.clone();
+        let task_id = self.task_id.clone();
+        Box::pin(async move {
+            let stored = blocking(move || {
+                let connection = connection.lock().unwrap_or_else(|e| e.into_inner());
+                connection.execute(
+                    "INSERT OR IGNORE INTO tasker_checkpoints
+                        (task_id, position, step, output, recorded_at_us)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        task_id,
+                        i64::from(position),
+                        step,
+                        output.to_string(),
+                        micros_now()
+                    ],
+                )
+            })
+            .await;
+            if let Err(error) = stored {
+                tracing::warn!(
+                    target: "tasker",
+                    "[Tasker] could not record the checkpoint of step `{step}`: {error}; it runs \
+                     again if the task is delivered again"
+                );
+            }
+        })
+    }
+}
+
 /// Matches the row of a lease that is still held: `?1` the lease id, `?2` now.
 macro_rules! held {
     () => {
@@ -461,11 +524,69 @@ impl Queue for SqliteQueue {
     }
 
     fn acknowledge(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
-        Box::pin(self.on_held(
-            lease,
-            concat!("DELETE FROM tasker_envelopes WHERE ", held!()),
-            |lease, now| vec![lease.into(), now.into()],
-        ))
+        Box::pin(async move {
+            let removed = self
+                .with(move |connection| {
+                    let transaction =
+                        connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    let (lease, now) = (sql::lease_text(lease), micros_now());
+                    // The task's checkpoints go with its envelope, in one transaction.
+                    transaction.execute(
+                        concat!(
+                            "DELETE FROM tasker_checkpoints WHERE task_id IN
+                                (SELECT task_id FROM tasker_envelopes WHERE ",
+                            held!(),
+                            ")"
+                        ),
+                        params![lease, now],
+                    )?;
+                    let removed = transaction.execute(
+                        concat!("DELETE FROM tasker_envelopes WHERE ", held!()),
+                        params![lease, now],
+                    )?;
+                    transaction.commit()?;
+                    Ok(removed)
+                })
+                .await?;
+            match removed {
+                0 => Err(QueueError::LeaseLost(lease)),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn checkpoints(
+        &self,
+        task_id: uuid::Uuid,
+    ) -> BoxFuture<'_, Result<Option<Arc<dyn Checkpoints>>, QueueError>> {
+        Box::pin(async move {
+            let task = task_id.to_string();
+            let recorded = self
+                .with(move |connection| {
+                    let mut statement = connection.prepare(
+                        "SELECT position, output FROM tasker_checkpoints WHERE task_id = ?1",
+                    )?;
+                    let rows = statement.query_map(params![task], |row| {
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                    })?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await?;
+            let recorded = recorded
+                .into_iter()
+                .filter_map(|(position, output)| {
+                    Some((
+                        u32::try_from(position).ok()?,
+                        serde_json::from_str(&output).ok()?,
+                    ))
+                })
+                .collect();
+            Ok(Some(Arc::new(SqliteCheckpoints {
+                connection: self.connection.clone(),
+                task_id: task_id.to_string(),
+                recorded,
+            }) as Arc<dyn Checkpoints>))
+        })
     }
 
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {

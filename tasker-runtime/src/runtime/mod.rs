@@ -12,7 +12,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use serde_json::Value;
-use tasker_telemetry::context::{Context, QueuedInfo, ScopeTag};
+use tasker_telemetry::context::{CheckpointedRun, Context, QueuedInfo, ScopeTag};
 use tasker_telemetry::{
     events, propagation, Details, Event, InitializeStatus, TaskOrigin, TaskRef,
 };
@@ -408,11 +408,27 @@ impl Inner {
             });
         };
         let failure = Arc::new(Mutex::new(None));
+        // Checkpoints of earlier deliveries, on a queue that keeps them; without them the task
+        // simply runs every step.
+        let checkpoints = match self.queue.checkpoints(envelope.task_id).await {
+            Ok(checkpoints) => checkpoints,
+            Err(error) => {
+                tracing::warn!(
+                    target: "tasker",
+                    task_id = %envelope.task_id,
+                    "[Tasker] could not read the checkpoints of task {}: {error}; its steps run again",
+                    envelope.task_id,
+                );
+                None
+            }
+        };
+        let _checkpointing = checkpoints.is_some().then(CheckpointedRun::begin);
         let info = QueuedInfo {
             bypass_steps: envelope.bypass_steps.clone(),
             trace_context: envelope.trace_context.clone(),
             enqueued_at: Some(envelope.enqueued_at()),
             delivery_attempt: envelope.delivery_attempt,
+            checkpoints,
         };
         let refused = (
             envelope.task_id,
