@@ -33,6 +33,17 @@ pub use sqlite::{SqliteQueue, SqliteQueueBuilder};
 /// The future type of [`Queue`]'s methods, for implementations outside this crate.
 pub use crate::runner::BoxFuture;
 
+/// How a task run ended, as its worker completes the envelope (and a durable queue keeps it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// Whether the task succeeded.
+    pub succeeded: bool,
+    /// Its output as JSON (the `Ok` value of a `Result`), on success.
+    pub output: Option<serde_json::Value>,
+    /// What went wrong, on failure.
+    pub error: Option<String>,
+}
+
 /// Identifies one claim of one envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LeaseId(pub u128);
@@ -85,6 +96,18 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Removes a claimed envelope for good: its task finished.
     fn acknowledge(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>>;
+
+    /// Completes a claimed envelope: records how its task ended and removes the envelope, in
+    /// one transaction on a durable queue, refused with [`QueueError::LeaseLost`] once the lease
+    /// has ended (another worker may have taken the task over). By default, an acknowledgement.
+    fn complete(
+        &self,
+        lease: LeaseId,
+        completion: &Completion,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        let _ = completion;
+        self.acknowledge(lease)
+    }
 
     /// Puts a claimed envelope back, for another delivery after `delay`.
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>>;

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::sql::{self, Counts};
-use super::{Claim, Envelope, LeaseId, Queue, QueueError};
+use super::{Claim, Completion, Envelope, LeaseId, Queue, QueueError};
 use crate::runner::BoxFuture;
 use tasker_telemetry::context::Checkpoints;
 
@@ -51,6 +51,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS envelopes_lease_id
     output      text        NOT NULL,
     recorded_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (task_id, position)
+);",
+    ),
+    (
+        3,
+        "results",
+        "CREATE TABLE IF NOT EXISTS {schema}.results (
+    task_id      text        PRIMARY KEY,
+    succeeded    boolean     NOT NULL,
+    output       text,
+    error        text,
+    completed_at timestamptz NOT NULL DEFAULT now()
 );",
     ),
 ];
@@ -216,6 +227,8 @@ struct Statements {
     acknowledge: String,
     checkpoints: String,
     record_checkpoint: String,
+    complete: String,
+    result: String,
     requeue: String,
     dead: String,
     counts: String,
@@ -288,6 +301,20 @@ impl Statements {
             ),
             checkpoints: format!(
                 "SELECT position, output FROM {schema}.checkpoints WHERE task_id = $1"
+            ),
+            // The result, the checkpoints' removal and the envelope's removal commit together,
+            // and only while the lease is held.
+            complete: format!(
+                "WITH done AS (DELETE FROM {t} WHERE {held} RETURNING task_id),
+                      gone AS (DELETE FROM {schema}.checkpoints
+                               WHERE task_id IN (SELECT task_id FROM done)),
+                      kept AS (INSERT INTO {schema}.results (task_id, succeeded, output, error)
+                               SELECT task_id, $2, $3, $4 FROM done
+                               ON CONFLICT (task_id) DO NOTHING)
+                 SELECT count(*) FROM done"
+            ),
+            result: format!(
+                "SELECT succeeded, output, error FROM {schema}.results WHERE task_id = $1"
             ),
             record_checkpoint: format!(
                 "INSERT INTO {schema}.checkpoints (task_id, position, step, output)
@@ -431,6 +458,22 @@ impl PostgresQueue {
             .collect()
     }
 
+    /// How task `task_id` ended, once a worker completed it.
+    pub async fn result(&self, task_id: uuid::Uuid) -> Result<Option<Completion>, QueueError> {
+        let client = self.pool.get().await.map_err(backend)?;
+        let row = client
+            .query_opt(&self.sql.result, &[&task_id.to_string()])
+            .await
+            .map_err(backend)?;
+        Ok(row.map(|row| Completion {
+            succeeded: row.get(0),
+            output: row
+                .get::<_, Option<&str>>(1)
+                .and_then(|text| serde_json::from_str(text).ok()),
+            error: row.get(2),
+        }))
+    }
+
     /// How many envelopes of this queue are in each state.
     pub async fn counts(&self) -> Result<Counts, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
@@ -572,6 +615,30 @@ impl Queue for PostgresQueue {
             let client = self.pool.get().await.map_err(backend)?;
             let removed: i64 = client
                 .query_one(&self.sql.acknowledge, &[&sql::lease_text(lease)])
+                .await
+                .map_err(backend)?
+                .get(0);
+            match removed {
+                0 => Err(QueueError::LeaseLost(lease)),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn complete(
+        &self,
+        lease: LeaseId,
+        completion: &Completion,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        let output = completion.output.as_ref().map(ToString::to_string);
+        let (succeeded, error) = (completion.succeeded, completion.error.clone());
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let removed: i64 = client
+                .query_one(
+                    &self.sql.complete,
+                    &[&sql::lease_text(lease), &succeeded, &output, &error],
+                )
                 .await
                 .map_err(backend)?
                 .get(0);

@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::envelope::now_micros;
 use super::sql::{self, Counts};
-use super::{Claim, Envelope, LeaseId, Queue, QueueError};
+use super::{Claim, Completion, Envelope, LeaseId, Queue, QueueError};
 use crate::runner::BoxFuture;
 use tasker_telemetry::context::Checkpoints;
 
@@ -48,6 +48,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS tasker_envelopes_lease_id
     output         TEXT    NOT NULL,
     recorded_at_us INTEGER NOT NULL,
     PRIMARY KEY (task_id, position)
+);",
+    ),
+    (
+        3,
+        "results",
+        "CREATE TABLE IF NOT EXISTS tasker_results (
+    task_id         TEXT    PRIMARY KEY,
+    succeeded       INTEGER NOT NULL,
+    output          TEXT,
+    error           TEXT,
+    completed_at_us INTEGER NOT NULL
 );",
     ),
 ];
@@ -253,6 +264,27 @@ impl SqliteQueue {
                 Ok(envelope)
             })
             .collect()
+    }
+
+    /// How task `task_id` ended, once a worker completed it.
+    pub async fn result(&self, task_id: uuid::Uuid) -> Result<Option<Completion>, QueueError> {
+        let task = task_id.to_string();
+        let row: Option<(bool, Option<String>, Option<String>)> = self
+            .with(move |connection| {
+                connection
+                    .query_row(
+                        "SELECT succeeded, output, error FROM tasker_results WHERE task_id = ?1",
+                        params![task],
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                    )
+                    .optional()
+            })
+            .await?;
+        Ok(row.map(|(succeeded, output, error)| Completion {
+            succeeded,
+            output: output.and_then(|text| serde_json::from_str(&text).ok()),
+            error,
+        }))
     }
 
     /// How many envelopes of this queue are in each state.
@@ -539,6 +571,56 @@ impl Queue for SqliteQueue {
                             ")"
                         ),
                         params![lease, now],
+                    )?;
+                    let removed = transaction.execute(
+                        concat!("DELETE FROM tasker_envelopes WHERE ", held!()),
+                        params![lease, now],
+                    )?;
+                    transaction.commit()?;
+                    Ok(removed)
+                })
+                .await?;
+            match removed {
+                0 => Err(QueueError::LeaseLost(lease)),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn complete(
+        &self,
+        lease: LeaseId,
+        completion: &Completion,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        let output = completion.output.as_ref().map(ToString::to_string);
+        let (succeeded, error) = (completion.succeeded, completion.error.clone());
+        Box::pin(async move {
+            let removed = self
+                .with(move |connection| {
+                    let transaction =
+                        connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    let (lease, now) = (sql::lease_text(lease), micros_now());
+                    // The result, the checkpoints' removal and the envelope's removal commit
+                    // together, and only while the lease is held.
+                    let task_id: Option<String> = transaction
+                        .query_row(
+                            concat!("SELECT task_id FROM tasker_envelopes WHERE ", held!()),
+                            params![lease, now],
+                            |row| row.get(0),
+                        )
+                        .optional()?;
+                    let Some(task_id) = task_id else {
+                        return Ok(0);
+                    };
+                    transaction.execute(
+                        "DELETE FROM tasker_checkpoints WHERE task_id = ?1",
+                        params![task_id],
+                    )?;
+                    transaction.execute(
+                        "INSERT OR IGNORE INTO tasker_results
+                            (task_id, succeeded, output, error, completed_at_us)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![task_id, succeeded, output, error, now],
                     )?;
                     let removed = transaction.execute(
                         concat!("DELETE FROM tasker_envelopes WHERE ", held!()),

@@ -23,7 +23,9 @@ use uuid::Uuid;
 pub use error::{BuildError, EnqueueError, TaskError};
 use registry::{Registered, Registry};
 
-use crate::queue::{Claim, Envelope, MemoryQueue, Queue, QueueError, MAX_CONTEXT_BYTES};
+use crate::queue::{
+    Claim, Completion, Envelope, MemoryQueue, Queue, QueueError, MAX_CONTEXT_BYTES,
+};
 use crate::request::TaskRequest;
 use crate::runner::{BoxFuture, RunOutput};
 use crate::worker::{with_queued_run, QueuedRun, RunFailure, TerminalSlot, WithQueuedRun};
@@ -362,7 +364,12 @@ impl Inner {
         // The terminal event follows the queue's acceptance of the completion: a worker whose
         // lease expired (another worker took the task over) does not report a completion.
         let terminal = terminal.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match self.queue.acknowledge(lease).await {
+        let completion = Completion {
+            succeeded: result.is_ok(),
+            output: result.as_ref().ok().cloned(),
+            error: result.as_ref().err().map(ToString::to_string),
+        };
+        match self.queue.complete(lease, &completion).await {
             Ok(()) => {
                 if let Some(event) = terminal {
                     Context::default()
