@@ -1,14 +1,19 @@
-//! Step checkpoints: a task delivered again after its worker died replays the steps that
-//! completed (`step.skip` with reason `replayed`, returning their recorded outputs) and runs the
-//! rest, on each durable queue.
+//! Step checkpoints: a step's checkpoint is durable before its `step.complete` is emitted, and a
+//! task delivered again after its worker died replays the steps that completed (`step.skip`
+//! with reason `replayed`, returning their recorded outputs) and runs the rest, on each durable
+//! queue.
 #![cfg(all(feature = "sqlite", feature = "postgres"))]
 
 mod support;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tasker::queue::Queue;
+use tasker::queue::{BoxFuture, Claim, Envelope, LeaseId, MemoryQueue, Queue, QueueError};
+use tasker::telemetry::context::Checkpoints;
+use tasker::telemetry::{Details, Event};
 use tasker::{Runtime, TaskRequest};
 
 /// The scenario, written once: the first worker enqueues the task, runs two steps and dies in
@@ -251,3 +256,166 @@ scenario!(
     postgres(),
     drop_postgres_schema()
 );
+
+/// Checkpoints kept in memory, each record taking a while to become durable.
+#[derive(Default)]
+struct SlowCheckpoints {
+    /// Durable records: position → (step, output).
+    durable: Arc<Mutex<HashMap<u32, (&'static str, serde_json::Value)>>>,
+}
+
+impl Checkpoints for SlowCheckpoints {
+    fn recorded(&self, position: u32) -> Option<serde_json::Value> {
+        let durable = self.durable.lock().unwrap();
+        durable.get(&position).map(|(_, output)| output.clone())
+    }
+
+    fn record(
+        &self,
+        position: u32,
+        step: &'static str,
+        output: serde_json::Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let durable = self.durable.clone();
+        Box::pin(async move {
+            // A write that takes its time, as a database's does.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            durable.lock().unwrap().insert(position, (step, output));
+        })
+    }
+}
+
+/// The checkpoints the test's queue hands out.
+static SLOW: Mutex<Option<Arc<SlowCheckpoints>>> = Mutex::new(None);
+
+/// A [`MemoryQueue`] that keeps checkpoints (slowly).
+struct CheckpointingQueue(MemoryQueue);
+
+impl Queue for CheckpointingQueue {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn push(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.0.push(envelope)
+    }
+    fn claim(
+        &self,
+        lease: Duration,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
+        self.0.claim(lease, wait)
+    }
+    fn renew(&self, lease: LeaseId, duration: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.0.renew(lease, duration)
+    }
+    fn acknowledge(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.0.acknowledge(lease)
+    }
+    fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.0.requeue(lease, delay)
+    }
+    fn checkpoints(
+        &self,
+        _task_id: uuid::Uuid,
+    ) -> BoxFuture<'_, Result<Option<Arc<dyn Checkpoints>>, QueueError>> {
+        let checkpoints = SLOW
+            .lock()
+            .unwrap()
+            .clone()
+            .map(|c| c as Arc<dyn Checkpoints>);
+        Box::pin(std::future::ready(Ok(checkpoints)))
+    }
+}
+
+static RESERVE_ATTEMPTS: AtomicU32 = AtomicU32::new(0);
+
+#[tasker::step(max_attempts = 2, backoff_ms = 1, jitter = 0.0)]
+async fn flaky_reserve(order: u32) -> Result<u32, String> {
+    if RESERVE_ATTEMPTS.fetch_add(1, Ordering::SeqCst) == 0 {
+        return Err("the warehouse is busy".to_owned());
+    }
+    Ok(order * 10)
+}
+
+#[tasker::step(max_attempts = 1)]
+async fn plain_charge(reservation: u32) -> u32 {
+    reservation + 1
+}
+
+#[tasker::step(max_attempts = 1)]
+async fn refuse_shipping(receipt: u32) -> Result<u32, String> {
+    Err(format!("receipt {receipt} refused"))
+}
+
+#[tasker::task(name = "checkpoint_order", version = "1.0.0")]
+async fn checkpoint_order(order: u32) -> Result<u32, String> {
+    let reservation = flaky_reserve(order).await?;
+    let receipt = plain_charge(reservation).await;
+    refuse_shipping(receipt).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steps_checkpoint_is_durable_before_its_step_complete_and_failures_record_nothing() {
+    let checkpoints = Arc::new(SlowCheckpoints::default());
+    *SLOW.lock().unwrap() = Some(checkpoints.clone());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let task_id = Arc::new(Mutex::new(None));
+    // At each step event, whether the step's checkpoint is durable at that moment.
+    let subscription = tasker::events::subscribe({
+        let (seen, task_id, checkpoints) = (seen.clone(), task_id.clone(), checkpoints.clone());
+        move |event: &Event<'_>| {
+            if event.task_id().is_none() || event.task_id() != *task_id.lock().unwrap() {
+                return;
+            }
+            let Some(step) = event.step_name() else {
+                return;
+            };
+            if matches!(
+                event.details(),
+                Details::StepComplete { .. } | Details::StepError { .. }
+            ) {
+                let durable = checkpoints
+                    .durable
+                    .lock()
+                    .unwrap()
+                    .values()
+                    .any(|(name, _)| *name == step);
+                seen.lock()
+                    .unwrap()
+                    .push(format!("{} {step} durable={durable}", event.name()));
+            }
+        }
+    });
+    let runtime = Runtime::builder()
+        .workers(1)
+        .queue(CheckpointingQueue(MemoryQueue::new()))
+        .build()
+        .unwrap();
+    let handle = runtime
+        .enqueue(TaskRequest::new("checkpoint_order", &4u32).unwrap())
+        .await
+        .unwrap();
+    *task_id.lock().unwrap() = Some(handle.task_id());
+    let result = handle.wait().await;
+    runtime.shutdown().await;
+    drop(subscription);
+    assert!(result.is_err(), "shipping is refused: {result:?}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "step.error flaky_reserve durable=false",
+            "step.complete flaky_reserve durable=true",
+            "step.complete plain_charge durable=true",
+            "step.error refuse_shipping durable=false",
+        ]
+    );
+    let mut durable: Vec<_> = checkpoints
+        .durable
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(position, (step, output))| format!("{position} {step} {output}"))
+        .collect();
+    durable.sort();
+    assert_eq!(durable, ["0 flaky_reserve 40", "1 plain_charge 41"]);
+}

@@ -212,9 +212,11 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
     };
 
     // Step checkpoints (a worker run on a durable queue): an async step whose output type is
-    // nameable and owned replays a recorded output, and records its own once it succeeds.
-    // Whether the type goes to JSON and back is decided by the probe; borrowed types are left
-    // out because autoref specialisation cannot tell lifetimes apart.
+    // nameable and owned replays a recorded output, and records its own once an attempt
+    // succeeds — before `step.complete` is emitted, so that an event log showing the step
+    // completed implies its checkpoint is durable. Whether the type goes to JSON and back is
+    // decided by the probe; borrowed types are left out because autoref specialisation cannot
+    // tell lifetimes apart.
     let checkpoint_type = match (&function.shape, function.return_annotation()) {
         (Shape::Async, Some(ty)) if !contains_impl_trait_or_lifetime(&ty) => Some(ty),
         _ => None,
@@ -224,26 +226,25 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
             if let ::core::option::Option::Some(__tasker_replayed) = {
                 #[allow(unused_imports)]
                 use #p::checkpoint::{CheckpointResult as _, CheckpointValue as _, NoCheckpoint as _};
-                (&&#p::checkpoint::Probe::<#ty>::new()).tasker_replay(&mut __tasker_step)
+                (&&&#p::checkpoint::Probe::<#ty>::new()).tasker_replay(&mut __tasker_step)
             } {
                 return __tasker_replayed;
             }
         }
     });
-    let record = |value: TokenStream| {
-        checkpoint_type.as_ref().map(|ty| {
-            quote! {
-                {
-                    #[allow(unused_imports)]
-                    use #p::checkpoint::{CheckpointResult as _, CheckpointValue as _, NoCheckpoint as _};
-                    (&&#p::checkpoint::Probe::<#ty>::new()).tasker_record(&__tasker_step, &#value)
-                }
-                .await;
+    // Records the attempt's output when it is a success (an `Ok`, or any plain value); a
+    // failure records nothing.
+    let record = checkpoint_type.as_ref().map(|ty| {
+        quote! {
+            #[allow(unreachable_code)]
+            let () = {
+                #[allow(unused_imports)]
+                use #p::checkpoint::{CheckpointResult as _, CheckpointValue as _, NoCheckpoint as _};
+                (&&&#p::checkpoint::Probe::<#ty>::new()).tasker_record(&__tasker_step, &__tasker_result)
             }
-        })
-    };
-    let record_result = record(quote!(__tasker_result));
-    let record_value = record(quote!(__tasker_value));
+            .await;
+        }
+    });
 
     let run = if retries {
         let owned: Vec<_> = function
@@ -279,12 +280,10 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
             loop {
                 #(#bindings)*
                 let __tasker_result #annotation = #attempt;
+                #record
                 #[allow(unreachable_code)]
                 match #classify {
-                    #p::Next::Return => {
-                        #record_result
-                        return __tasker_result;
-                    }
+                    #p::Next::Return => return __tasker_result,
                     #p::Next::Retry(__tasker_wait) => #backoff,
                 }
             }
@@ -292,12 +291,12 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
     } else {
         quote! {
             let __tasker_result #annotation = #attempt;
+            #record
             #[allow(unreachable_code)]
             let __tasker_value = {
                 let _ = #classify;
                 __tasker_result
             };
-            #record_value
             __tasker_value
         }
     };

@@ -3,7 +3,9 @@
 //! A step's output is checkpointed when its type can go to JSON and back: `Result<T, E>` with
 //! `T: Serialize + DeserializeOwned` (the `Ok` value is recorded) or any `T: Serialize +
 //! DeserializeOwned`. The expansion picks the level by autoref specialisation, as for
-//! [`outcome`](crate::outcome): `(&&Probe::<Output>::new()).tasker_replay(&mut run)`.
+//! [`outcome`](crate::outcome): `(&&&Probe::<Output>::new()).tasker_replay(&mut run)`, with as
+//! many references as level 1 (`Result`, implemented for `&&Probe`) takes, so that it is tried
+//! first — a `Result` whose error type serializes too records only its `Ok` value.
 
 use std::future::Future;
 use std::marker::PhantomData;
