@@ -317,6 +317,7 @@ impl Queue for CheckpointingQueue {
     fn checkpoints(
         &self,
         _task_id: uuid::Uuid,
+        _lease: LeaseId,
     ) -> BoxFuture<'_, Result<Option<Arc<dyn Checkpoints>>, QueueError>> {
         let checkpoints = SLOW
             .lock()

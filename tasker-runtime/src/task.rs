@@ -19,7 +19,7 @@ use crate::descriptor::TaskDescriptor;
 use crate::ids;
 use crate::outcome::{DescribeError, FixedError, Outcome};
 use crate::scoped::run_in;
-use crate::worker::{self, QueuedRun, RunFailure, TerminalSlot};
+use crate::worker::{self, lock_terminal, QueuedRun, RunFailure, Terminal, TerminalSlot};
 
 /// One run of a task.
 #[derive(Debug)]
@@ -155,10 +155,20 @@ impl TaskRun {
 
     /// Emits `task.finalize` and the terminal event. With `defer`, a worker's run leaves the
     /// terminal event to the worker (see [`TerminalSlot`]); a run torn down by a drop emits it at
-    /// once, since no completion will follow.
+    /// once, since no completion will follow. A run its worker abandoned (it lost the task's
+    /// lease) emits neither: observers hear of the abandonment instead.
     fn end(&mut self, error: Option<&dyn DescribeError>, defer: bool) {
         let Some(live) = &mut self.live else { return };
         live.finished = true;
+        if live
+            .terminal
+            .as_ref()
+            .is_some_and(|slot| matches!(*lock_terminal(slot), Terminal::Abandoned))
+        {
+            self.abandon();
+            return;
+        }
+        let Some(live) = &mut self.live else { return };
         let (completed_steps, failed_steps, skipped_steps) = live.frame.counts();
         let duration = live.started.elapsed();
         self.emit(Details::TaskFinalize {
@@ -189,10 +199,27 @@ impl TaskRun {
         };
         if let (true, Some(slot)) = (defer, &live.terminal) {
             let event = Event::new(Some(*live.frame.task()), None, details).into_owned();
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(event);
+            let mut terminal = lock_terminal(slot);
+            if matches!(*terminal, Terminal::Abandoned) {
+                // Abandoned while the run was ending (a sync task, on a thread of its own).
+                drop(terminal);
+                self.abandon();
+            } else {
+                *terminal = Terminal::Held(event);
+            }
             return;
         }
         self.emit(details);
+    }
+
+    /// Tells observers, in the task's context, that its worker abandoned this run.
+    fn abandon(&mut self) {
+        let Some(live) = &mut self.live else { return };
+        let task = *live.frame.task();
+        let context = live.context.take().unwrap_or_default();
+        let guard = context.enter();
+        events::abandon_task(&task);
+        live.context = Some(guard.exit());
     }
 
     #[cold]

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as PollContext, Poll};
 
-use tasker_telemetry::context::QueuedInfo;
+use tasker_telemetry::context::{Context, QueuedInfo, ScopeTag};
 use uuid::Uuid;
 
 /// A request about to be run by a worker.
@@ -22,7 +22,41 @@ pub(crate) struct QueuedRun {
 }
 
 /// A task run's terminal event, held until the worker's completion is accepted.
-pub(crate) type TerminalSlot = Arc<Mutex<Option<tasker_telemetry::Event<'static>>>>;
+pub(crate) type TerminalSlot = Arc<Mutex<Terminal>>;
+
+/// What became of a worker's task run's terminal event.
+// One per run, in its slot: boxing the event would cost an allocation per task for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Default)]
+pub(crate) enum Terminal {
+    /// The run has not ended.
+    #[default]
+    Running,
+    /// The run ended; its event waits for the queue to accept the completion.
+    Held(tasker_telemetry::Event<'static>),
+    /// The worker lost the task's lease: the run reports no end (it may be dropped, or, for a
+    /// sync task, finish on its own thread) and is abandoned.
+    Abandoned,
+}
+
+/// Marks a worker's run abandoned (its worker lost the task's lease): a run still going
+/// reports no end and tells observers of its abandonment as it stops; an end already held is
+/// not reported, and observers are told of the abandonment now, in `scope`.
+pub(crate) fn abandon_run(slot: &TerminalSlot, scope: ScopeTag) {
+    let held = std::mem::replace(&mut *lock_terminal(slot), Terminal::Abandoned);
+    if let Terminal::Held(event) = held {
+        if let Some(task) = event.task() {
+            Context::default()
+                .with_scope(scope)
+                .in_scope(|| tasker_telemetry::events::abandon_task(task));
+        }
+    }
+}
+
+/// Locks `slot`, whatever a panic elsewhere left in it.
+pub(crate) fn lock_terminal(slot: &TerminalSlot) -> std::sync::MutexGuard<'_, Terminal> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// How a task run by a worker failed, as its `task.error` event described it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,16 +14,22 @@ pub enum SpanOutcome {
     Skip,
     /// Its future was dropped before it finished.
     Cancellation,
+    /// A task run by a worker that lost the task's lease (it expired and the task may be
+    /// running elsewhere): the worker stopped it and reports no end; another delivery of the
+    /// task ends it. Only [`Adapter::end_trace`] receives it.
+    Abandoned,
 }
 
 impl SpanOutcome {
-    /// `success`, `failure`, `skip` or `cancellation` (the values of `tasker.step.result`).
+    /// `success`, `failure`, `skip` or `cancellation` (the values of `tasker.step.result`), or
+    /// `abandoned` (a value of `tasker.task.result`).
     pub fn as_str(self) -> &'static str {
         match self {
             SpanOutcome::Success => "success",
             SpanOutcome::Failure => "failure",
             SpanOutcome::Skip => "skip",
             SpanOutcome::Cancellation => "cancellation",
+            SpanOutcome::Abandoned => "abandoned",
         }
     }
 }
@@ -35,7 +41,8 @@ impl SpanOutcome {
 /// `end_trace` and `add_span`; since many tasks run at once there is no "current trace" per
 /// adapter, so each hook receives the identity of the task or step it concerns. They are derived
 /// from the events: `start_trace` just before `task.start` is recorded, `end_trace` just after
-/// `task.complete`/`task.error`; `start_span` before a step's first `step.handle` (or its
+/// `task.complete`/`task.error` (or, with [`SpanOutcome::Abandoned`], when a worker that lost
+/// the task's lease stopped running it, without either); `start_span` before a step's first `step.handle` (or its
 /// `step.skip`), `end_span` after its last event. Adapters are called synchronously on the task's
 /// thread and must be quick; a panic is isolated and counted.
 ///
@@ -62,7 +69,8 @@ pub trait Adapter: Send + Sync + 'static {
         let _ = task;
     }
 
-    /// A task run ended (after `task.complete` or `task.error` is recorded).
+    /// A task run ended (after `task.complete` or `task.error` is recorded), or was abandoned by
+    /// a worker that lost its lease ([`SpanOutcome::Abandoned`], with no terminal event).
     fn end_trace(&self, task: &TaskRef, outcome: SpanOutcome) {
         let _ = (task, outcome);
     }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
 
+use crate::context::TaskRef;
 use crate::event::Event;
 use crate::isolate::Isolated;
 
@@ -27,6 +28,15 @@ use crate::isolate::Isolated;
 pub trait Observer: Send + Sync + 'static {
     /// Called once for every event.
     fn on_event(&self, event: &Event<'_>);
+
+    /// Called when a worker stopped running `task` without ending it: it lost the task's lease
+    /// (the lease expired and another worker may have taken the task over), so neither
+    /// `task.complete` nor `task.error` follows from this run; the delivery that finishes the
+    /// task emits its own. Called inside the task's context, once per abandoned run. By default,
+    /// nothing.
+    fn on_task_abandoned(&self, task: &TaskRef) {
+        let _ = task;
+    }
 }
 
 impl<F> Observer for F
@@ -128,6 +138,21 @@ pub fn listening() -> bool {
 pub fn fire(event: &Event<'_>) {
     if listening() {
         deliver(event);
+    }
+}
+
+/// Tells every observer that a worker abandoned its run of `task` (see
+/// [`Observer::on_task_abandoned`]); the runtime calls it inside the task's context.
+pub fn abandon_task(task: &TaskRef) {
+    if !listening() {
+        return;
+    }
+    if let Some(entries) = &*OBSERVERS.load() {
+        for entry in entries.iter() {
+            entry
+                .isolated
+                .call(|| entry.observer.on_task_abandoned(task));
+        }
     }
 }
 

@@ -33,8 +33,8 @@ pub use telemetry::CANCELLED_CLASS;
 /// events.
 pub mod events {
     pub use crate::bus::{
-        fire, listening, registered_observers, subscribe, Observer, ObserverRegistration,
-        Subscription,
+        abandon_task, fire, listening, registered_observers, subscribe, Observer,
+        ObserverRegistration, Subscription,
     };
     pub use crate::isolate::{panic_counts, PanicCounts};
 }

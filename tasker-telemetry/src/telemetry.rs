@@ -3,6 +3,7 @@
 
 use crate::adapter::{Adapter, SpanOutcome};
 use crate::bus::Observer;
+use crate::context::TaskRef;
 use crate::event::{Details, Event};
 use crate::isolate::Isolated;
 
@@ -23,6 +24,12 @@ impl Observer for TelemetryObserver {
     fn on_event(&self, event: &Event<'_>) {
         for (adapter, isolated) in &self.adapters {
             isolated.call(|| dispatch(adapter.as_ref(), event));
+        }
+    }
+
+    fn on_task_abandoned(&self, task: &TaskRef) {
+        for (adapter, isolated) in &self.adapters {
+            isolated.call(|| adapter.end_trace(task, SpanOutcome::Abandoned));
         }
     }
 }

@@ -6,12 +6,16 @@
 #![allow(dead_code)]
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tasker::queue::{Envelope, LeaseId, Queue, QueueError};
+use tasker::queue::{BoxFuture, Claim, Completion, Envelope, LeaseId, Queue, QueueError};
+use tasker::telemetry::context::Checkpoints;
 use tasker::telemetry::propagation::TraceContext;
+use tasker::telemetry::{Event, TaskRef};
+use tasker::{Runtime, TaskRequest};
 
 /// The delivery limit `fresh()` configures.
 pub const MAX_DELIVERIES: u32 = 3;
@@ -37,6 +41,8 @@ macro_rules! queue_suite {
             an_expired_last_delivery_is_dead_lettered,
             envelopes_round_trip_through_the_backend,
             concurrent_claims_never_share_an_envelope,
+            checkpoints_are_recorded_only_while_the_lease_is_held,
+            a_task_whose_lease_is_taken_stops_without_a_terminal_event,
         );
     };
     (@tests $fresh:ident; $($name:ident,)*) => {
@@ -246,4 +252,267 @@ pub async fn concurrent_claims_never_share_an_envelope(queue: Arc<dyn Queue>) {
         }
     }
     assert_eq!(seen, sent);
+}
+
+/// Records a checkpoint; `None` when the record did not finish within `wait` (a record the
+/// queue refused never does).
+async fn record(
+    checkpoints: &Arc<dyn Checkpoints>,
+    position: u32,
+    step: &'static str,
+    wait: Duration,
+) -> Option<()> {
+    tokio::time::timeout(
+        wait,
+        checkpoints.record(position, step, json!(position * 10)),
+    )
+    .await
+    .ok()
+}
+
+pub async fn checkpoints_are_recorded_only_while_the_lease_is_held(queue: Arc<dyn Queue>) {
+    queue.push(envelope("a")).await.unwrap();
+    let first = queue
+        .claim(Duration::from_millis(400), Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    let task_id = first.envelope.task_id;
+    let held = queue
+        .checkpoints(task_id, first.lease)
+        .await
+        .unwrap()
+        .expect("a durable queue keeps checkpoints");
+    assert_eq!(
+        record(&held, 0, "reserve", Duration::from_secs(10)).await,
+        Some(()),
+        "recorded while the lease is held"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(second.envelope.delivery_attempt, 2);
+    // The first delivery's lease is gone: its record never finishes, so its step never counts
+    // as completed.
+    assert_eq!(
+        record(&held, 1, "charge", Duration::from_secs(2)).await,
+        None,
+        "a record after the lease ended must not finish"
+    );
+    let replay = queue
+        .checkpoints(task_id, second.lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(replay.recorded(0), Some(json!(0)));
+    assert_eq!(replay.recorded(1), None, "the refused record left nothing");
+    queue.acknowledge(second.lease).await.unwrap();
+}
+
+/// Passes every call through to `queue`, except renewals while they are held back: those
+/// succeed without reaching the queue, so the lease ends there while its worker believes it
+/// renewed.
+pub struct RenewalsHeldBack {
+    pub queue: Arc<dyn Queue>,
+    pub held_back: AtomicBool,
+}
+
+impl Queue for RenewalsHeldBack {
+    fn name(&self) -> &str {
+        self.queue.name()
+    }
+    fn push(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.queue.push(envelope)
+    }
+    fn claim(
+        &self,
+        lease: Duration,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
+        self.queue.claim(lease, wait)
+    }
+    fn renew(&self, lease: LeaseId, duration: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+        if self.held_back.load(Ordering::SeqCst) {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        self.queue.renew(lease, duration)
+    }
+    fn acknowledge(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.queue.acknowledge(lease)
+    }
+    fn complete(
+        &self,
+        lease: LeaseId,
+        completion: &Completion,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.queue.complete(lease, completion)
+    }
+    fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.queue.requeue(lease, delay)
+    }
+    fn checkpoints(
+        &self,
+        task_id: uuid::Uuid,
+        lease: LeaseId,
+    ) -> BoxFuture<'_, Result<Option<Arc<dyn Checkpoints>>, QueueError>> {
+        self.queue.checkpoints(task_id, lease)
+    }
+}
+
+#[tasker::step(max_attempts = 1)]
+async fn suite_reserve(order: u32) -> u32 {
+    order * 10
+}
+
+#[tasker::step(max_attempts = 1)]
+async fn suite_wait_for_ever(reservation: u32) -> u32 {
+    std::future::pending::<()>().await;
+    reservation
+}
+
+#[tasker::task(name = "suite_lease_taken", version = "1.0.0")]
+async fn suite_lease_taken(order: u32) -> u32 {
+    let reservation = suite_reserve(order).await;
+    suite_wait_for_ever(reservation).await
+}
+
+/// Collects one task's events and the runs of it that workers abandoned.
+#[derive(Default)]
+pub struct TaskLog {
+    pub task_id: Mutex<Option<uuid::Uuid>>,
+    pub lines: Mutex<Vec<String>>,
+    pub abandoned: Mutex<Vec<uuid::Uuid>>,
+}
+
+impl TaskLog {
+    fn ours(&self, id: Option<uuid::Uuid>) -> bool {
+        id.is_some() && id == *self.task_id.lock().unwrap()
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    pub fn abandoned(&self) -> Vec<uuid::Uuid> {
+        self.abandoned.lock().unwrap().clone()
+    }
+
+    /// Waits (at most 30 s) until `done` holds of the lines.
+    pub async fn wait_for(&self, what: &str, done: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done(&self.lines.lock().unwrap()) {
+            assert!(
+                Instant::now() < deadline,
+                "waited 30 s for {what}; events: {:#?}",
+                self.lines()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Subscribes a [`TaskLog`]'s observer.
+pub struct Observe(pub Arc<TaskLog>);
+
+impl tasker::events::Observer for Observe {
+    fn on_event(&self, event: &Event<'_>) {
+        if self.0.ours(event.task_id()) {
+            let step = event
+                .step_name()
+                .map(|name| format!(" {name}"))
+                .unwrap_or_default();
+            let class = match event.details() {
+                tasker::telemetry::Details::StepError { error, .. } => format!(" {}", error.class),
+                _ => String::new(),
+            };
+            self.0
+                .lines
+                .lock()
+                .unwrap()
+                .push(format!("{}{step}{class}", event.name()));
+        }
+    }
+
+    fn on_task_abandoned(&self, task: &TaskRef) {
+        if self.0.ours(Some(task.id)) {
+            self.0.abandoned.lock().unwrap().push(task.id);
+        }
+    }
+}
+
+/// A worker whose lease ends while its task waits in its second step (its renewals are held
+/// back), and another claimer takes the task over: once its renewals reach the queue again, the
+/// first is refused and the worker stops the task — no `task.finalize`, `task.complete` or
+/// `task.error` from it, the interrupted step cancelled, the abandonment told to observers once
+/// — and the step it completed is replayable by the new delivery.
+pub async fn a_task_whose_lease_is_taken_stops_without_a_terminal_event(queue: Arc<dyn Queue>) {
+    let log = Arc::new(TaskLog::default());
+    let _subscription = tasker::events::subscribe(Observe(log.clone()));
+    let held_back = Arc::new(RenewalsHeldBack {
+        queue: queue.clone(),
+        held_back: AtomicBool::new(true),
+    });
+    let worker = Runtime::builder()
+        .workers(1)
+        .lease(Duration::from_millis(300))
+        .shared_queue(held_back.clone())
+        .build()
+        .unwrap();
+    let handle = worker
+        .enqueue(TaskRequest::new("suite_lease_taken", &7u32).unwrap())
+        .await
+        .unwrap();
+    *log.task_id.lock().unwrap() = Some(handle.task_id());
+    log.wait_for("the second step to start", |lines| {
+        lines
+            .iter()
+            .any(|line| line == "step.handle suite_wait_for_ever")
+    })
+    .await;
+    // The lease ends unrenewed; another claimer takes the task over.
+    let thief = queue
+        .claim(LEASE, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("the expired lease hands the task out again");
+    assert_eq!(thief.envelope.task_id, handle.task_id());
+    assert_eq!(thief.envelope.delivery_attempt, 2);
+    held_back.held_back.store(false, Ordering::SeqCst);
+    log.wait_for("the first worker to stop the task", |lines| {
+        lines.iter().any(|line| line.starts_with("step.error"))
+    })
+    .await;
+    assert_eq!(
+        log.lines(),
+        [
+            "task.start",
+            "task.handle",
+            "step.handle suite_reserve",
+            "step.complete suite_reserve",
+            "step.handle suite_wait_for_ever",
+            "step.error suite_wait_for_ever tasker::Cancelled",
+        ]
+    );
+    assert_eq!(log.abandoned(), [handle.task_id()]);
+    // The new delivery replays the step the first one completed.
+    let checkpoints = queue
+        .checkpoints(thief.envelope.task_id, thief.lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(checkpoints.recorded(0), Some(json!(70)));
+    assert_eq!(checkpoints.recorded(1), None);
+    let done = Completion {
+        succeeded: true,
+        output: Some(json!(70)),
+        error: None,
+    };
+    queue.complete(thief.lease, &done).await.unwrap();
+    worker.shutdown().await;
+    assert_eq!(
+        log.lines().len(),
+        6,
+        "nothing more from the first worker: {:#?}",
+        log.lines()
+    );
+    assert_eq!(log.abandoned().len(), 1);
 }

@@ -112,18 +112,22 @@ pub trait Queue: Send + Sync + 'static {
     /// Puts a claimed envelope back, for another delivery after `delay`.
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>>;
 
-    /// The step checkpoints of task `task_id`: the outputs its completed steps recorded during
-    /// earlier deliveries, and where new ones are recorded. `None` (the default) for a queue that
-    /// keeps none, such as [`MemoryQueue`], whose envelopes do not outlive the process.
-    /// Acknowledging a task's envelope removes its checkpoints.
+    /// The step checkpoints of task `task_id`, claimed under `lease`: the outputs its completed
+    /// steps recorded during earlier deliveries, and where new ones are recorded — only while
+    /// `lease` is held: a record the queue refuses because the lease ended never finishes (the
+    /// step does not complete; the worker stops the task once its renewal finds the lease
+    /// gone). `None` (the default) for a queue that keeps none, such as [`MemoryQueue`], whose
+    /// envelopes do not outlive the process. Completing or acknowledging a task's envelope
+    /// removes its checkpoints.
     fn checkpoints(
         &self,
         task_id: uuid::Uuid,
+        lease: LeaseId,
     ) -> BoxFuture<
         '_,
         Result<Option<std::sync::Arc<dyn tasker_telemetry::context::Checkpoints>>, QueueError>,
     > {
-        let _ = task_id;
+        let _ = (task_id, lease);
         Box::pin(std::future::ready(Ok(None)))
     }
 }

@@ -316,9 +316,15 @@ impl Statements {
             result: format!(
                 "SELECT succeeded, output, error FROM {schema}.results WHERE task_id = $1"
             ),
+            // Only while the lease is held, its row share-locked so that no claim takes it
+            // over meanwhile: once another delivery may run the task, this one's steps must
+            // not count as completed. Counts 0 when the lease is not held.
             record_checkpoint: format!(
-                "INSERT INTO {schema}.checkpoints (task_id, position, step, output)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (task_id, position) DO NOTHING"
+                "WITH held AS (SELECT task_id FROM {t} WHERE {held} FOR SHARE),
+                      kept AS (INSERT INTO {schema}.checkpoints (task_id, position, step, output)
+                               SELECT task_id, $2, $3, $4 FROM held
+                               ON CONFLICT (task_id, position) DO NOTHING)
+                 SELECT count(*) FROM held"
             ),
             requeue: format!(
                 "UPDATE {t} SET
@@ -652,6 +658,7 @@ impl Queue for PostgresQueue {
     fn checkpoints(
         &self,
         task_id: uuid::Uuid,
+        lease: LeaseId,
     ) -> BoxFuture<'_, Result<Option<Arc<dyn Checkpoints>>, QueueError>> {
         Box::pin(async move {
             let client = self.pool.get().await.map_err(backend)?;
@@ -671,7 +678,7 @@ impl Queue for PostgresQueue {
             Ok(Some(Arc::new(PostgresCheckpoints {
                 pool: self.pool.clone(),
                 statement: self.sql.record_checkpoint.clone(),
-                task_id: task,
+                lease: sql::lease_text(lease),
                 recorded,
             }) as Arc<dyn Checkpoints>))
         })
@@ -768,11 +775,11 @@ fn backend(error: impl Into<PgFailure>) -> QueueError {
     QueueError::Backend(message)
 }
 
-/// The checkpoints of one task run in the queue's schema.
+/// The checkpoints of one task run in the queue's schema, recorded while its lease is held.
 struct PostgresCheckpoints {
     pool: Pool,
     statement: String,
-    task_id: String,
+    lease: String,
     recorded: std::collections::HashMap<u32, serde_json::Value>,
 }
 
@@ -787,30 +794,32 @@ impl Checkpoints for PostgresCheckpoints {
         step: &'static str,
         output: serde_json::Value,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
-        let (pool, statement, task_id) = (
+        let (pool, statement, lease) = (
             self.pool.clone(),
             self.statement.clone(),
-            self.task_id.clone(),
+            self.lease.clone(),
         );
         Box::pin(async move {
             let position = i32::try_from(position).unwrap_or(i32::MAX);
             let stored = async {
                 let client = pool.get().await.map_err(backend)?;
-                client
-                    .execute(
-                        &statement,
-                        &[&task_id, &position, &step, &output.to_string()],
-                    )
+                let held: i64 = client
+                    .query_one(&statement, &[&lease, &position, &step, &output.to_string()])
                     .await
-                    .map_err(backend)
+                    .map_err(backend)?
+                    .get(0);
+                Ok::<_, QueueError>(held > 0)
             }
             .await;
-            if let Err(error) = stored {
-                tracing::warn!(
+            match stored {
+                Ok(true) => {}
+                // The lease ended: the step never completes here; the worker stops the task.
+                Ok(false) => std::future::pending::<()>().await,
+                Err(error) => tracing::warn!(
                     target: "tasker",
                     "[Tasker] could not record the checkpoint of step `{step}`: {error}; it runs \
                      again if the task is delivered again"
-                );
+                ),
             }
         })
     }

@@ -432,10 +432,17 @@ impl SqliteQueue {
     }
 }
 
-/// The checkpoints of one task run in the queue's file.
+/// Matches the row of a lease that is still held: `?1` the lease id, `?2` now.
+macro_rules! held {
+    () => {
+        "lease_id = ?1 AND state = 'leased' AND lease_until_us > ?2"
+    };
+}
+
+/// The checkpoints of one task run in the queue's file, recorded while its lease is held.
 struct SqliteCheckpoints {
     connection: Arc<Mutex<Connection>>,
-    task_id: String,
+    lease: LeaseId,
     recorded: std::collections::HashMap<u32, serde_json::Value>,
 }
 
@@ -451,40 +458,47 @@ impl Checkpoints for SqliteCheckpoints {
         output: serde_json::Value,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
         let connection = self.connection.clone();
-        let task_id = self.task_id.clone();
+        let lease = sql::lease_text(self.lease);
         Box::pin(async move {
             let stored = blocking(move || {
-                let connection = connection.lock().unwrap_or_else(|e| e.into_inner());
-                connection.execute(
+                let mut connection = connection.lock().unwrap_or_else(|e| e.into_inner());
+                let transaction =
+                    connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let now = micros_now();
+                // Only while the lease is held: once another delivery may run the task, this
+                // one's steps must not count as completed.
+                let task_id: Option<String> = transaction
+                    .query_row(
+                        concat!("SELECT task_id FROM tasker_envelopes WHERE ", held!()),
+                        params![lease, now],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                let Some(task_id) = task_id else {
+                    return Ok(false);
+                };
+                transaction.execute(
                     "INSERT OR IGNORE INTO tasker_checkpoints
                         (task_id, position, step, output, recorded_at_us)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![
-                        task_id,
-                        i64::from(position),
-                        step,
-                        output.to_string(),
-                        micros_now()
-                    ],
-                )
+                    params![task_id, i64::from(position), step, output.to_string(), now],
+                )?;
+                transaction.commit()?;
+                Ok(true)
             })
             .await;
-            if let Err(error) = stored {
-                tracing::warn!(
+            match stored {
+                Ok(true) => {}
+                // The lease ended: the step never completes here; the worker stops the task.
+                Ok(false) => std::future::pending::<()>().await,
+                Err(error) => tracing::warn!(
                     target: "tasker",
                     "[Tasker] could not record the checkpoint of step `{step}`: {error}; it runs \
                      again if the task is delivered again"
-                );
+                ),
             }
         })
     }
-}
-
-/// Matches the row of a lease that is still held: `?1` the lease id, `?2` now.
-macro_rules! held {
-    () => {
-        "lease_id = ?1 AND state = 'leased' AND lease_until_us > ?2"
-    };
 }
 
 impl Queue for SqliteQueue {
@@ -640,6 +654,7 @@ impl Queue for SqliteQueue {
     fn checkpoints(
         &self,
         task_id: uuid::Uuid,
+        lease: LeaseId,
     ) -> BoxFuture<'_, Result<Option<Arc<dyn Checkpoints>>, QueueError>> {
         Box::pin(async move {
             let task = task_id.to_string();
@@ -665,7 +680,7 @@ impl Queue for SqliteQueue {
                 .collect();
             Ok(Some(Arc::new(SqliteCheckpoints {
                 connection: self.connection.clone(),
-                task_id: task_id.to_string(),
+                lease,
                 recorded,
             }) as Arc<dyn Checkpoints>))
         })

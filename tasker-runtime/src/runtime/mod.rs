@@ -1,6 +1,7 @@
 //! The runtime: enqueue task requests by name, and run them on workers.
 
 mod error;
+mod lease;
 mod registry;
 
 use std::collections::HashMap;
@@ -28,7 +29,11 @@ use crate::queue::{
 };
 use crate::request::TaskRequest;
 use crate::runner::{BoxFuture, RunOutput};
-use crate::worker::{with_queued_run, QueuedRun, RunFailure, TerminalSlot, WithQueuedRun};
+use crate::worker::{
+    abandon_run, lock_terminal, with_queued_run, QueuedRun, RunFailure, Terminal, TerminalSlot,
+    WithQueuedRun,
+};
+use lease::{Held, Lost};
 
 /// Configures a [`Runtime`].
 #[derive(Clone)]
@@ -325,20 +330,39 @@ impl Inner {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs a claimed request and acknowledges it.
-    async fn run(&self, claim: Claim, timer: &mut Pin<Box<tokio::time::Sleep>>) {
-        let Claim { envelope, lease } = claim;
-        let task_id = envelope.task_id;
-        let delivery = envelope.delivery_attempt;
+    /// Runs a claimed request (asked for at `asked`) and completes it.
+    async fn run(
+        &self,
+        claim: Claim,
+        asked: std::time::Instant,
+        timer: &mut Pin<Box<tokio::time::Sleep>>,
+    ) {
+        let lease = claim.lease;
+        let task_id = claim.envelope.task_id;
+        let delivery = claim.envelope.delivery_attempt;
         let scope = self
             .lock_pending()
             .get(&task_id)
             .map_or_else(ScopeTag::default, |pending| pending.scope);
         let terminal = TerminalSlot::default();
-        let result = Context::default()
+        let result = match Context::default()
             .with_scope(scope)
-            .wrap(self.execute(envelope, lease, timer, terminal.clone()))
-            .await;
+            .wrap(self.execute(claim, asked, timer, &terminal, scope))
+            .await
+        {
+            Ok(result) => result,
+            Err(lost) => {
+                // The run was dropped (a sync one left to finish on its thread) and reports no
+                // end; whoever waits on it here keeps waiting for the delivery that finishes it.
+                tracing::warn!(
+                    target: "tasker",
+                    %task_id,
+                    "[Tasker] this worker stopped task {task_id} (delivery {delivery}): {lost}; \
+                     it reports no end for it (a sync task still finishes on its thread)"
+                );
+                return;
+            }
+        };
         if let Err(TaskError::UnknownTask { name, version }) = &result {
             // A producer of another version (a rolling deployment): hand the request back for a
             // worker that knows the task, a few times, rather than lose it.
@@ -363,7 +387,6 @@ impl Inner {
         }
         // The terminal event follows the queue's acceptance of the completion: a worker whose
         // lease expired (another worker took the task over) does not report a completion.
-        let terminal = terminal.lock().unwrap_or_else(|e| e.into_inner()).take();
         let completion = Completion {
             succeeded: result.is_ok(),
             output: result.as_ref().ok().cloned(),
@@ -371,37 +394,49 @@ impl Inner {
         };
         match self.queue.complete(lease, &completion).await {
             Ok(()) => {
-                if let Some(event) = terminal {
+                let held = std::mem::take(&mut *lock_terminal(&terminal));
+                if let Terminal::Held(event) = held {
                     Context::default()
                         .with_scope(scope)
                         .in_scope(|| events::fire(&event));
                 }
             }
-            Err(QueueError::LeaseLost(_)) => tracing::warn!(
-                target: "tasker",
-                %task_id,
-                "[Tasker] the completion of task {task_id} was refused: its lease expired and \
-                 another worker may have taken it over; its terminal event is not reported here"
-            ),
-            Err(error) => tracing::warn!(
-                target: "tasker",
-                %task_id,
-                "[Tasker] could not acknowledge task {task_id}: {error}; its terminal event is \
-                 not reported, since the request may be delivered again"
-            ),
+            Err(QueueError::LeaseLost(_)) => {
+                abandon_run(&terminal, scope);
+                tracing::warn!(
+                    target: "tasker",
+                    %task_id,
+                    "[Tasker] the completion of task {task_id} was refused: its lease expired \
+                     and another worker may have taken it over; its terminal event is not \
+                     reported here"
+                );
+            }
+            Err(error) => {
+                abandon_run(&terminal, scope);
+                tracing::warn!(
+                    target: "tasker",
+                    %task_id,
+                    "[Tasker] could not acknowledge task {task_id}: {error}; its terminal event \
+                     is not reported, since the request may be delivered again"
+                );
+            }
         }
         if let Some(pending) = self.lock_pending().remove(&task_id) {
             let _ = pending.result.send(result);
         }
     }
 
+    /// Runs the claimed task (asked for at `asked`) while keeping its lease; `Err` when the
+    /// lease was lost and the run stopped.
     async fn execute(
         &self,
-        envelope: Envelope,
-        lease: crate::queue::LeaseId,
+        claim: Claim,
+        asked: std::time::Instant,
         timer: &mut Pin<Box<tokio::time::Sleep>>,
-        terminal: TerminalSlot,
-    ) -> Result<Value, TaskError> {
+        terminal: &TerminalSlot,
+        scope: ScopeTag,
+    ) -> Result<Result<Value, TaskError>, Lost> {
+        let Claim { envelope, lease } = claim;
         let Some(Registered {
             runner: Some(runner),
             descriptor,
@@ -409,15 +444,24 @@ impl Inner {
             .registry
             .exact(&envelope.task_name, &envelope.task_version)
         else {
-            return Err(TaskError::UnknownTask {
+            return Ok(Err(TaskError::UnknownTask {
                 name: envelope.task_name,
                 version: envelope.task_version,
-            });
+            }));
+        };
+        let held = Held {
+            queue: &*self.queue,
+            lease,
+            length: self.lease,
+            until: asked + self.lease,
+            task: task_ref(envelope.task_id, descriptor),
+            terminal,
+            scope,
         };
         let failure = Arc::new(Mutex::new(None));
         // Checkpoints of earlier deliveries, on a queue that keeps them; without them the task
         // simply runs every step.
-        let checkpoints = match self.queue.checkpoints(envelope.task_id).await {
+        let checkpoints = match self.queue.checkpoints(envelope.task_id, lease).await {
             Ok(checkpoints) => checkpoints,
             Err(error) => {
                 tracing::warn!(
@@ -447,16 +491,16 @@ impl Inner {
             task_id: envelope.task_id,
             info,
             failure: failure.clone(),
-            terminal,
+            terminal: terminal.clone(),
         };
         let context = envelope.context;
         let runner = runner.clone();
-        let scope = Context::current();
+        let current = Context::current();
         // A sync task runs on a blocking thread; an async one inside this worker, which is what
         // bounds how many tasks run at once.
         let run: BoxFuture<'static, Result<RunOutput, String>> = if runner.is_blocking() {
             let blocking = tokio::task::spawn_blocking(move || {
-                scope.in_scope(|| {
+                current.in_scope(|| {
                     let output = with_queued_run(queued, || runner.run(context));
                     // A sync runner has already run; its future is ready.
                     futures_ready(output)
@@ -470,10 +514,11 @@ impl Inner {
             })
         } else {
             Box::pin(CatchUnwind(
-                scope.wrap(WithQueuedRun::new(queued, runner.run(context))),
+                current.wrap(WithQueuedRun::new(queued, runner.run(context))),
             ))
         };
-        match self.renewing(lease, run, timer).await {
+        let output = held.run(run, timer).await?;
+        Ok(match output {
             Ok(RunOutput::Success(value)) => Ok(value),
             Ok(RunOutput::Failure) => {
                 let failure = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -491,45 +536,7 @@ impl Inner {
             }
             Ok(RunOutput::InvalidOutput(error)) => Err(TaskError::InvalidOutput(error.to_string())),
             Err(message) => Err(TaskError::Panicked { message }),
-        }
-    }
-
-    /// Awaits `run`, renewing the lease every third of its length. The worker's one timer is
-    /// armed only when the task does not finish on its first poll.
-    async fn renewing<T>(
-        &self,
-        lease: crate::queue::LeaseId,
-        run: BoxFuture<'static, T>,
-        timer: &mut Pin<Box<tokio::time::Sleep>>,
-    ) -> T {
-        let period = self.lease / 3;
-        let mut run = run;
-        let mut armed = false;
-        loop {
-            let renew = std::future::poll_fn(|cx| {
-                if let Poll::Ready(output) = run.as_mut().poll(cx) {
-                    return Poll::Ready(Some(output));
-                }
-                if !armed {
-                    timer.as_mut().reset(tokio::time::Instant::now() + period);
-                    armed = true;
-                }
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(None),
-                    Poll::Pending => Poll::Pending,
-                }
-            })
-            .await;
-            match renew {
-                Some(output) => return output,
-                None => {
-                    armed = false;
-                    if let Err(error) = self.queue.renew(lease, self.lease).await {
-                        tracing::warn!(target: "tasker", "[Tasker] could not renew a lease: {error}");
-                    }
-                }
-            }
-        }
+        })
     }
 }
 
@@ -607,12 +614,14 @@ async fn work(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
         if *stopped.borrow() {
             return;
         }
+        // No later than the lease's start, by this process's clock.
+        let asked = std::time::Instant::now();
         let claim = tokio::select! {
             claim = inner.queue.claim(inner.lease, inner.poll) => claim,
             _ = stopped.changed() => return,
         };
         match claim {
-            Ok(Some(claim)) => inner.run(claim, &mut timer).await,
+            Ok(Some(claim)) => inner.run(claim, asked, &mut timer).await,
             Ok(None) => {}
             Err(error) => {
                 if !std::mem::replace(&mut reported, true) {

@@ -12,7 +12,8 @@ pub const TASK_NAME: Key = Key::from_static_str("tasker.task.name");
 /// `tasker.task.version`.
 pub const TASK_VERSION: Key = Key::from_static_str("tasker.task.version");
 /// `tasker.task.result`: `success`, `failure` or `cancellation` (on the task span and the
-/// `tasker.task.duration` metric).
+/// `tasker.task.duration` metric), or `abandoned` on the span of a run whose worker lost the
+/// task's lease.
 pub const TASK_RESULT: Key = Key::from_static_str("tasker.task.result");
 /// `tasker.step.id`: the step call's UUIDv7.
 pub const STEP_ID: Key = Key::from_static_str("tasker.step.id");

@@ -285,7 +285,8 @@ where
         self.entries.insert(id, Entry::Open(open));
     }
 
-    /// Ends the task's span (the `end_trace` hook, after `task.complete` or `task.error`).
+    /// Ends the task's span (the `end_trace` hook, after `task.complete` or `task.error`);
+    /// [`SpanOutcome::Abandoned`] ends the span of a run whose worker lost the task's lease.
     pub(crate) fn close_task(&self, task: &TaskRef, outcome: SpanOutcome) -> Option<Closed> {
         let Entry::Open(mut open) = self.entries.remove(task.id.as_u128())? else {
             return None;

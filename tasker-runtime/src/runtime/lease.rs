@@ -1,0 +1,122 @@
+//! Keeping a claim's lease while its task runs: renewing it every third of its length, and
+//! stopping the run once the lease is gone.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use tasker_telemetry::TaskRef;
+
+use crate::queue::{LeaseId, Queue, QueueError};
+use crate::runner::BoxFuture;
+use crate::worker::{abandon_run, TerminalSlot};
+
+/// Why a worker stopped a task run before it finished.
+#[derive(Debug)]
+pub(super) enum Lost {
+    /// The queue says the lease is not held: it expired and another worker may have claimed
+    /// the task, or the envelope is gone.
+    Taken,
+    /// Renewals failed (the queue did not answer) until the lease would have ended.
+    Unrenewable(QueueError),
+}
+
+impl std::fmt::Display for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lost::Taken => {
+                f.write_str("its lease expired and another worker may have taken the task over")
+            }
+            Lost::Unrenewable(error) => write!(
+                f,
+                "its lease could not be renewed before it ended (last error: {error})"
+            ),
+        }
+    }
+}
+
+/// The lease of one claim, kept while its task runs.
+pub(super) struct Held<'a> {
+    pub(super) queue: &'a dyn Queue,
+    pub(super) lease: LeaseId,
+    /// The lease's length; renewals extend it by as much.
+    pub(super) length: Duration,
+    /// When the lease ends at the latest, by this process's clock: the length after the moment
+    /// the claim (or the last renewal that succeeded) was asked for.
+    pub(super) until: Instant,
+    /// The task, for the log.
+    pub(super) task: TaskRef,
+    /// The run's terminal event, marked abandoned when the lease is lost.
+    pub(super) terminal: &'a TerminalSlot,
+    /// The scope of the worker's run, for observers told of an abandonment.
+    pub(super) scope: tasker_telemetry::context::ScopeTag,
+}
+
+impl Held<'_> {
+    /// Awaits `run`, renewing the lease every third of its length; the worker's one `timer` is
+    /// armed only when the task does not finish on its first poll. When the lease is lost —
+    /// the queue refuses a renewal, or renewals fail until the lease would have ended — the
+    /// run is marked abandoned and dropped at once (between two of its polls), and `Err` says
+    /// why. A database error short of that is reported once and retried at the next renewal.
+    pub(super) async fn run<T>(
+        mut self,
+        run: BoxFuture<'static, T>,
+        timer: &mut Pin<Box<tokio::time::Sleep>>,
+    ) -> Result<T, Lost> {
+        let period = self.length / 3;
+        let mut run = run;
+        let mut armed = false;
+        let mut renewal: Option<(Instant, BoxFuture<'_, Result<(), QueueError>>)> = None;
+        let mut reported = false;
+        let queue = self.queue;
+        let outcome = std::future::poll_fn(|cx| {
+            if let Poll::Ready(output) = run.as_mut().poll(cx) {
+                return Poll::Ready(Ok(output));
+            }
+            loop {
+                if let Some((asked, renewing)) = &mut renewal {
+                    let Poll::Ready(renewed) = renewing.as_mut().poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    let asked = *asked;
+                    renewal = None;
+                    match renewed {
+                        Ok(()) => self.until = asked + self.length,
+                        Err(QueueError::LeaseLost(_)) => return Poll::Ready(Err(Lost::Taken)),
+                        Err(error) if Instant::now() >= self.until => {
+                            return Poll::Ready(Err(Lost::Unrenewable(error)))
+                        }
+                        Err(error) => {
+                            if !std::mem::replace(&mut reported, true) {
+                                tracing::warn!(
+                                    target: "tasker",
+                                    task_id = %self.task.id,
+                                    "[Tasker] could not renew the lease of task {}: {error}; \
+                                     retrying at each renewal until the lease would end",
+                                    self.task.id,
+                                );
+                            }
+                        }
+                    }
+                }
+                if !armed {
+                    timer.as_mut().reset(tokio::time::Instant::now() + period);
+                    armed = true;
+                }
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                armed = false;
+                renewal = Some((Instant::now(), queue.renew(self.lease, self.length)));
+            }
+        })
+        .await;
+        if outcome.is_err() {
+            // Before `run` is dropped, so that the task run, as it is torn down, reports its
+            // abandonment instead of a cancellation.
+            abandon_run(self.terminal, self.scope);
+        }
+        outcome
+    }
+}
