@@ -1,13 +1,15 @@
 //! The OpenTelemetry adapter across a queue: the enqueuing side's `enqueue task.<name>`
 //! PRODUCER span, the W3C context the envelope carries, the worker's CONSUMER `task.<name>`
-//! span continuing it (or a new trace for an invalid context), and `tasker.task.queue_latency`.
+//! span continuing it (or a new trace for an invalid context), a delivery after one that died
+//! linking to that one's span, and `tasker.task.queue_latency`.
 #![cfg(feature = "opentelemetry")]
 
 mod otel_support;
 
 use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::TracerProvider as _;
@@ -20,7 +22,9 @@ use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMete
 use opentelemetry_sdk::trace::SpanData;
 use otel_support::{children, render_tree, root, text, value, Otel};
 use serde::{Deserialize, Serialize};
-use tasker::queue::{Envelope, MemoryQueue, Queue};
+use tasker::queue::{
+    BoxFuture, Claim, Completion, Envelope, LeaseId, MemoryQueue, Queue, QueueError, RunTrace,
+};
 use tasker::telemetry::otel::{held_producer_context_count, open_span_count, MeterProviderHandle};
 use tasker::telemetry::propagation::{self, TraceContext};
 use tasker::{Runtime, TaskRequest};
@@ -403,5 +407,256 @@ async fn the_propagator_follows_the_adapter_and_falls_back_to_the_current_contex
     }
     context.span().end();
     drop(otel);
+    assert_nothing_left();
+}
+
+/// Counts the calls of `hand_over`: the first one never finishes.
+static HANDED_OVER: AtomicU32 = AtomicU32::new(0);
+
+#[tasker::step(max_attempts = 1)]
+async fn hand_over(parcel: &Parcel) -> Result<u32, EmptyParcel> {
+    if HANDED_OVER.fetch_add(1, Ordering::SeqCst) == 0 {
+        std::future::pending::<()>().await;
+    }
+    Ok(parcel.items)
+}
+
+#[tasker::task(name = "relay_parcel", version = "1.0.0")]
+async fn relay_parcel(parcel: Parcel) -> Result<u32, EmptyParcel> {
+    hand_over(&parcel).await
+}
+
+/// Waits (at most 30 s) until `done` holds.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "waited 30 s for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The spans named `name`, by delivery (`tasker.delivery.attempt`), first delivery first.
+fn deliveries<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
+    let mut found: Vec<&SpanData> = spans.iter().filter(|span| span.name == name).collect();
+    found.sort_by_key(|span| text(span, "tasker.delivery.attempt"));
+    found
+}
+
+/// Checks that `second` continues the producer's trace with `first` as the one link, to the
+/// first delivery.
+fn assert_linked(producer: &SpanData, first: &SpanData, second: &SpanData) {
+    for run in [first, second] {
+        assert_eq!(run.span_kind, SpanKind::Consumer);
+        assert_eq!(
+            run.span_context.trace_id(),
+            producer.span_context.trace_id(),
+            "every delivery continues the original trace"
+        );
+        assert_eq!(run.parent_span_id, producer.span_context.span_id());
+        assert_eq!(
+            text(run, "tasker.task.id"),
+            text(producer, "tasker.task.id")
+        );
+    }
+    assert_eq!(text(first, "tasker.delivery.attempt"), "1");
+    assert_eq!(text(second, "tasker.delivery.attempt"), "2");
+    assert!(first.links.is_empty(), "a first delivery links to nothing");
+    assert_eq!(second.links.len(), 1, "{:#?}", second.links);
+    let link = &second.links[0];
+    assert_eq!(link.span_context.span_id(), first.span_context.span_id());
+    assert_eq!(link.span_context.trace_id(), first.span_context.trace_id());
+    let attributes: Vec<String> = link
+        .attributes
+        .iter()
+        .map(|kv| format!("{}={}", kv.key.as_str(), value(&kv.value)))
+        .collect();
+    assert_eq!(attributes, ["tasker.delivery.attempt=1"]);
+    assert_eq!(text(second, "tasker.task.result"), "success");
+}
+
+#[test]
+fn a_delivery_after_a_worker_died_continues_the_trace_and_links_to_the_run_that_died() {
+    let otel = Otel::new();
+    HANDED_OVER.store(0, Ordering::SeqCst);
+    let queue = Arc::new(MemoryQueue::named("relay"));
+    // The first worker's process: it takes the task and dies in its step (its Tokio runtime is
+    // torn down, dropping the run).
+    let first = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    first.block_on(async {
+        let runtime = Runtime::builder()
+            .workers(1)
+            .lease(Duration::from_millis(300))
+            .shared_queue(queue.clone())
+            .build()
+            .unwrap();
+        runtime
+            .enqueue(TaskRequest::new("relay_parcel", &Parcel { id: 5, items: 3 }).unwrap())
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while HANDED_OVER.load(Ordering::SeqCst) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the first worker never ran the step"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        std::mem::forget(runtime);
+    });
+    first.shutdown_timeout(Duration::from_secs(5));
+    wait_until("the first delivery's span to end", || {
+        otel.spans()
+            .iter()
+            .any(|span| span.name == "task.relay_parcel")
+    });
+    // Another worker takes the task once the dead one's lease has ended.
+    let second = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        let runtime = Runtime::builder()
+            .workers(1)
+            .shared_queue(queue.clone())
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !queue.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the second worker never finished"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        runtime.shutdown().await;
+    });
+    let spans = otel.spans();
+    let producer = the(&spans, "enqueue task.relay_parcel");
+    let runs = deliveries(&spans, "task.relay_parcel");
+    assert_eq!(runs.len(), 2, "{spans:#?}");
+    assert_eq!(text(runs[0], "tasker.task.result"), "cancellation");
+    assert_linked(producer, runs[0], runs[1]);
+    assert_nothing_left();
+}
+
+/// A [`MemoryQueue`] that cannot renew the first lease it hands out (its database is
+/// unreachable for that one), and renews the others.
+struct FirstLeaseUnrenewable {
+    queue: MemoryQueue,
+    first: Mutex<Option<LeaseId>>,
+}
+
+impl Queue for FirstLeaseUnrenewable {
+    fn name(&self) -> &str {
+        self.queue.name()
+    }
+    fn push(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.queue.push(envelope)
+    }
+    fn claim(
+        &self,
+        lease: Duration,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
+        Box::pin(async move {
+            let claim = self.queue.claim(lease, wait).await?;
+            if let Some(claim) = &claim {
+                self.first.lock().unwrap().get_or_insert(claim.lease);
+            }
+            Ok(claim)
+        })
+    }
+    fn renew(&self, lease: LeaseId, duration: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+        if *self.first.lock().unwrap() == Some(lease) {
+            return Box::pin(std::future::ready(Err(QueueError::Backend(
+                "connection refused".to_owned(),
+            ))));
+        }
+        self.queue.renew(lease, duration)
+    }
+    fn acknowledge(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.queue.acknowledge(lease)
+    }
+    fn complete(
+        &self,
+        lease: LeaseId,
+        completion: &Completion,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.queue.complete(lease, completion)
+    }
+    fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.queue.requeue(lease, delay)
+    }
+    fn record_run(&self, lease: LeaseId, run: &RunTrace) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.queue.record_run(lease, run)
+    }
+}
+
+/// Counts the calls of `hand_over_later`: the first one never finishes.
+static HANDED_OVER_LATER: AtomicU32 = AtomicU32::new(0);
+
+#[tasker::step(max_attempts = 1)]
+async fn hand_over_later(parcel: &Parcel) -> Result<u32, EmptyParcel> {
+    if HANDED_OVER_LATER.fetch_add(1, Ordering::SeqCst) == 0 {
+        std::future::pending::<()>().await;
+    }
+    Ok(parcel.items)
+}
+
+#[tasker::task(name = "relay_parcel_later", version = "1.0.0")]
+async fn relay_parcel_later(parcel: Parcel) -> Result<u32, EmptyParcel> {
+    hand_over_later(&parcel).await
+}
+
+#[tokio::test]
+async fn a_run_whose_lease_was_lost_ends_its_span_as_abandoned_and_the_next_links_to_it() {
+    let otel = Otel::new();
+    let queue = Arc::new(FirstLeaseUnrenewable {
+        queue: MemoryQueue::named("relay"),
+        first: Mutex::new(None),
+    });
+    let runtime = Runtime::builder()
+        .workers(1)
+        .lease(Duration::from_millis(300))
+        .shared_queue(queue.clone())
+        .build()
+        .unwrap();
+    let handle = runtime
+        .enqueue(TaskRequest::new("relay_parcel_later", &Parcel { id: 6, items: 4 }).unwrap())
+        .await
+        .unwrap();
+    // The first delivery's lease cannot be renewed: its worker stops it when the lease would
+    // end, takes the task again once the lease has, and finishes it.
+    let output = tokio::time::timeout(Duration::from_secs(30), handle.wait())
+        .await
+        .expect("the second delivery finished within 30 s");
+    assert_eq!(output.unwrap(), serde_json::json!(4));
+    runtime.shutdown().await;
+
+    let spans = otel.spans();
+    let producer = the(&spans, "enqueue task.relay_parcel_later");
+    let runs = deliveries(&spans, "task.relay_parcel_later");
+    assert_eq!(runs.len(), 2, "{spans:#?}");
+    assert_eq!(text(runs[0], "tasker.task.result"), "abandoned");
+    assert_eq!(
+        runs[0].status,
+        Status::Unset,
+        "an abandoned run is no failure"
+    );
+    let events: Vec<&str> = runs[0]
+        .events
+        .iter()
+        .map(|event| event.name.as_ref())
+        .collect();
+    assert_eq!(events, ["task.start", "task.handle"], "no end is reported");
+    let steps = children(&spans, runs[0]);
+    assert_eq!(steps.len(), 1);
+    assert_eq!(text(steps[0], "tasker.step.result"), "cancellation");
+    assert_linked(producer, runs[0], runs[1]);
     assert_nothing_left();
 }

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
-use crate::propagation::TraceContext;
+use crate::propagation::{RunTrace, TraceContext};
 
 /// Where an instrumented function is defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,6 +99,9 @@ pub struct QueuedInfo {
     pub enqueued_at: Option<SystemTime>,
     /// Which delivery of the request this is, from 1.
     pub delivery_attempt: u32,
+    /// The run of an earlier delivery that died, when the queue kept its trace context: this
+    /// run's trace links to it.
+    pub previous_run: Option<RunTrace>,
     /// The step outputs recorded by earlier deliveries, and where to record new ones, when the
     /// queue keeps checkpoints (the durable queues do).
     pub checkpoints: Option<Arc<dyn Checkpoints>>,

@@ -46,6 +46,16 @@ impl TraceContext {
     }
 }
 
+/// The trace context of one delivery's run of a queued task (its task span), as a durable queue
+/// keeps it: should that delivery die, the next one links to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunTrace {
+    /// Which delivery of the task ran, from 1.
+    pub delivery_attempt: u32,
+    /// The W3C context of its run.
+    pub trace_context: TraceContext,
+}
+
 /// Where the current trace context comes from: installed by a telemetry integration such as the
 /// OpenTelemetry adapter, absent otherwise.
 pub trait Propagator: Send + Sync + 'static {
@@ -57,6 +67,14 @@ pub trait Propagator: Send + Sync + 'static {
     /// is nothing to make current. The guard is dropped when the attempt's poll ends.
     fn enter_step(&self, step: &StepRef) -> Option<ActiveContext> {
         let _ = step;
+        None
+    }
+
+    /// The trace context of the run of `task` (a task a worker took from a queue) while it runs
+    /// in this process, for the queue to keep so that a later delivery of the task, should this
+    /// one die, can link to it; `None` (the default) when there is none.
+    fn run_context(&self, task: &TaskRef) -> Option<TraceContext> {
+        let _ = task;
         None
     }
 }
@@ -141,6 +159,12 @@ pub fn inject(task: Option<&TaskRef>) -> Option<TraceContext> {
 /// The trace context the installed propagator gives for a request for `task`, if any.
 pub fn propagator_context(task: Option<&TaskRef>) -> Option<TraceContext> {
     PROPAGATOR.load().as_ref()?.inject(task)
+}
+
+/// The trace context of the run of queued task `task` in this process, from the installed
+/// propagator (see [`Propagator::run_context`]), if any.
+pub fn run_context(task: &TaskRef) -> Option<TraceContext> {
+    PROPAGATOR.load().as_ref()?.run_context(task)
 }
 
 /// The trace context the current task was started with (a task run by a worker continues the

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tasker::queue::{BoxFuture, Claim, Completion, Envelope, LeaseId, Queue, QueueError};
+use tasker::queue::{BoxFuture, Claim, Completion, Envelope, LeaseId, Queue, QueueError, RunTrace};
 use tasker::telemetry::context::Checkpoints;
 use tasker::telemetry::propagation::TraceContext;
 use tasker::telemetry::{Event, TaskRef};
@@ -41,6 +41,7 @@ macro_rules! queue_suite {
             an_expired_last_delivery_is_dead_lettered,
             envelopes_round_trip_through_the_backend,
             concurrent_claims_never_share_an_envelope,
+            the_next_delivery_carries_the_run_an_earlier_one_recorded,
             checkpoints_are_recorded_only_while_the_lease_is_held,
             a_task_whose_lease_is_taken_stops_without_a_terminal_event,
         );
@@ -254,6 +255,57 @@ pub async fn concurrent_claims_never_share_an_envelope(queue: Arc<dyn Queue>) {
     assert_eq!(seen, sent);
 }
 
+/// A trace context, as a worker's run would record it.
+fn run_trace(delivery_attempt: u32) -> RunTrace {
+    RunTrace {
+        delivery_attempt,
+        trace_context: TraceContext::new(format!(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b{delivery_attempt}-01"
+        )),
+    }
+}
+
+pub async fn the_next_delivery_carries_the_run_an_earlier_one_recorded(queue: Arc<dyn Queue>) {
+    let sent = envelope("a");
+    queue.push(sent.clone()).await.unwrap();
+    let first = queue
+        .claim(Duration::from_millis(400), Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.previous_run, None, "a first delivery follows no run");
+    queue.record_run(first.lease, &run_trace(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(second.envelope.delivery_attempt, 2);
+    assert_eq!(second.previous_run, Some(run_trace(1)));
+    assert_eq!(
+        queue.record_run(first.lease, &run_trace(1)).await,
+        Err(QueueError::LeaseLost(first.lease)),
+        "a lease that ended records no run"
+    );
+    // The second delivery's own record replaces the first's.
+    queue.record_run(second.lease, &run_trace(2)).await.unwrap();
+    queue.requeue(second.lease, Duration::ZERO).await.unwrap();
+    let third = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(third.previous_run, Some(run_trace(2)));
+    let done = Completion {
+        succeeded: true,
+        output: None,
+        error: None,
+    };
+    queue.complete(third.lease, &done).await.unwrap();
+    // The record left with the task: the same request sent again and handed back once follows
+    // no run.
+    queue.push(sent).await.unwrap();
+    let again = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+    queue.requeue(again.lease, Duration::ZERO).await.unwrap();
+    let after = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(after.envelope.delivery_attempt, 2);
+    assert_eq!(after.previous_run, None);
+    queue.acknowledge(after.lease).await.unwrap();
+}
+
 /// Records a checkpoint; `None` when the record did not finish within `wait` (a record the
 /// queue refused never does).
 async fn record(
@@ -355,6 +407,9 @@ impl Queue for RenewalsHeldBack {
         lease: LeaseId,
     ) -> BoxFuture<'_, Result<Option<Arc<dyn Checkpoints>>, QueueError>> {
         self.queue.checkpoints(task_id, lease)
+    }
+    fn record_run(&self, lease: LeaseId, run: &RunTrace) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.queue.record_run(lease, run)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::{Claim, Envelope, LeaseId, Queue, QueueError};
+use super::{Claim, Envelope, LeaseId, Queue, QueueError, RunTrace};
 use crate::runner::BoxFuture;
 
 /// The embedded default queue: a FIFO in memory, shared by the producers and workers of one
@@ -38,6 +38,8 @@ struct State {
     /// Requeued with a delay: not handed out before their instant.
     delayed: Vec<(Instant, Envelope)>,
     leased: HashMap<LeaseId, (Instant, Envelope)>,
+    /// The trace context of each unfinished task's latest recorded run.
+    runs: HashMap<uuid::Uuid, RunTrace>,
 }
 
 impl Default for MemoryQueue {
@@ -110,10 +112,12 @@ impl MemoryQueue {
         }
         let envelope = state.ready.pop_front()?;
         let id = LeaseId(u128::from(self.next_lease.fetch_add(1, Ordering::Relaxed)));
+        let previous_run = state.runs.get(&envelope.task_id).cloned();
         state.leased.insert(id, (now + lease, envelope.clone()));
         Some(Claim {
             envelope,
             lease: id,
+            previous_run,
         })
     }
 
@@ -179,8 +183,25 @@ impl Queue for MemoryQueue {
     }
 
     fn acknowledge(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
-        let result = match self.lock().leased.remove(&lease) {
-            Some(_) => Ok(()),
+        let mut state = self.lock();
+        let result = match state.leased.remove(&lease) {
+            Some((_, envelope)) => {
+                state.runs.remove(&envelope.task_id);
+                Ok(())
+            }
+            None => Err(QueueError::LeaseLost(lease)),
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn record_run(&self, lease: LeaseId, run: &RunTrace) -> BoxFuture<'_, Result<(), QueueError>> {
+        let mut state = self.lock();
+        let result = match state.leased.get(&lease) {
+            Some((_, envelope)) => {
+                let task_id = envelope.task_id;
+                state.runs.insert(task_id, run.clone());
+                Ok(())
+            }
             None => Err(QueueError::LeaseLost(lease)),
         };
         Box::pin(std::future::ready(result))
@@ -285,6 +306,39 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(again.envelope.delivery_attempt, 2);
+    }
+
+    #[tokio::test]
+    async fn the_next_delivery_carries_the_run_an_earlier_one_recorded() {
+        let queue = MemoryQueue::new();
+        queue.push(envelope("a")).await.unwrap();
+        let first = queue
+            .claim(Duration::from_millis(10), Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.previous_run, None);
+        let run = RunTrace {
+            delivery_attempt: 1,
+            trace_context: tasker_telemetry::propagation::TraceContext::new(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+        };
+        queue.record_run(first.lease, &run).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let second = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(second.envelope.delivery_attempt, 2);
+        assert_eq!(second.previous_run, Some(run.clone()));
+        assert_eq!(
+            queue.record_run(first.lease, &run).await,
+            Err(QueueError::LeaseLost(first.lease)),
+            "a lease that ended records nothing"
+        );
+        queue.acknowledge(second.lease).await.unwrap();
+        assert!(
+            queue.lock().runs.is_empty(),
+            "the record leaves with the task"
+        );
     }
 
     #[tokio::test]

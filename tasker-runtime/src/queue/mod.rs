@@ -32,6 +32,8 @@ pub use sqlite::{SqliteQueue, SqliteQueueBuilder};
 
 /// The future type of [`Queue`]'s methods, for implementations outside this crate.
 pub use crate::runner::BoxFuture;
+/// The trace context of one delivery's run, as a queue keeps it for the next delivery.
+pub use tasker_telemetry::propagation::RunTrace;
 
 /// How a task run ended, as its worker completes the envelope (and a durable queue keeps it).
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +57,20 @@ pub struct Claim {
     pub envelope: Envelope,
     /// The lease to acknowledge, renew or requeue.
     pub lease: LeaseId,
+    /// The trace context of the latest earlier delivery's run that the queue kept (see
+    /// [`Queue::record_run`]): a delivery after one that died links to it.
+    pub previous_run: Option<RunTrace>,
+}
+
+impl Claim {
+    /// A claim of `envelope` under `lease`, with no earlier run recorded.
+    pub fn new(envelope: Envelope, lease: LeaseId) -> Self {
+        Claim {
+            envelope,
+            lease,
+            previous_run: None,
+        }
+    }
 }
 
 /// Why a queue operation failed.
@@ -129,5 +145,15 @@ pub trait Queue: Send + Sync + 'static {
     > {
         let _ = (task_id, lease);
         Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Keeps the trace context of the run of the envelope claimed under `lease` (while the lease
+    /// is held; [`QueueError::LeaseLost`] otherwise), so that the next claim of the envelope —
+    /// should this run die — carries it as [`Claim::previous_run`]. Workers record it as the
+    /// run starts, when a tracing integration gives the run a trace context. By default
+    /// nothing is kept.
+    fn record_run(&self, lease: LeaseId, run: &RunTrace) -> BoxFuture<'_, Result<(), QueueError>> {
+        let _ = (lease, run);
+        Box::pin(std::future::ready(Ok(())))
     }
 }

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::sql::{self, Counts};
-use super::{Claim, Completion, Envelope, LeaseId, Queue, QueueError};
+use super::{Claim, Completion, Envelope, LeaseId, Queue, QueueError, RunTrace};
 use crate::runner::BoxFuture;
 use tasker_telemetry::context::Checkpoints;
 
@@ -62,6 +62,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS envelopes_lease_id
     output       text,
     error        text,
     completed_at timestamptz NOT NULL DEFAULT now()
+);",
+    ),
+    (
+        4,
+        "runs",
+        "CREATE TABLE IF NOT EXISTS {schema}.runs (
+    -- The latest delivery of an unfinished task whose run recorded its trace context.
+    task_id          text        PRIMARY KEY,
+    delivery_attempt integer     NOT NULL,
+    trace            text        NOT NULL,
+    recorded_at      timestamptz NOT NULL DEFAULT now()
 );",
     ),
 ];
@@ -227,6 +238,8 @@ struct Statements {
     acknowledge: String,
     checkpoints: String,
     record_checkpoint: String,
+    record_run: String,
+    previous_run: String,
     complete: String,
     result: String,
     requeue: String,
@@ -278,7 +291,7 @@ impl Statements {
                         THEN row.delivery_attempt + 1 ELSE row.delivery_attempt END,
                     state = 'leased', lease_id = $2, lease_until = now() + $3 {micros}
                  FROM next WHERE row.id = next.id
-                 RETURNING row.id, row.envelope, row.delivery_attempt"
+                 RETURNING row.id, row.envelope, row.delivery_attempt, row.task_id"
             ),
             bury: format!(
                 "UPDATE {t} SET state = 'dead', dead_at = now(), lease_id = NULL,
@@ -292,10 +305,12 @@ impl Statements {
                     - now()))::float8"
             ),
             renew: format!("UPDATE {t} SET lease_until = now() + $2 {micros} WHERE {held}"),
-            // The task's checkpoints go with its envelope, in one statement.
+            // The task's checkpoints and run record go with its envelope, in one statement.
             acknowledge: format!(
                 "WITH done AS (DELETE FROM {t} WHERE {held} RETURNING task_id),
                       gone AS (DELETE FROM {schema}.checkpoints
+                               WHERE task_id IN (SELECT task_id FROM done)),
+                      runs AS (DELETE FROM {schema}.runs
                                WHERE task_id IN (SELECT task_id FROM done))
                  SELECT count(*) FROM done"
             ),
@@ -307,6 +322,8 @@ impl Statements {
             complete: format!(
                 "WITH done AS (DELETE FROM {t} WHERE {held} RETURNING task_id),
                       gone AS (DELETE FROM {schema}.checkpoints
+                               WHERE task_id IN (SELECT task_id FROM done)),
+                      runs AS (DELETE FROM {schema}.runs
                                WHERE task_id IN (SELECT task_id FROM done)),
                       kept AS (INSERT INTO {schema}.results (task_id, succeeded, output, error)
                                SELECT task_id, $2, $3, $4 FROM done
@@ -326,6 +343,16 @@ impl Statements {
                                ON CONFLICT (task_id, position) DO NOTHING)
                  SELECT count(*) FROM held"
             ),
+            record_run: format!(
+                "WITH held AS (SELECT task_id FROM {t} WHERE {held} FOR SHARE),
+                      kept AS (INSERT INTO {schema}.runs (task_id, delivery_attempt, trace)
+                               SELECT task_id, $2, $3 FROM held
+                               ON CONFLICT (task_id) DO UPDATE SET
+                                   delivery_attempt = excluded.delivery_attempt,
+                                   trace = excluded.trace, recorded_at = now())
+                 SELECT count(*) FROM held"
+            ),
+            previous_run: format!("SELECT trace FROM {schema}.runs WHERE task_id = $1"),
             requeue: format!(
                 "UPDATE {t} SET
                     delivery_attempt = delivery_attempt + 1,
@@ -520,9 +547,20 @@ impl PostgresQueue {
             match Envelope::decode(row.get::<_, &str>(1).as_bytes()) {
                 Ok(mut envelope) => {
                     envelope.delivery_attempt = attempt(row.get(2));
+                    // Only a task delivered before can have a recorded run.
+                    let previous_run = if envelope.delivery_attempt > 1 {
+                        client
+                            .query_opt(&self.sql.previous_run, &[&row.get::<_, &str>(3)])
+                            .await
+                            .map_err(backend)?
+                            .and_then(|run| serde_json::from_str(run.get::<_, &str>(0)).ok())
+                    } else {
+                        None
+                    };
                     return Ok(Some(Claim {
                         envelope,
                         lease: lease_id,
+                        previous_run,
                     }));
                 }
                 Err(error) => {
@@ -681,6 +719,26 @@ impl Queue for PostgresQueue {
                 lease: sql::lease_text(lease),
                 recorded,
             }) as Arc<dyn Checkpoints>))
+        })
+    }
+
+    fn record_run(&self, lease: LeaseId, run: &RunTrace) -> BoxFuture<'_, Result<(), QueueError>> {
+        let attempt = i32::try_from(run.delivery_attempt).unwrap_or(i32::MAX);
+        let trace = serde_json::to_string(run).unwrap_or_default();
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let held: i64 = client
+                .query_one(
+                    &self.sql.record_run,
+                    &[&sql::lease_text(lease), &attempt, &trace],
+                )
+                .await
+                .map_err(backend)?
+                .get(0);
+            match held {
+                0 => Err(QueueError::LeaseLost(lease)),
+                _ => Ok(()),
+            }
         })
     }
 

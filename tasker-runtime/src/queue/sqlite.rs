@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::envelope::now_micros;
 use super::sql::{self, Counts};
-use super::{Claim, Completion, Envelope, LeaseId, Queue, QueueError};
+use super::{Claim, Completion, Envelope, LeaseId, Queue, QueueError, RunTrace};
 use crate::runner::BoxFuture;
 use tasker_telemetry::context::Checkpoints;
 
@@ -59,6 +59,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS tasker_envelopes_lease_id
     output          TEXT,
     error           TEXT,
     completed_at_us INTEGER NOT NULL
+);",
+    ),
+    (
+        4,
+        "runs",
+        "CREATE TABLE IF NOT EXISTS tasker_runs (
+    -- The latest delivery of an unfinished task whose run recorded its trace context.
+    task_id          TEXT    PRIMARY KEY,
+    delivery_attempt INTEGER NOT NULL,
+    trace            TEXT    NOT NULL,
+    recorded_at_us   INTEGER NOT NULL
 );",
     ),
 ];
@@ -348,18 +359,26 @@ impl SqliteQueue {
                 params![name, max, now],
             )?;
             let claimed = loop {
-                let next: Option<(i64, String, String, i64)> = transaction
+                let next: Option<(i64, String, String, i64, String)> = transaction
                     .query_row(
-                        "SELECT id, envelope, state, delivery_attempt FROM tasker_envelopes
+                        "SELECT id, envelope, state, delivery_attempt, task_id FROM tasker_envelopes
                          WHERE queue = ?1 AND (
                             (state = 'ready' AND available_at_us <= ?3)
                             OR (state = 'leased' AND lease_until_us <= ?3 AND delivery_attempt < ?2))
                          ORDER BY available_at_us, id LIMIT 1",
                         params![name, max, now],
-                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                        |row| {
+                            Ok((
+                                row.get(0)?,
+                                row.get(1)?,
+                                row.get(2)?,
+                                row.get(3)?,
+                                row.get(4)?,
+                            ))
+                        },
                     )
                     .optional()?;
-                let Some((id, text, state, attempt)) = next else {
+                let Some((id, text, state, attempt, task_id)) = next else {
                     let due: Option<i64> = transaction.query_row(
                         "SELECT min(CASE state WHEN 'ready' THEN available_at_us
                                                ELSE lease_until_us END)
@@ -387,9 +406,23 @@ impl SqliteQueue {
                             ],
                         )?;
                         envelope.delivery_attempt = delivery(attempt);
+                        // Only a task delivered before can have a recorded run.
+                        let previous_run = if attempt > 1 {
+                            transaction
+                                .query_row(
+                                    "SELECT trace FROM tasker_runs WHERE task_id = ?1",
+                                    [&task_id],
+                                    |row| row.get::<_, String>(0),
+                                )
+                                .optional()?
+                                .and_then(|trace| serde_json::from_str::<RunTrace>(&trace).ok())
+                        } else {
+                            None
+                        };
                         break Ok(Claim {
                             envelope,
                             lease: lease_id,
+                            previous_run,
                         });
                     }
                     Err(error) => {
@@ -576,16 +609,24 @@ impl Queue for SqliteQueue {
                     let transaction =
                         connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
                     let (lease, now) = (sql::lease_text(lease), micros_now());
-                    // The task's checkpoints go with its envelope, in one transaction.
-                    transaction.execute(
+                    // The task's checkpoints and run record go with its envelope, in one
+                    // transaction.
+                    for statement in [
                         concat!(
                             "DELETE FROM tasker_checkpoints WHERE task_id IN
                                 (SELECT task_id FROM tasker_envelopes WHERE ",
                             held!(),
                             ")"
                         ),
-                        params![lease, now],
-                    )?;
+                        concat!(
+                            "DELETE FROM tasker_runs WHERE task_id IN
+                                (SELECT task_id FROM tasker_envelopes WHERE ",
+                            held!(),
+                            ")"
+                        ),
+                    ] {
+                        transaction.execute(statement, params![lease, now])?;
+                    }
                     let removed = transaction.execute(
                         concat!("DELETE FROM tasker_envelopes WHERE ", held!()),
                         params![lease, now],
@@ -628,6 +669,10 @@ impl Queue for SqliteQueue {
                     };
                     transaction.execute(
                         "DELETE FROM tasker_checkpoints WHERE task_id = ?1",
+                        params![task_id],
+                    )?;
+                    transaction.execute(
+                        "DELETE FROM tasker_runs WHERE task_id = ?1",
                         params![task_id],
                     )?;
                     transaction.execute(
@@ -684,6 +729,24 @@ impl Queue for SqliteQueue {
                 recorded,
             }) as Arc<dyn Checkpoints>))
         })
+    }
+
+    fn record_run(&self, lease: LeaseId, run: &RunTrace) -> BoxFuture<'_, Result<(), QueueError>> {
+        let (attempt, trace) = (
+            i64::from(run.delivery_attempt),
+            serde_json::to_string(run).unwrap_or_default(),
+        );
+        Box::pin(self.on_held(
+            lease,
+            concat!(
+                "INSERT INTO tasker_runs (task_id, delivery_attempt, trace, recorded_at_us)
+                 SELECT task_id, ?3, ?4, ?2 FROM tasker_envelopes WHERE ",
+                held!(),
+                " ON CONFLICT (task_id) DO UPDATE SET delivery_attempt = excluded.delivery_attempt,
+                    trace = excluded.trace, recorded_at_us = excluded.recorded_at_us"
+            ),
+            move |lease, now| vec![lease.into(), now.into(), attempt.into(), trace.into()],
+        ))
     }
 
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {

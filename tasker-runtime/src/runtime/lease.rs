@@ -1,11 +1,13 @@
-//! Keeping a claim's lease while its task runs: renewing it every third of its length, and
-//! stopping the run once the lease is gone.
+//! Keeping a claim's lease while its task runs: renewing it every third of its length, having
+//! the queue keep the run's trace context for a later delivery, and stopping the run once the
+//! lease is gone.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use tasker_telemetry::propagation::{self, RunTrace};
 use tasker_telemetry::TaskRef;
 
 use crate::queue::{LeaseId, Queue, QueueError};
@@ -45,20 +47,31 @@ pub(super) struct Held<'a> {
     /// When the lease ends at the latest, by this process's clock: the length after the moment
     /// the claim (or the last renewal that succeeded) was asked for.
     pub(super) until: Instant,
-    /// The task, for the log.
+    /// The task, whose run's trace context the queue keeps for a later delivery.
     pub(super) task: TaskRef,
+    pub(super) delivery_attempt: u32,
     /// The run's terminal event, marked abandoned when the lease is lost.
     pub(super) terminal: &'a TerminalSlot,
     /// The scope of the worker's run, for observers told of an abandonment.
     pub(super) scope: tasker_telemetry::context::ScopeTag,
 }
 
+/// Where recording the run's trace context stands.
+enum Recording<'a> {
+    /// Waiting for the run's span (the task starts on its first poll; a sync task on a thread of
+    /// its own, seen by the first renewal at the latest).
+    Looking,
+    Writing(BoxFuture<'a, Result<(), QueueError>>),
+    Done,
+}
+
 impl Held<'_> {
     /// Awaits `run`, renewing the lease every third of its length; the worker's one `timer` is
     /// armed only when the task does not finish on its first poll. When the lease is lost —
-    /// the queue refuses a renewal, or renewals fail until the lease would have ended — the
-    /// run is marked abandoned and dropped at once (between two of its polls), and `Err` says
-    /// why. A database error short of that is reported once and retried at the next renewal.
+    /// the queue refuses a renewal or the run's trace record, or renewals fail until the lease
+    /// would have ended — the run is marked abandoned and dropped at once (between two of its
+    /// polls), and `Err` says why. A database error short of that is reported once and
+    /// retried at the next renewal.
     pub(super) async fn run<T>(
         mut self,
         run: BoxFuture<'static, T>,
@@ -67,12 +80,45 @@ impl Held<'_> {
         let period = self.length / 3;
         let mut run = run;
         let mut armed = false;
+        let mut ticked = false;
         let mut renewal: Option<(Instant, BoxFuture<'_, Result<(), QueueError>>)> = None;
+        let mut recording = Recording::Looking;
         let mut reported = false;
         let queue = self.queue;
         let outcome = std::future::poll_fn(|cx| {
             if let Poll::Ready(output) = run.as_mut().poll(cx) {
                 return Poll::Ready(Ok(output));
+            }
+            if let Recording::Looking = recording {
+                if let Some(trace_context) = propagation::run_context(&self.task) {
+                    let run = RunTrace {
+                        delivery_attempt: self.delivery_attempt,
+                        trace_context,
+                    };
+                    recording = Recording::Writing(queue.record_run(self.lease, &run));
+                } else if ticked {
+                    // No span by the first renewal: no tracing integration keeps one.
+                    recording = Recording::Done;
+                }
+            }
+            if let Recording::Writing(write) = &mut recording {
+                match write.as_mut().poll(cx) {
+                    Poll::Pending => {}
+                    Poll::Ready(Ok(())) => recording = Recording::Done,
+                    Poll::Ready(Err(QueueError::LeaseLost(_))) => {
+                        return Poll::Ready(Err(Lost::Taken))
+                    }
+                    Poll::Ready(Err(error)) => {
+                        tracing::warn!(
+                            target: "tasker",
+                            task_id = %self.task.id,
+                            "[Tasker] could not record the trace context of task {}'s run: \
+                             {error}; a later delivery of the task will not link to it",
+                            self.task.id,
+                        );
+                        recording = Recording::Done;
+                    }
+                }
             }
             loop {
                 if let Some((asked, renewing)) = &mut renewal {
@@ -108,6 +154,7 @@ impl Held<'_> {
                     return Poll::Pending;
                 }
                 armed = false;
+                ticked = true;
                 renewal = Some((Instant::now(), queue.renew(self.lease, self.length)));
             }
         })

@@ -436,7 +436,11 @@ impl Inner {
         terminal: &TerminalSlot,
         scope: ScopeTag,
     ) -> Result<Result<Value, TaskError>, Lost> {
-        let Claim { envelope, lease } = claim;
+        let Claim {
+            envelope,
+            lease,
+            previous_run,
+        } = claim;
         let Some(Registered {
             runner: Some(runner),
             descriptor,
@@ -455,6 +459,7 @@ impl Inner {
             length: self.lease,
             until: asked + self.lease,
             task: task_ref(envelope.task_id, descriptor),
+            delivery_attempt: envelope.delivery_attempt,
             terminal,
             scope,
         };
@@ -479,6 +484,7 @@ impl Inner {
             trace_context: envelope.trace_context.clone(),
             enqueued_at: Some(envelope.enqueued_at()),
             delivery_attempt: envelope.delivery_attempt,
+            previous_run,
             checkpoints,
         };
         let refused = (

@@ -64,7 +64,11 @@ where
     /// [`set_propagator`](crate::propagation::set_propagator) when you register the adapter
     /// some other way.
     pub fn propagator(&self) -> OpenTelemetryPropagator {
-        OpenTelemetryPropagator::new(self.spans.producers(), self.spans.steps())
+        OpenTelemetryPropagator::new(
+            self.spans.producers(),
+            self.spans.steps(),
+            self.spans.runs(),
+        )
     }
 }
 

@@ -15,6 +15,9 @@ pub const TASK_VERSION: Key = Key::from_static_str("tasker.task.version");
 /// `tasker.task.duration` metric), or `abandoned` on the span of a run whose worker lost the
 /// task's lease.
 pub const TASK_RESULT: Key = Key::from_static_str("tasker.task.result");
+/// `tasker.delivery.attempt`: which delivery of a queued task a run is (on its CONSUMER span),
+/// or which earlier delivery a link points to (on the link).
+pub const DELIVERY_ATTEMPT: Key = Key::from_static_str("tasker.delivery.attempt");
 /// `tasker.step.id`: the step call's UUIDv7.
 pub const STEP_ID: Key = Key::from_static_str("tasker.step.id");
 /// `tasker.step.name`.

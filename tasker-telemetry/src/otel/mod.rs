@@ -9,7 +9,10 @@
 //!   with `tasker.queue`), whose W3C context the envelope carries
 //!   ([`OpenTelemetryPropagator`], installed by `configure` with the adapter); the worker's
 //!   `task.<name>` span is then a CONSUMER span, child of it (a new trace if the carried
-//!   `traceparent` is invalid);
+//!   `traceparent` is invalid), with `tasker.delivery.attempt`; a delivery after one that died
+//!   links to that one's span (the link's `tasker.delivery.attempt` names it), whose context
+//!   the queue kept ([`OpenTelemetryPropagator`] gives it to the runtime as the run starts); a
+//!   run whose worker lost the lease ends its span with `tasker.task.result` `abandoned`;
 //! - a span `step.<name>` per step call, covering all of its attempts, child of the step it was
 //!   called from, else of its task (explicit parents, never "whatever is current"); a step called
 //!   outside any task is a root span;

@@ -28,20 +28,21 @@ pub fn held_producer_context_count() -> usize {
     HELD.load(Ordering::Relaxed)
 }
 
-/// The span contexts of the step calls whose spans are open, by step id, so an attempt's code
-/// can run with its step's span as the current OpenTelemetry context.
+/// The contexts of open spans by id: step calls' (so an attempt's code can run with its step's
+/// span as the current OpenTelemetry context) or queued task runs' (so the runtime can have the
+/// queue keep a run's context for the next delivery to link to).
 #[derive(Default)]
-pub(crate) struct StepContexts {
+pub(crate) struct SpanContexts {
     open: Mutex<HashMap<u128, OtelContext>>,
 }
 
-impl StepContexts {
+impl SpanContexts {
     fn lock(&self) -> MutexGuard<'_, HashMap<u128, OtelContext>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keeps, for step `id`, the context to make current while its attempts run: built once
-    /// per step call, so entering it on every poll allocates nothing.
+    /// Keeps, for span `id`, the context to make current while it runs: built once per span,
+    /// so entering it on every poll allocates nothing.
     pub(crate) fn insert(&self, id: u128, span: SpanContext) {
         let context = OtelContext::current().with_remote_span_context(span);
         self.lock().insert(id, context);
@@ -133,12 +134,21 @@ pub(crate) fn extract_context(carried: &TraceContext) -> OtelContext {
 /// OpenTelemetry context, if it has a valid span.
 pub struct OpenTelemetryPropagator {
     producers: Arc<ProducerContexts>,
-    steps: Arc<StepContexts>,
+    steps: Arc<SpanContexts>,
+    runs: Arc<SpanContexts>,
 }
 
 impl OpenTelemetryPropagator {
-    pub(crate) fn new(producers: Arc<ProducerContexts>, steps: Arc<StepContexts>) -> Self {
-        Self { producers, steps }
+    pub(crate) fn new(
+        producers: Arc<ProducerContexts>,
+        steps: Arc<SpanContexts>,
+        runs: Arc<SpanContexts>,
+    ) -> Self {
+        Self {
+            producers,
+            steps,
+            runs,
+        }
     }
 }
 
@@ -160,6 +170,10 @@ impl Propagator for OpenTelemetryPropagator {
     fn enter_step(&self, step: &StepRef) -> Option<ActiveContext> {
         let context = self.steps.get(step.id.as_u128())?;
         Some(ActiveContext::opentelemetry(context.attach()))
+    }
+
+    fn run_context(&self, task: &TaskRef) -> Option<TraceContext> {
+        inject_context(&self.runs.get(task.id.as_u128())?)
     }
 }
 

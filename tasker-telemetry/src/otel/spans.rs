@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{Link, Span, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context as OtelContext, KeyValue, StringValue};
 
 use super::attributes::{self as keys, event_attributes};
 use super::names::span_name;
-use super::propagator::{extract_context, ProducerContexts, StepContexts};
+use super::propagator::{extract_context, ProducerContexts, SpanContexts};
 use super::span_map::SpanMap;
 use crate::adapter::SpanOutcome;
 use crate::context::{Context, SourceLocation, StepRef, TaskOrigin, TaskRef};
@@ -95,7 +95,9 @@ pub(crate) struct SpanTree<T: Tracer> {
     /// Ended producer spans' contexts, until the runtime injects them into their envelope.
     producers: Arc<ProducerContexts>,
     /// Open step spans' contexts, for the propagator to make current while an attempt runs.
-    steps: Arc<StepContexts>,
+    steps: Arc<SpanContexts>,
+    /// Open spans of queued task runs, by task id, for the propagator to give the runtime.
+    runs: Arc<SpanContexts>,
     /// Whether an invalid carried trace context was reported already.
     warned_invalid: AtomicBool,
 }
@@ -111,6 +113,7 @@ where
             entries: SpanMap::new(),
             producers: Arc::default(),
             steps: Arc::default(),
+            runs: Arc::default(),
             warned_invalid: AtomicBool::new(false),
         }
     }
@@ -121,8 +124,13 @@ where
     }
 
     /// The contexts of the open step spans, for the propagator.
-    pub(crate) fn steps(&self) -> Arc<StepContexts> {
+    pub(crate) fn steps(&self) -> Arc<SpanContexts> {
         self.steps.clone()
+    }
+
+    /// The contexts of the open spans of queued task runs, for the propagator.
+    pub(crate) fn runs(&self) -> Arc<SpanContexts> {
+        self.runs.clone()
     }
 
     fn with_open<R>(&self, id: u128, f: impl FnOnce(&mut OpenSpan<T::Span>) -> R) -> Option<R> {
@@ -134,28 +142,48 @@ where
             .flatten()
     }
 
-    /// The kind of a task's span and the context it continues.
+    /// How a task's span starts: its kind, the context it continues, and for a run by a worker,
+    /// which delivery it is and the link to an earlier delivery's run.
     ///
     /// An inline run is an INTERNAL root: each task is a trace of its own. A run taken from a
     /// queue is a CONSUMER span whose remote parent is the producer's `enqueue task.<name>`
     /// span, extracted from the trace context of the task's frame (current at `task.start`);
-    /// without one, or with an invalid one (reported once), it starts a new trace.
-    fn task_origin(&self, task: &TaskRef) -> (SpanKind, OtelContext) {
+    /// without one, or with an invalid one (reported once), it starts a new trace. A delivery
+    /// after one that died links to that one's run when the queue kept its context.
+    fn task_origin(&self, task: &TaskRef) -> TaskOrigins {
         if task.origin != TaskOrigin::Queued {
-            return (SpanKind::Internal, OtelContext::new());
+            return TaskOrigins::inline();
         }
-        let carried = Context::with_current(|context| {
+        let queued = Context::with_current(|context| {
             context
                 .task_frame()
                 .filter(|frame| frame.task().id == task.id)
-                .and_then(|frame| frame.trace_context().cloned())
+                .and_then(|frame| frame.queued().cloned())
         });
-        let Some(carried) = carried else {
-            return (SpanKind::Consumer, OtelContext::new());
+        let Some(queued) = queued else {
+            return TaskOrigins::queued(OtelContext::new(), None, None);
+        };
+        let delivery = Some(queued.delivery_attempt);
+        let link = queued.previous_run.as_ref().and_then(|run| {
+            let context = extract_context(&run.trace_context);
+            let span = context.span().span_context().clone();
+            span.is_valid().then(|| {
+                Link::new(
+                    span,
+                    vec![KeyValue::new(
+                        keys::DELIVERY_ATTEMPT,
+                        i64::from(run.delivery_attempt),
+                    )],
+                    0,
+                )
+            })
+        });
+        let Some(carried) = queued.trace_context else {
+            return TaskOrigins::queued(OtelContext::new(), delivery, link);
         };
         let parent = extract_context(&carried);
         if parent.span().span_context().is_valid() {
-            return (SpanKind::Consumer, parent);
+            return TaskOrigins::queued(parent, delivery, link);
         }
         if !self.warned_invalid.swap(true, Ordering::Relaxed) {
             tracing::warn!(
@@ -167,7 +195,7 @@ where
                 carried.traceparent,
             );
         }
-        (SpanKind::Consumer, OtelContext::new())
+        TaskOrigins::queued(OtelContext::new(), delivery, link)
     }
 
     /// Opens the `enqueue task.<name>` PRODUCER span of a task being enqueued (at its
@@ -248,23 +276,32 @@ where
             }
             None => None,
         };
-        let (kind, parent) = self.task_origin(task);
+        let origin = self.task_origin(task);
         let task_id = StringValue::from(Arc::<str>::from(task.id.to_string()));
         let mut attributes = Vec::with_capacity(8);
         attributes.push(KeyValue::new(keys::TASK_ID, task_id.clone()));
         attributes.push(KeyValue::new(keys::TASK_NAME, task.name));
         attributes.push(KeyValue::new(keys::TASK_VERSION, task.version));
+        if let Some(delivery) = origin.delivery {
+            attributes.push(KeyValue::new(keys::DELIVERY_ATTEMPT, i64::from(delivery)));
+        }
         push_source(&mut attributes, task.source);
         let start_time = pending
             .as_ref()
             .map_or_else(SystemTime::now, |pending| pending.timestamp);
-        let span = self
+        let mut builder = self
             .tracer
             .span_builder(span_name("task.", task.name))
-            .with_kind(kind)
+            .with_kind(origin.kind)
             .with_start_time(start_time)
-            .with_attributes(attributes)
-            .start_with_context(&self.tracer, &parent);
+            .with_attributes(attributes);
+        if let Some(link) = origin.link {
+            builder = builder.with_links(vec![link]);
+        }
+        let span = builder.start_with_context(&self.tracer, &origin.parent);
+        if origin.delivery.is_some() {
+            self.runs.insert(id, span.span_context().clone());
+        }
         let mut open = OpenSpan {
             span,
             start_time,
@@ -285,9 +322,10 @@ where
         self.entries.insert(id, Entry::Open(open));
     }
 
-    /// Ends the task's span (the `end_trace` hook, after `task.complete` or `task.error`);
+    /// Ends the task's span (the `end_trace` hook, after `task.complete` or `task.error`).
     /// [`SpanOutcome::Abandoned`] ends the span of a run whose worker lost the task's lease.
     pub(crate) fn close_task(&self, task: &TaskRef, outcome: SpanOutcome) -> Option<Closed> {
+        self.runs.remove(task.id.as_u128());
         let Entry::Open(mut open) = self.entries.remove(task.id.as_u128())? else {
             return None;
         };
@@ -457,6 +495,36 @@ where
             }
         }
         event.task().map(|task| task.id.as_u128())
+    }
+}
+
+/// See [`SpanTree::task_origin`].
+struct TaskOrigins {
+    kind: SpanKind,
+    parent: OtelContext,
+    /// Which delivery a run by a worker is.
+    delivery: Option<u32>,
+    /// To the run of an earlier delivery that died.
+    link: Option<Link>,
+}
+
+impl TaskOrigins {
+    fn inline() -> Self {
+        TaskOrigins {
+            kind: SpanKind::Internal,
+            parent: OtelContext::new(),
+            delivery: None,
+            link: None,
+        }
+    }
+
+    fn queued(parent: OtelContext, delivery: Option<u32>, link: Option<Link>) -> Self {
+        TaskOrigins {
+            kind: SpanKind::Consumer,
+            parent,
+            delivery,
+            link,
+        }
     }
 }
 
