@@ -19,17 +19,27 @@
 //! cargo run --example worker --features sqlite -- work --queue sqlite:/tmp/tasks.db --until-empty
 //! ```
 //!
-//! `produce` enqueues `--tasks` orders (every tenth one empty, so its task fails) and exits.
-//! `work` runs `--workers` workers (default 2) until it is killed or, with `--until-empty`, until
-//! the queue has nothing ready, delayed or leased left.
+//! `produce` enqueues `--tasks` orders (every tenth one empty, so its task fails; every
+//! seventh one's reservation fails once, so that step is retried) and exits. `work` runs
+//! `--workers` workers (default 2) until it is killed or, with `--until-empty`, until the queue
+//! has nothing ready, delayed or leased left; `--lease-ms` sets the lease (default 30 s, so a
+//! killed worker's tasks wait that long before another worker takes them), `--step-ms` makes
+//! each step take that long, and `--stall-after N` makes the `label` step of every task started
+//! after this process finished N tasks wait for ever — a worker stuck mid-task, holding leases,
+//! for a test to kill.
+//!
+//! Every event is printed as one line, `<role> <event> <task id> [<step> [<reason>]]`, written
+//! out as it happens: a process killed with SIGKILL has printed every event it emitted.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tasker::queue::{Envelope, MemoryQueue, Queue};
-use tasker::telemetry::Event;
+use tasker::telemetry::{Details, Event};
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Order {
@@ -38,34 +48,94 @@ struct Order {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("order {0} is empty")]
-struct EmptyOrder(u64);
+enum OrderError {
+    #[error("order {0} is empty")]
+    Empty(u64),
+    #[error("the warehouse is busy with order {0}; try again")]
+    Busy(u64),
+}
+
+/// How long each step takes (`--step-ms`).
+static STEP_TIME: OnceLock<Duration> = OnceLock::new();
+/// After how many finished tasks `label` stalls (`--stall-after`).
+static STALL_AFTER: OnceLock<u64> = OnceLock::new();
+/// Tasks this process finished (`task.complete` or `task.error`).
+static FINISHED: AtomicU64 = AtomicU64::new(0);
+/// Orders whose reservation already failed once in this process.
+static BUSY_ONCE: Mutex<Option<HashSet<u64>>> = Mutex::new(None);
+
+async fn take_step_time() {
+    if let Some(time) = STEP_TIME.get().filter(|time| !time.is_zero()) {
+        tokio::time::sleep(*time).await;
+    }
+}
 
 #[tasker::step(max_attempts = 1)]
-async fn pack(order: &Order) -> Result<usize, EmptyOrder> {
+async fn pack(order: &Order) -> Result<usize, OrderError> {
+    take_step_time().await;
     if order.items.is_empty() {
-        return Err(EmptyOrder(order.id));
+        return Err(OrderError::Empty(order.id));
     }
     Ok(order.items.len())
 }
 
+#[tasker::step(max_attempts = 3, backoff_ms = 5)]
+async fn reserve(order: &Order) -> Result<String, OrderError> {
+    take_step_time().await;
+    // Every seventh order finds the warehouse busy once: its next attempt succeeds.
+    if order.id % 7 == 0
+        && BUSY_ONCE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(HashSet::new)
+            .insert(order.id)
+    {
+        return Err(OrderError::Busy(order.id));
+    }
+    Ok(format!("SHELF-{}", order.id % 13))
+}
+
 #[tasker::step(max_attempts = 1)]
-async fn label(order: &Order, parcels: usize) -> String {
-    format!("ORDER-{}-{parcels}", order.id)
+async fn label(order: &Order, parcels: usize, shelf: String) -> String {
+    take_step_time().await;
+    if STALL_AFTER
+        .get()
+        .is_some_and(|after| FINISHED.load(Ordering::SeqCst) >= *after)
+    {
+        // A worker stuck mid-task: it keeps renewing its lease until it is killed.
+        std::future::pending::<()>().await;
+    }
+    format!("ORDER-{}-{parcels}-{shelf}", order.id)
 }
 
 #[tasker::task(name = "ship", version = "1.0.0")]
-async fn ship(order: Order) -> Result<String, EmptyOrder> {
+async fn ship(order: Order) -> Result<String, OrderError> {
     let parcels = pack(&order).await?;
-    Ok(label(&order, parcels).await)
+    let shelf = reserve(&order).await?;
+    Ok(label(&order, parcels, shelf).await)
 }
 
-/// Prints every event of this process as `<role> <event> <task id> [<step>]`.
+/// Prints every event of this process as `<role> <event> <task id> [<step> [<reason>]]`, one
+/// line at a time: standard output is line-buffered, so each line is written as the event
+/// happens (and stays written if the process is killed the next instant).
 fn print_events(role: &'static str) -> tasker::events::Subscription {
     tasker::events::subscribe(move |event: &Event<'_>| {
         let task = event.task_id().map(|id| id.to_string()).unwrap_or_default();
         let step = event.step_name().unwrap_or_default();
-        println!("{role:<8} {:<16} {task} {step}", event.name());
+        let reason = match event.details() {
+            Details::StepSkip { reason } => reason.as_ref(),
+            _ => "",
+        };
+        let line = format!("{role:<8} {:<16} {task} {step} {reason}", event.name());
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{}", line.trim_end());
+        let _ = stdout.flush();
+        if matches!(
+            event.details(),
+            Details::TaskComplete { .. } | Details::TaskError { .. }
+        ) {
+            FINISHED.fetch_add(1, Ordering::SeqCst);
+        }
     })
 }
 
@@ -243,10 +313,12 @@ async fn work(
     queue: Durable,
     workers: usize,
     until_empty: bool,
+    lease: Duration,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let _events = print_events("worker");
     let runtime = tasker::Runtime::builder()
         .workers(workers)
+        .lease(lease)
         .shared_queue(queue.shared())
         .build()?;
     if !until_empty {
@@ -264,6 +336,7 @@ async fn work(
 const USAGE: &str = "usage: worker                      a producer and a worker joined by a pipe
        worker produce --queue <url> [--tasks N] [--schema S]
        worker work --queue <url> [--workers N] [--until-empty] [--schema S]
+                   [--lease-ms MS] [--step-ms MS] [--stall-after N]
 <url>: postgres://… (feature `postgres`) or sqlite:<path> (feature `sqlite`)";
 
 #[tokio::main]
@@ -287,6 +360,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (mut url, mut schema, mut tasks, mut workers, mut until_empty) =
         (None, "tasker".to_string(), 20_u64, 2_usize, false);
+    let mut lease = Duration::from_secs(30);
     let mut rest = args[1..].iter();
     while let Some(arg) = rest.next() {
         let mut value = || {
@@ -299,6 +373,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--tasks" => tasks = value()?.parse()?,
             "--workers" => workers = value()?.parse()?,
             "--until-empty" => until_empty = true,
+            "--lease-ms" => lease = Duration::from_millis(value()?.parse()?),
+            "--step-ms" => {
+                let _ = STEP_TIME.set(Duration::from_millis(value()?.parse()?));
+            }
+            "--stall-after" => {
+                let _ = STALL_AFTER.set(value()?.parse()?);
+            }
             _ => return Err(format!("unknown argument `{arg}`\n{USAGE}").into()),
         }
     }
@@ -307,6 +388,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if mode == "produce" {
         produce(queue, tasks).await
     } else {
-        work(queue, workers, until_empty).await
+        work(queue, workers, until_empty, lease).await
     }
 }

@@ -1,16 +1,20 @@
-//! `examples/worker.rs` on a durable queue: one producer process, then two worker processes on
-//! the same SQLite file (and PostgreSQL schema, when `TASKER_TEST_DATABASE_URL` is set); every
-//! task the producer enqueued finishes exactly once across the two workers, counted from the
-//! `task.complete` and `task.error` lines they print. No process is killed: re-delivery after a
-//! crash needs exactly-once completion, tested once it exists.
+//! `examples/worker.rs` on a durable queue, on the same SQLite file (and PostgreSQL schema, when
+//! `TASKER_TEST_DATABASE_URL` is set), every process's events read from the lines it prints:
+//!
+//! - one producer process, then two worker processes: every task the producer enqueued finishes
+//!   exactly once across the two workers;
+//! - one producer and three worker processes, 2,000 tasks with retries and failures, one worker
+//!   killed with SIGKILL while it holds leases: every task still finishes exactly once across
+//!   the three (the killed one included), no completed step runs twice, and the tasks the killed
+//!   worker left unfinished finish elsewhere, replaying the steps it had completed.
 
 #![cfg(feature = "sqlite")]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Orders the producer enqueues; every tenth is empty, so its task fails.
@@ -85,14 +89,13 @@ fn ids<'a>(output: &'a str, event: &'a str) -> impl Iterator<Item = String> + 'a
     })
 }
 
-/// Runs the producer, then two worker processes, on `queue` (`--queue` and any extra options),
-/// and checks that each enqueued task finished once.
-fn producer_and_two_workers(queue: &[&str]) {
-    let example = example();
-    let produced = Command::new(example)
+/// Runs the producer on `queue` for `tasks` orders; the task ids it enqueued, in order (the
+/// first is order 1).
+fn produce(queue: &[&str], tasks: usize) -> Vec<String> {
+    let produced = Command::new(example())
         .arg("produce")
         .args(queue)
-        .args(["--tasks", &TASKS.to_string()])
+        .args(["--tasks", &tasks.to_string()])
         .stderr(Stdio::inherit())
         .output()
         .expect("the producer starts");
@@ -101,12 +104,20 @@ fn producer_and_two_workers(queue: &[&str]) {
         "the producer exited with {}",
         produced.status
     );
-    let enqueued: BTreeSet<String> = ids(
+    let enqueued: Vec<String> = ids(
         std::str::from_utf8(&produced.stdout).unwrap(),
         "task.enqueue",
     )
     .collect();
-    assert_eq!(enqueued.len(), TASKS, "the producer enqueued every order");
+    assert_eq!(enqueued.len(), tasks, "the producer enqueued every order");
+    enqueued
+}
+
+/// Runs the producer, then two worker processes, on `queue` (`--queue` and any extra options),
+/// and checks that each enqueued task finished once.
+fn producer_and_two_workers(queue: &[&str]) {
+    let example = example();
+    let enqueued: BTreeSet<String> = produce(queue, TASKS).into_iter().collect();
 
     let deadline = Instant::now() + DEADLINE;
     let workers: Vec<Child> = (0..2)
@@ -152,59 +163,402 @@ fn producer_and_two_workers(queue: &[&str]) {
     eprintln!("tasks finished by each worker process: {per_worker:?}");
 }
 
-#[test]
-fn sqlite_producer_and_two_worker_processes_finish_every_task_once() {
-    let dir = std::env::temp_dir().join(format!("tasker-worker-processes-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    struct Remove(PathBuf);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _remove = Remove(dir.clone());
-    let url = format!("sqlite:{}", dir.join("queue.db").display());
-    producer_and_two_workers(&["--queue", &url]);
+/// Orders the crash test's producer enqueues: every tenth is empty (its task fails), every
+/// seventh has its reservation retried once.
+const CRASH_TASKS: usize = 2_000;
+/// Workers in each worker process of the crash test.
+const WORKERS_PER_PROCESS: usize = 2;
+/// The crash test's lease: a killed worker's tasks go to another worker at most this long after
+/// its death; renewals every third of it keep the living workers' leases.
+const CRASH_LEASE_MS: &str = "2000";
+/// The worker to be killed stalls (its `label` steps wait for ever) once it has finished this
+/// many tasks, so that it dies holding the leases of tasks with completed steps.
+const STALL_AFTER: usize = 20;
+/// How long the crash test may take, at most, before it fails.
+const CRASH_DEADLINE: Duration = Duration::from_secs(120);
+
+/// A worker process whose output is read line by line as it prints it.
+struct Running {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
-#[cfg(feature = "postgres")]
+impl Running {
+    fn start(queue: &[&str], extra: &[&str]) -> Running {
+        let mut child = Command::new(example())
+            .arg("work")
+            .args(queue)
+            .args([
+                "--workers",
+                &WORKERS_PER_PROCESS.to_string(),
+                "--until-empty",
+            ])
+            .args(["--lease-ms", CRASH_LEASE_MS])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("a worker starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let reader = std::thread::spawn({
+            let lines = lines.clone();
+            move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    lines.lock().unwrap().push(line);
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    fn events(&self) -> Vec<Line> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| Line::parse(l))
+            .collect()
+    }
+
+    /// Waits for the process to exit by itself, successfully, before `deadline`.
+    fn exit(&mut self, deadline: Instant, role: &str) {
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child's status") {
+                assert!(status.success(), "the {role} exited with {status}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the {role} did not finish within {CRASH_DEADLINE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the process with SIGKILL.
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL reaches the worker");
+        self.child.wait().expect("the killed worker is reaped");
+    }
+
+    /// Every event the process printed, once its output has ended.
+    fn output(mut self) -> Vec<Line> {
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the reader thread");
+        }
+        self.events()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A failed test leaves no process behind.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One printed event: `<role> <event> <task id> [<step> [<reason>]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Line {
+    event: String,
+    task: String,
+    step: Option<String>,
+    reason: Option<String>,
+}
+
+impl Line {
+    fn parse(line: &str) -> Option<Line> {
+        let mut fields = line.split_whitespace();
+        let (_role, event, task) = (fields.next()?, fields.next()?, fields.next()?);
+        Some(Line {
+            event: event.to_owned(),
+            task: task.to_owned(),
+            step: fields.next().map(str::to_owned),
+            reason: fields.next().map(str::to_owned),
+        })
+    }
+
+    fn is(&self, event: &str, step: &str) -> bool {
+        self.event == event && self.step.as_deref() == Some(step)
+    }
+
+    fn is_terminal(&self) -> bool {
+        self.event == "task.complete" || self.event == "task.error"
+    }
+}
+
+/// The tasks a process started and has not finished, and of those the ones waiting in `label`.
+fn unfinished(events: &[Line]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let ended: BTreeSet<&str> = events
+        .iter()
+        .filter(|line| line.is_terminal())
+        .map(|line| line.task.as_str())
+        .collect();
+    let started: BTreeSet<String> = events
+        .iter()
+        .filter(|line| line.event == "task.start" && !ended.contains(line.task.as_str()))
+        .map(|line| line.task.clone())
+        .collect();
+    let labelled: BTreeSet<&str> = events
+        .iter()
+        .filter(|line| line.is("step.complete", "label"))
+        .map(|line| line.task.as_str())
+        .collect();
+    let in_label = events
+        .iter()
+        .filter(|line| {
+            line.is("step.handle", "label")
+                && started.contains(&line.task)
+                && !labelled.contains(line.task.as_str())
+        })
+        .map(|line| line.task.clone())
+        .collect();
+    (started, in_label)
+}
+
+/// One producer and three worker processes on `queue`; the first worker is killed with
+/// SIGKILL once it has finished some tasks and each of its workers is in the middle of one.
+fn three_workers_one_killed(queue: &[&str]) {
+    example();
+    let started = Instant::now();
+    let enqueued = produce(queue, CRASH_TASKS);
+    let produced = started.elapsed();
+    let deadline = Instant::now() + CRASH_DEADLINE;
+    let mut victim = Running::start(queue, &["--stall-after", &STALL_AFTER.to_string()]);
+    let mut others: Vec<Running> = (0..2).map(|_| Running::start(queue, &[])).collect();
+
+    // Kill it once it has finished its share and holds the leases of tasks it is in the middle
+    // of (with steps completed: `pack` and `reserve` come before `label`).
+    loop {
+        let events = victim.events();
+        let finished = events.iter().filter(|line| line.is_terminal()).count();
+        let (_, in_label) = unfinished(&events);
+        if finished >= STALL_AFTER && in_label.len() == WORKERS_PER_PROCESS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker to kill never stalled: {finished} tasks finished, {} in `label`",
+            in_label.len()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    victim.kill();
+    let killed_at = started.elapsed();
+    for (n, other) in others.iter_mut().enumerate() {
+        other.exit(deadline, &format!("surviving worker {n}"));
+    }
+    let outputs: Vec<Vec<Line>> = std::iter::once(victim)
+        .chain(others)
+        .map(Running::output)
+        .collect();
+    eprintln!(
+        "{CRASH_TASKS} tasks: produced in {produced:?}, worker killed at {killed_at:?}, all \
+         finished at {:?}",
+        started.elapsed()
+    );
+
+    // Every task ended exactly once, across all three processes, the killed one included.
+    let mut ends: BTreeMap<&str, Vec<(usize, &str)>> = BTreeMap::new();
+    for (process, events) in outputs.iter().enumerate() {
+        for line in events.iter().filter(|line| line.is_terminal()) {
+            ends.entry(&line.task)
+                .or_default()
+                .push((process, &line.event));
+        }
+    }
+    let twice: Vec<_> = ends.iter().filter(|(_, ends)| ends.len() > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "tasks that ended more than once: {twice:?}"
+    );
+    assert_eq!(
+        ends.keys().copied().collect::<BTreeSet<_>>(),
+        enqueued.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        "every task ended"
+    );
+    // Failures and retries where the orders call for them.
+    for (index, task) in enqueued.iter().enumerate() {
+        let order = index + 1;
+        let expected = if order % 10 == 0 {
+            "task.error"
+        } else {
+            "task.complete"
+        };
+        assert_eq!(ends[task.as_str()][0].1, expected, "order {order}");
+        if order % 7 == 0 && order % 10 != 0 {
+            assert!(
+                outputs
+                    .iter()
+                    .flatten()
+                    .any(|line| line.task == *task && line.is("step.retry", "reserve")),
+                "order {order}'s reservation was retried"
+            );
+        }
+    }
+
+    // No completed step ran twice: one `step.complete` per task and step, in all the output.
+    let mut completions: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for line in outputs.iter().flatten() {
+        if let (Some(step), "step.complete") = (&line.step, line.event.as_str()) {
+            *completions.entry((&line.task, step)).or_default() += 1;
+        }
+    }
+    let again: Vec<_> = completions
+        .iter()
+        .filter(|(_, count)| **count > 1)
+        .collect();
+    assert!(
+        again.is_empty(),
+        "steps completed more than once: {again:?}"
+    );
+
+    // The killed worker's unfinished tasks finished elsewhere, replaying its completed steps.
+    let victim_events = &outputs[0];
+    assert!(
+        victim_events
+            .iter()
+            .filter(|line| line.is_terminal())
+            .count()
+            >= STALL_AFTER,
+        "the killed worker finished tasks before it died"
+    );
+    let (left, in_label) = unfinished(victim_events);
+    assert_eq!(in_label.len(), WORKERS_PER_PROCESS, "{in_label:?}");
+    let mut replays = 0;
+    for task in &left {
+        let (process, _) = ends[task.as_str()][0];
+        assert_ne!(
+            process, 0,
+            "task {task} finished after its worker was killed"
+        );
+        let finisher = &outputs[process];
+        let completed_before: Vec<&str> = victim_events
+            .iter()
+            .filter(|line| line.task == *task && line.event == "step.complete")
+            .filter_map(|line| line.step.as_deref())
+            .collect();
+        for step in &completed_before {
+            assert!(
+                finisher.iter().any(|line| line.task == *task
+                    && line.is("step.skip", step)
+                    && line.reason.as_deref() == Some("replayed")),
+                "task {task}: step `{step}`, completed by the killed worker, was replayed"
+            );
+            replays += 1;
+        }
+        if in_label.contains(task) {
+            assert_eq!(completed_before, ["pack", "reserve"], "task {task}");
+            assert!(
+                finisher
+                    .iter()
+                    .any(|line| line.task == *task && line.is("step.complete", "label")),
+                "task {task}: `label` ran in the process that finished it"
+            );
+        }
+    }
+    assert!(replays >= 2 * WORKERS_PER_PROCESS, "{replays} replays");
+}
+
+/// A directory of its own, removed with the value.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("tasker-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn sqlite_url(&self) -> String {
+        format!("sqlite:{}", self.0.join("queue.db").display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
-fn postgres_producer_and_two_worker_processes_finish_every_task_once() {
-    let url = match std::env::var("TASKER_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
+fn sqlite_producer_and_two_worker_processes_finish_every_task_once() {
+    let dir = TempDir::new("worker-processes");
+    producer_and_two_workers(&["--queue", &dir.sqlite_url()]);
+}
+
+#[test]
+fn sqlite_three_worker_processes_one_killed_finish_every_task_once() {
+    let dir = TempDir::new("worker-crash");
+    three_workers_one_killed(&["--queue", &dir.sqlite_url()]);
+}
+
+/// The database URL, or `None` (after saying how to enable the test) when none is set.
+#[cfg(feature = "postgres")]
+fn database_url() -> Option<String> {
+    match std::env::var("TASKER_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
         _ => {
             eprintln!(
                 "skipping the PostgreSQL worker processes test: set TASKER_TEST_DATABASE_URL \
                  (for example postgres://postgres@127.0.0.1:5432/test, as .ci/run does) to run it"
             );
-            return;
-        }
-    };
-    let schema = format!("tasker_worker_processes_{}", std::process::id());
-    /// Drops the test's schema, even when the test fails.
-    struct DropSchema(String, String);
-    impl Drop for DropSchema {
-        fn drop(&mut self) {
-            let (url, schema) = (self.0.clone(), self.1.clone());
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    if let Ok((client, connection)) =
-                        tokio_postgres::connect(&url, tokio_postgres::NoTls).await
-                    {
-                        let driver = tokio::spawn(connection);
-                        let _ = client
-                            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                            .await;
-                        drop(client);
-                        let _ = driver.await;
-                    }
-                });
+            None
         }
     }
+}
+
+/// Drops a test's schema, even when the test fails.
+#[cfg(feature = "postgres")]
+struct DropSchema(String, String);
+
+#[cfg(feature = "postgres")]
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (self.0.clone(), self.1.clone());
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                if let Ok((client, connection)) =
+                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+                {
+                    let driver = tokio::spawn(connection);
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                        .await;
+                    drop(client);
+                    let _ = driver.await;
+                }
+            });
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_producer_and_two_worker_processes_finish_every_task_once() {
+    let Some(url) = database_url() else { return };
+    let schema = format!("tasker_worker_processes_{}", std::process::id());
     let _drop = DropSchema(url.clone(), schema.clone());
     producer_and_two_workers(&["--queue", &url, "--schema", &schema]);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_three_worker_processes_one_killed_finish_every_task_once() {
+    let Some(url) = database_url() else { return };
+    let schema = format!("tasker_worker_crash_{}", std::process::id());
+    let _drop = DropSchema(url.clone(), schema.clone());
+    three_workers_one_killed(&["--queue", &url, "--schema", &schema]);
 }
