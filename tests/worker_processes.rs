@@ -342,7 +342,7 @@ fn three_workers_one_killed(queue: &[&str]) {
         let events = victim.events();
         let finished = events.iter().filter(|line| line.is_terminal()).count();
         let (_, in_label) = unfinished(&events);
-        if finished >= STALL_AFTER && in_label.len() == WORKERS_PER_PROCESS {
+        if finished >= STALL_AFTER && in_label.len() >= WORKERS_PER_PROCESS {
             break;
         }
         assert!(
@@ -433,7 +433,8 @@ fn three_workers_one_killed(queue: &[&str]) {
         "the killed worker finished tasks before it died"
     );
     let (left, in_label) = unfinished(victim_events);
-    assert_eq!(in_label.len(), WORKERS_PER_PROCESS, "{in_label:?}");
+    // Each of its workers stalled in one (more only if a lease of its was lost under load).
+    assert!(in_label.len() >= WORKERS_PER_PROCESS, "{in_label:?}");
     let mut replays = 0;
     for task in &left {
         let (process, _) = ends[task.as_str()][0];
