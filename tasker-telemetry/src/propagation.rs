@@ -111,6 +111,9 @@ impl std::fmt::Debug for ActiveContext {
 /// Makes `step`'s trace context current through the installed propagator, if any.
 #[inline]
 pub fn enter_step(step: &StepRef) -> Option<ActiveContext> {
+    if !INSTALLED.load(Ordering::Relaxed) {
+        return None;
+    }
     PROPAGATOR.load().as_ref()?.enter_step(step)
 }
 
@@ -121,6 +124,16 @@ impl std::fmt::Debug for dyn Propagator {
 }
 
 static PROPAGATOR: ArcSwapOption<Box<dyn Propagator>> = ArcSwapOption::const_empty();
+/// Whether `PROPAGATOR` holds one: a relaxed load spares every step attempt the `ArcSwap` load
+/// when none is installed (the common case without the OpenTelemetry adapter).
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Stores `propagator` and whether there is one.
+fn store(propagator: Option<Box<dyn Propagator>>) {
+    let installed = propagator.is_some();
+    PROPAGATOR.store(propagator.map(Arc::new));
+    INSTALLED.store(installed, Ordering::Relaxed);
+}
 /// Whether the installed propagator is the one `configure` installed with its adapters.
 static CONFIGURED: AtomicBool = AtomicBool::new(false);
 
@@ -130,7 +143,7 @@ static CONFIGURED: AtomicBool = AtomicBool::new(false);
 /// removes it when the configuration no longer has it; a propagator installed here stays until
 /// replaced here or by a configuration with the OpenTelemetry adapter.
 pub fn set_propagator(propagator: Option<Box<dyn Propagator>>) {
-    PROPAGATOR.store(propagator.map(Arc::new));
+    store(propagator);
     CONFIGURED.store(false, Ordering::Relaxed);
 }
 
@@ -139,12 +152,12 @@ pub fn set_propagator(propagator: Option<Box<dyn Propagator>>) {
 pub(crate) fn set_configured_propagator(propagator: Option<Box<dyn Propagator>>) {
     match propagator {
         Some(propagator) => {
-            PROPAGATOR.store(Some(Arc::new(propagator)));
+            store(Some(propagator));
             CONFIGURED.store(true, Ordering::Relaxed);
         }
         None => {
             if CONFIGURED.swap(false, Ordering::Relaxed) {
-                PROPAGATOR.store(None);
+                store(None);
             }
         }
     }
