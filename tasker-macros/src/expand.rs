@@ -184,7 +184,16 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
     });
 
     let body = function.body().clone();
+    // A step with no policy to apply runs its body alone when nothing observes it (`quiet`):
+    // the body is bound first, then either called directly or given to the attempt.
+    let plain = !retries
+        && args.skip_if.is_none()
+        && args.skippable.is_none()
+        && args.timeout_ms.is_none()
+        && args.fields.is_none();
     let attempt = match (is_async, args.timeout_ms.is_some()) {
+        (true, false) if plain => quote!(__tasker_step.attempt(__tasker_body).await),
+        (false, _) if plain => quote!(__tasker_step.attempt_sync(__tasker_body)),
         (true, false) => quote!(__tasker_step.attempt(async #body).await),
         (true, true) => {
             // `attempt_timed` asks `From<StepTimeout>` of the error type itself; spanned at the
@@ -246,6 +255,29 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
         }
     });
 
+    let quiet = plain.then(|| {
+        let quiet = if checkpoint_type.is_some() {
+            quote!(quiet_uncheckpointed)
+        } else {
+            quote!(quiet)
+        };
+        if is_async {
+            quote! {
+                let __tasker_body = async #body;
+                if #p::#quiet() {
+                    return __tasker_body.await;
+                }
+            }
+        } else {
+            quote! {
+                let __tasker_body = || #body;
+                if #p::quiet() {
+                    return __tasker_body();
+                }
+            }
+        }
+    });
+
     let run = if retries {
         let owned: Vec<_> = function
             .arguments
@@ -301,6 +333,21 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
         }
     };
 
+    let observed = quote! {
+        #start
+        #fields
+        #replay
+        #bypass
+        #skip
+        #run
+    };
+    // A plain sync step keeps the observed path out of line, so that the quiet path costs its
+    // checks and the body's call, not the frame of the whole state machine.
+    let observed = if plain && !is_async {
+        quote!(#p::observed(move || { #observed }))
+    } else {
+        observed
+    };
     let new_body: Block = parse_quote! {{
         static __TASKER_STEP: #p::StepDescriptor = #p::StepDescriptor {
             name: #name,
@@ -316,12 +363,8 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
             timeout: #timeout,
         };
         #p::inventory::submit! { #p::StepRegistration(&__TASKER_STEP) }
-        #start
-        #fields
-        #replay
-        #bypass
-        #skip
-        #run
+        #quiet
+        #observed
     }};
     install_body(&mut function, new_body);
     let item = &function.item;

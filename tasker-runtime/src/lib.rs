@@ -41,7 +41,10 @@ pub use request::{RequestError, TaskRequest};
 pub use runner::TaskRunner;
 pub use runtime::{BuildError, EnqueueError, Runtime, RuntimeBuilder, TaskError, TaskHandle};
 pub use spawn::{spawn, FutureExt};
-pub use step::{backoff, backoff_sync, Attempt, Next, Start, StepRun, TimedAttempt};
+pub use step::{
+    backoff, backoff_sync, observed, quiet, quiet_uncheckpointed, Attempt, Next, Start, StepRun,
+    TimedAttempt,
+};
 pub use task::{Body, TaskRun};
 pub use timeout::StepTimeout;
 pub use worker::RunFailure;

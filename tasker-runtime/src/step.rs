@@ -36,6 +36,31 @@ pub enum Next {
     Retry(Duration),
 }
 
+/// Whether a step call that has no policy to apply (one attempt, no `skip_if`, not `skippable`,
+/// no `timeout_ms`, no `fields`) can run its body and nothing else: nobody listens to Tasker's
+/// events and no `tracing` subscriber takes INFO spans (an attempt's span, for log
+/// correlation). Two relaxed loads; `#[step]` checks it before it builds a [`StepRun`]. An async
+/// step whose output could be checkpointed also asks [`quiet_uncheckpointed`].
+#[inline(always)]
+pub fn quiet() -> bool {
+    use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
+    !events::listening()
+        && (STATIC_MAX_LEVEL < LevelFilter::INFO || LevelFilter::current() < LevelFilter::INFO)
+}
+
+/// [`quiet`], and no task run keeps checkpoints (then a step's output must be recorded).
+#[inline(always)]
+pub fn quiet_uncheckpointed() -> bool {
+    quiet() && !tasker_telemetry::context::checkpointing()
+}
+
+/// Runs the observed path of a step call, out of line: see [`quiet`].
+#[cold]
+#[inline(never)]
+pub fn observed<R>(run: impl FnOnce() -> R) -> R {
+    run()
+}
+
 /// One call of a step, across all of its attempts.
 #[derive(Debug)]
 pub struct StepRun {
@@ -46,7 +71,7 @@ pub struct StepRun {
     position: Option<u32>,
     /// `ManuallyDrop` so that a silent call (`None`) needs no out-of-line drop glue; `Drop`
     /// drops it, on the cold path, when there is something to drop.
-    live: ManuallyDrop<Option<Live>>,
+    live: ManuallyDrop<Option<LiveBox>>,
 }
 
 /// The state of a step call that somebody listens to.
@@ -62,6 +87,78 @@ struct Live {
     finished: bool,
     /// Values recorded with `#[step(fields(...))]`, masked.
     fields: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+}
+
+/// A [`Live`] on the heap, so that a step call's future stays small (it is moved by value into
+/// place, and a quiet call pays for every byte of it), in a box recycled through a per-thread
+/// pool, so that live calls allocate only while the pool fills.
+struct LiveBox(ManuallyDrop<Box<Option<Live>>>);
+
+/// Boxes kept per thread for the next live step calls: enough for deep nesting and wide
+/// `join!` batches; more are freed.
+const POOLED_PER_THREAD: usize = 64;
+
+thread_local! {
+    // The boxes are the point: each is one call's `Live`, handed out and taken back whole.
+    #[allow(clippy::vec_box)]
+    static LIVE_POOL: std::cell::RefCell<Vec<Box<Option<Live>>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl LiveBox {
+    fn new(live: Live) -> LiveBox {
+        let recycled = LIVE_POOL
+            .try_with(|pool| pool.try_borrow_mut().ok().and_then(|mut pool| pool.pop()))
+            .ok()
+            .flatten();
+        let mut slot = recycled.unwrap_or_else(|| Box::new(None));
+        *slot = Some(live);
+        LiveBox(ManuallyDrop::new(slot))
+    }
+}
+
+impl std::ops::Deref for LiveBox {
+    type Target = Live;
+
+    #[inline]
+    fn deref(&self) -> &Live {
+        match &**self.0 {
+            Some(live) => live,
+            None => unreachable!("a LiveBox holds its Live until it is dropped"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for LiveBox {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Live {
+        match &mut **self.0 {
+            Some(live) => live,
+            None => unreachable!("a LiveBox holds its Live until it is dropped"),
+        }
+    }
+}
+
+impl Drop for LiveBox {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is taken once, here, and never used again.
+        let mut slot = unsafe { ManuallyDrop::take(&mut self.0) };
+        // Drop the call's state (its task's `Arc`, its fields) now, wherever the box goes.
+        *slot = None;
+        let _ = LIVE_POOL.try_with(|pool| {
+            if let Ok(mut pool) = pool.try_borrow_mut() {
+                if pool.len() < POOLED_PER_THREAD {
+                    pool.push(slot);
+                }
+            }
+        });
+    }
+}
+
+impl std::fmt::Debug for LiveBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Live::fmt(self, f)
+    }
 }
 
 impl StepRun {
@@ -105,14 +202,14 @@ impl StepRun {
             descriptor,
             attempt: 1,
             position: None,
-            live: ManuallyDrop::new(Some(Live {
+            live: ManuallyDrop::new(Some(LiveBox::new(Live {
                 context: Some(parent.with_step(step)),
                 step,
                 attempt_started: now.tick,
                 attempt_started_at: now.system,
                 finished: false,
                 fields: None,
-            })),
+            }))),
         }
     }
 
