@@ -77,8 +77,8 @@ pub struct StepRun {
 /// The state of a step call that somebody listens to.
 #[derive(Debug)]
 struct Live {
-    /// The step's context (its task, itself as current step); `None` while an attempt is polled
-    /// with it entered.
+    /// The step's context (its task, itself as current step); while an attempt is polled, the
+    /// context it replaced (see `run_in`).
     context: Option<Context>,
     step: StepRef,
     /// When the attempt running (or about to run) started, on both clocks.

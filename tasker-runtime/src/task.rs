@@ -29,7 +29,7 @@ pub struct TaskRun {
 
 #[derive(Debug)]
 struct Live {
-    /// The task's context; `None` while the body is polled with it entered.
+    /// The task's context; while the body is polled, the context it replaced (see `run_in`).
     context: Option<Context>,
     frame: Arc<TaskFrame>,
     started: Instant,

@@ -277,12 +277,11 @@ thread_local! {
 impl Context {
     /// The context of the code that is running now.
     pub fn current() -> Context {
-        CURRENT.with(|cell| {
-            let context = cell.take();
-            let copy = context.clone();
-            cell.set(context);
-            copy
-        })
+        // SAFETY: the cell is this thread's and nothing else runs while the context is cloned
+        // (cloning an `Arc` and copying plain data never touch `CURRENT`), so the shared
+        // reference does not outlive or overlap a mutation. Reading in place spares moving the
+        // whole context out of the cell and back.
+        CURRENT.with(|cell| unsafe { (*cell.as_ptr()).clone() })
     }
 
     /// Runs `f` with a reference to the current context, without cloning it.
@@ -354,6 +353,14 @@ impl Context {
     /// The scope tag.
     pub fn scope(&self) -> ScopeTag {
         self.scope
+    }
+
+    /// Exchanges `context` with the current context, in place: called twice around a call,
+    /// it runs the call in `context` and leaves `context` as it was (or as the call left the
+    /// current context).
+    #[inline]
+    pub fn swap_current(context: &mut Context) {
+        CURRENT.with(|cell| cell.swap(Cell::from_mut(context)));
     }
 
     /// Makes this the current context until the guard is dropped.
