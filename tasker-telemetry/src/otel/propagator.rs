@@ -33,11 +33,14 @@ pub fn held_producer_context_count() -> usize {
 /// queue keep a run's context for the next delivery to link to).
 #[derive(Default)]
 pub(crate) struct SpanContexts {
-    open: Mutex<HashMap<u128, OtelContext>>,
+    open: Mutex<IdMap<OtelContext>>,
 }
 
+/// Task and step ids end in random bits: hashed as they are (see `span_map::IdHasher`).
+type IdMap<V> = HashMap<u128, V, std::hash::BuildHasherDefault<super::span_map::IdHasher>>;
+
 impl SpanContexts {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u128, OtelContext>> {
+    fn lock(&self) -> MutexGuard<'_, IdMap<OtelContext>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
