@@ -198,6 +198,9 @@ impl TaskRun {
             }
         };
         if let (true, Some(slot)) = (defer, &live.terminal) {
+            if !events::listening() {
+                return;
+            }
             let event = Event::new(Some(*live.frame.task()), None, details).into_owned();
             let mut terminal = lock_terminal(slot);
             if matches!(*terminal, Terminal::Abandoned) {

@@ -171,6 +171,9 @@ pub fn inject(task: Option<&TaskRef>) -> Option<TraceContext> {
 
 /// The trace context the installed propagator gives for a request for `task`, if any.
 pub fn propagator_context(task: Option<&TaskRef>) -> Option<TraceContext> {
+    if !INSTALLED.load(Ordering::Relaxed) {
+        return None;
+    }
     PROPAGATOR.load().as_ref()?.inject(task)
 }
 

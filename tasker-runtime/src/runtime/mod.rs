@@ -201,13 +201,15 @@ impl Runtime {
         let descriptor = registered.descriptor;
         let task = task_ref(task_id, descriptor);
         initialize(Some(task), None);
-        events::fire(&Event::new(
-            Some(task),
-            None,
-            Details::TaskEnqueue {
-                queue: self.inner.queue.name().into(),
-            },
-        ));
+        if events::listening() {
+            events::fire(&Event::new(
+                Some(task),
+                None,
+                Details::TaskEnqueue {
+                    queue: self.inner.queue.name().into(),
+                },
+            ));
+        }
         let trace_context = propagation::propagator_context(Some(&task))
             .or_else(|| request.carried_trace_context().cloned());
         let envelope = Envelope {
