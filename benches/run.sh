@@ -15,3 +15,9 @@ echo
 bash benches/compile_time.sh
 echo
 cargo bench --bench memory 2>&1 | tail -1
+echo
+if command -v valgrind >/dev/null; then
+    bash benches/instructions.sh
+else
+    echo "valgrind is not installed: no instruction counts (benches/instructions.sh)"
+fi
