@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compile time per annotated function: generates three crates with 200 functions each — plain,
 # `#[tasker::step]`, `#[tracing::instrument]` — builds their dependencies once, then times a
-# rebuild of each crate alone (best of three) and reports milliseconds per function over the
+# rebuild of each crate alone (best of five) and reports milliseconds per function over the
 # plain crate. DESIGN.md §6 budget: ≤ 2 ms per `#[tasker::step]`.
 #
 #   bash benches/compile_time.sh            (from the workspace root)
@@ -41,14 +41,14 @@ generate tasker "#[tasker::step(max_attempts = 1)]"
 generate tracing "#[tracing::instrument]"
 
 export CARGO_TARGET_DIR="$work/target"
-best() { # dir → best of three rebuild times in ms
+best() { # dir → best of five rebuild times in ms
   local dir=$1 best=""
-  (cd "$dir" && cargo build --quiet)
-  for _ in 1 2 3; do
+  (cd "$dir" && cargo build --quiet) || { echo "building $dir failed" >&2; exit 1; }
+  for _ in 1 2 3 4 5; do
     touch "$dir/src/lib.rs"
     local start end
     start=$(date +%s%N)
-    (cd "$dir" && cargo build --quiet)
+    (cd "$dir" && cargo build --quiet) || { echo "building $dir failed" >&2; exit 1; }
     end=$(date +%s%N)
     local ms=$(((end - start) / 1000000))
     if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
@@ -60,6 +60,6 @@ plain=$(best "$work/plain")
 tasker=$(best "$work/tasker")
 tracing=$(best "$work/tracing")
 per() { awk -v t="$1" -v p="$plain" -v n="$functions" 'BEGIN { printf "%.2f", (t - p) / n }'; }
-echo "compile time of $functions functions (ms, best of 3): plain $plain, tasker $tasker, tracing $tracing"
+echo "compile time of $functions functions (ms, best of 5): plain $plain, tasker $tasker, tracing $tracing"
 echo "per annotated function: tasker $(per "$tasker") ms, tracing $(per "$tracing") ms" \
   "(ratio $(awk -v a="$tasker" -v b="$tracing" -v p="$plain" 'BEGIN { printf "%.2f", (a - p) / (b - p) }'))"
