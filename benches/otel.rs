@@ -34,15 +34,18 @@ fn provider() -> SdkTracerProvider {
 }
 
 #[tasker::step(max_attempts = 1)]
+#[inline(never)]
 fn tasker_step(value: u64) -> u64 {
     black_box(value).wrapping_mul(31)
 }
 
 #[tracing::instrument]
+#[inline(never)]
 fn tracing_step(value: u64) -> u64 {
     black_box(value).wrapping_mul(31)
 }
 
+#[inline(never)]
 fn plain_step(value: u64) -> u64 {
     black_box(value).wrapping_mul(31)
 }

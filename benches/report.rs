@@ -32,6 +32,15 @@ fn time(ns: f64) -> String {
     }
 }
 
+/// A difference, with its sign: `+0.3 ns`, `−0.2 ns`.
+fn signed(ns: f64) -> String {
+    if ns < 0.0 {
+        format!("−{}", time(-ns))
+    } else {
+        format!("+{}", time(ns))
+    }
+}
+
 fn verdict(met: bool) -> &'static str {
     if met {
         "met"
@@ -55,11 +64,11 @@ fn main() {
             overhead(&format!("off/{kind}/tracing #[instrument], no subscriber")),
         ) {
             rows.push(format!(
-                "| telemetry off, {kind} | {} | {plain}: {}; tracing, no subscriber: {} | +{} over plain | ≤ +{budget} ns: {} |",
+                "| telemetry off, {kind} | {} | {plain}: {}; tracing, no subscriber: {} | {} over plain | ≤ +{budget} ns: {} |",
                 time(ours),
                 time(peer),
                 time(tracing),
-                time(ours - peer),
+                signed(ours - peer),
                 verdict(ours - peer <= budget)
             ));
         }

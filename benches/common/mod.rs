@@ -3,6 +3,9 @@
 
 #![allow(dead_code)] // each benchmark uses its own subset
 
+// Every contender is `#[inline(never)]`, like the plain function: each pays one call, and none is
+// folded into the benchmark loop.
+
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
@@ -33,43 +36,51 @@ pub async fn plain_async(value: u64) -> u64 {
 }
 
 #[tasker::step(max_attempts = 1)]
+#[inline(never)]
 pub fn tasker_step(value: u64) -> u64 {
     black_box(value).wrapping_mul(31)
 }
 
 #[tasker::step(max_attempts = 1)]
+#[inline(never)]
 pub async fn tasker_step_async(value: u64) -> u64 {
     black_box(value).wrapping_mul(31)
 }
 
 /// The same step with the default policy (three attempts), whose arguments are kept for a retry.
 #[tasker::step]
+#[inline(never)]
 pub fn tasker_step_retrying(value: u64) -> u64 {
     black_box(value).wrapping_mul(31)
 }
 
 #[tracing::instrument]
+#[inline(never)]
 pub fn tracing_step(value: u64) -> u64 {
     black_box(value).wrapping_mul(31)
 }
 
 #[tracing::instrument]
+#[inline(never)]
 pub async fn tracing_step_async(value: u64) -> u64 {
     black_box(value).wrapping_mul(31)
 }
 
 #[tracing::instrument]
+#[inline(never)]
 pub fn tracing_step_logged(value: u64) -> u64 {
     tracing::info!(value, "step ran");
     black_box(value).wrapping_mul(31)
 }
 
 #[fastrace::trace]
+#[inline(never)]
 pub fn fastrace_step(value: u64) -> u64 {
     black_box(value).wrapping_mul(31)
 }
 
 #[fastrace::trace]
+#[inline(never)]
 pub async fn fastrace_step_async(value: u64) -> u64 {
     black_box(value).wrapping_mul(31)
 }
