@@ -169,9 +169,13 @@ async fn producer() -> Result<(), Box<dyn std::error::Error>> {
     }
     drop(pipe); // end of input: the worker finishes what it has and exits
     let output = worker.stdout.take().ok_or("worker has no stdout")?;
+    // Relay the worker's lines; if our own reader has gone (`| head`), keep draining the pipe so
+    // the worker never blocks on it, and say nothing more.
+    let mut stdout = std::io::stdout().lock();
     for line in BufReader::new(output).lines() {
-        println!("{}", line?);
+        let _ = writeln!(stdout, "{}", line?);
     }
+    drop(stdout);
     let status = worker.wait()?;
     runtime.shutdown().await;
     if !status.success() {
