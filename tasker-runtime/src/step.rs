@@ -403,21 +403,9 @@ impl StepRun {
             return body();
         };
         let _active = propagation::enter_step(&live.step);
-        // Through `&mut dyn FnMut`, so that the unwinding machinery is compiled once, not once
-        // per step: most of a step's compile time was its own copy of `catch_unwind`.
-        let mut body = Some(body);
-        let mut output = None;
-        let mut call = || {
-            if let Some(body) = body.take() {
-                output = Some(body());
-            }
-        };
-        let call: &mut dyn FnMut() = &mut call;
-        let caught = run_in(&mut live.context, call);
-        match (caught, output) {
-            (Ok(()), Some(value)) => value,
-            (Err(payload), _) => self.panicked(payload),
-            (Ok(()), None) => unreachable!("the body ran, or its panic was caught"),
+        match run_in(&mut live.context, body) {
+            Ok(value) => value,
+            Err(payload) => self.panicked(payload),
         }
     }
 
@@ -675,19 +663,9 @@ impl<F: Future> Future for Attempt<'_, F> {
             return body.poll(cx);
         };
         let _active = propagation::enter_step(&live.step);
-        // Through `&mut dyn FnMut`, as in `attempt_sync`: one copy of the unwinding machinery.
-        let mut body = Some(body);
-        let mut output = None;
-        let mut call = || {
-            if let Some(body) = body.take() {
-                output = Some(body.poll(cx));
-            }
-        };
-        let call: &mut dyn FnMut() = &mut call;
-        match (run_in(&mut live.context, call), output) {
-            (Ok(()), Some(poll)) => poll,
-            (Err(payload), _) => this.run.panicked(payload),
-            (Ok(()), None) => unreachable!("the body was polled, or its panic was caught"),
+        match run_in(&mut live.context, || body.poll(cx)) {
+            Ok(poll) => poll,
+            Err(payload) => this.run.panicked(payload),
         }
     }
 }
