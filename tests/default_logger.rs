@@ -6,15 +6,17 @@
 //! the buffer. Telemetry is configured per test, so every test holds [`LOCK`] and restores the
 //! default configuration when it ends.
 
+mod support;
+
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde_json::{json, Value};
+use support::LogBuffer as Buffer;
 use tasker::telemetry::{Adapter, Event};
 use tasker::testing::Capture;
 use tasker::{Configuration, TelemetryAdapter};
-use tracing_subscriber::fmt::MakeWriter;
 
 // This binary never names anything of the adapter crate: without this line the linker would
 // drop it, and with it its adapters (see `use_adapters_links_a_crate_this_binary_never_names`).
@@ -46,42 +48,6 @@ fn configured(change: impl FnOnce(&mut Configuration)) -> Exclusive {
     })
     .expect("the test's configuration is valid");
     guard
-}
-
-/// An in-memory writer for `tracing_subscriber::fmt`.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Buffer {
-    fn lines(&self) -> Vec<String> {
-        let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl io::Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-
-    fn make_writer(&'a self) -> Buffer {
-        self.clone()
-    }
 }
 
 /// Runs `f` on this thread under a plain-text fmt subscriber (no time, no colours) and inside

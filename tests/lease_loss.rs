@@ -3,17 +3,18 @@
 //! the worker says so once in its log. A renewal that fails for a database error is retried
 //! until the lease would have ended. (The same on SQLite and PostgreSQL: `tests/queue_suite`.)
 
-use std::io;
+mod support;
+
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::LogBuffer as Log;
 use tasker::queue::{
     BoxFuture, Claim, Completion, Envelope, LeaseId, MemoryQueue, Queue, QueueError,
 };
 use tasker::telemetry::{Details, Event, TaskRef};
 use tasker::{Runtime, TaskRequest};
-use tracing_subscriber::fmt::MakeWriter;
 
 /// What a [`Renewals`] queue does with renewals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,44 +208,6 @@ async fn wait_for(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-/// An in-memory writer for `tracing_subscriber::fmt`: the worker's log.
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl Log {
-    /// The lines about task `id`.
-    fn about(&self, id: uuid::Uuid) -> Vec<String> {
-        let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter(|line| line.contains(&id.to_string()))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl io::Write for Log {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Log {
-    type Writer = Log;
-
-    fn make_writer(&'a self) -> Log {
-        self.clone()
-    }
-}
-
 /// A subscriber writing the worker's log to `log`: the tests run their workers on the test's
 /// one thread, where it is the default.
 fn capture(log: &Log) -> tracing::subscriber::DefaultGuard {
@@ -315,7 +278,7 @@ async fn a_worker_whose_lease_is_taken_stops_the_task_and_says_so_once() {
         ]
     );
     assert_eq!(log.abandoned.load(Ordering::SeqCst), 1);
-    let said = output.about(thief.envelope.task_id);
+    let said = output.lines_containing(&thief.envelope.task_id.to_string());
     assert_eq!(said.len(), 1, "said once: {said:#?}");
     assert!(said[0].contains("WARN tasker"), "{}", said[0]);
     assert!(
@@ -355,7 +318,7 @@ async fn a_sync_task_whose_lease_is_taken_finishes_on_its_thread_and_reports_no_
     queue.set(Mode::Pass);
     let task_id = thief.envelope.task_id;
     wait_for("the worker to give the task up", || {
-        !output.about(task_id).is_empty()
+        !output.lines_containing(&task_id.to_string()).is_empty()
     })
     .await;
     // A sync task cannot be interrupted: it finishes on its thread, and reports no end.
@@ -377,7 +340,7 @@ async fn a_sync_task_whose_lease_is_taken_finishes_on_its_thread_and_reports_no_
         ]
     );
     assert_eq!(log.abandoned.load(Ordering::SeqCst), 1);
-    assert_eq!(output.about(task_id).len(), 1);
+    assert_eq!(output.lines_containing(&task_id.to_string()).len(), 1);
 }
 
 #[tokio::test]
@@ -417,7 +380,7 @@ async fn a_renewal_that_fails_for_a_while_is_retried_and_the_task_finishes() {
         ]
     );
     assert_eq!(log.abandoned.load(Ordering::SeqCst), 0);
-    let said = output.about(task_id);
+    let said = output.lines_containing(&task_id.to_string());
     assert_eq!(said.len(), 1, "{said:#?}");
     assert!(
         said[0].contains("could not renew the lease of task")
@@ -468,7 +431,7 @@ async fn renewals_that_fail_until_the_lease_would_end_stop_the_task() {
         "renewals were retried before the lease would end"
     );
     let task_id = log.task_id.lock().unwrap().unwrap();
-    let said = output.about(task_id);
+    let said = output.lines_containing(&task_id.to_string());
     assert_eq!(said.len(), 2 * runs, "{said:#?}");
     for said in said.chunks(2) {
         assert!(

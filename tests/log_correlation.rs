@@ -2,31 +2,12 @@
 //! with the OpenTelemetry adapter, log records bridged by `opentelemetry-appender-tracing` carry
 //! the trace and span ids of the step's span.
 
-use std::io;
-use std::sync::{Arc, Mutex};
+mod support;
 
+use std::sync::Mutex;
+
+use support::LogBuffer as Buffer;
 use tasker::testing::Capture;
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-    fn make_writer(&'a self) -> Buffer {
-        self.clone()
-    }
-}
 
 static FAILURES: Mutex<u32> = Mutex::new(1);
 
@@ -61,7 +42,7 @@ fn user_events_inside_a_retried_step_carry_the_task_step_and_attempt() {
     let step_id = capture.events()[3]
         .step_id()
         .expect("step.handle has a step id");
-    let output = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let output = buffer.lines().join("\n");
     let lines: Vec<&str> = output
         .lines()
         .filter(|line| line.contains("charging the card"))

@@ -3,30 +3,9 @@
 //! spans is an observer, so the step's own `tracing` events still say which step and attempt they
 //! belong to. This binary has no Tasker observer, so `events::listening()` is false throughout.
 
-use std::io;
-use std::sync::{Arc, Mutex};
+mod support;
 
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-    fn make_writer(&'a self) -> Buffer {
-        self.clone()
-    }
-}
+use support::LogBuffer as Buffer;
 
 #[tasker::step(max_attempts = 1)]
 fn weigh(parcel: u32) -> u32 {
@@ -38,14 +17,6 @@ fn weigh(parcel: u32) -> u32 {
 async fn label(parcel: u32) -> String {
     tracing::info!(parcel, "labelling");
     format!("P-{parcel}")
-}
-
-fn lines_of(buffer: &Buffer) -> Vec<String> {
-    String::from_utf8(buffer.0.lock().unwrap().clone())
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 #[test]
@@ -65,7 +36,7 @@ fn with_telemetry_off_user_events_inside_a_plain_step_still_carry_the_step_and_a
     });
     assert_eq!((weight, label.as_str()), (42, "P-42"));
     assert_eq!(
-        lines_of(&buffer),
+        buffer.lines(),
         [
             " INFO step{step_name=\"weigh\" attempt=1}: weighing parcel=21",
             " INFO step{step_name=\"label\" attempt=1}: labelling parcel=42",

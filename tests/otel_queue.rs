@@ -6,9 +6,10 @@
 
 mod otel_support;
 
-use std::io;
+mod support;
+
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry::baggage::BaggageExt;
@@ -22,13 +23,13 @@ use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMete
 use opentelemetry_sdk::trace::SpanData;
 use otel_support::{children, render_tree, root, text, value, Otel};
 use serde::{Deserialize, Serialize};
+use support::LogBuffer as Buffer;
 use tasker::queue::{
     BoxFuture, Claim, Completion, Envelope, LeaseId, MemoryQueue, Queue, QueueError, RunTrace,
 };
 use tasker::telemetry::otel::{held_producer_context_count, open_span_count, MeterProviderHandle};
 use tasker::telemetry::propagation::{self, TraceContext};
 use tasker::{Runtime, TaskRequest};
-use tracing_subscriber::fmt::MakeWriter;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Parcel {
@@ -92,42 +93,6 @@ async fn run_in_worker(envelope: Envelope) {
     }
     assert!(queue.is_empty(), "the worker ran and acknowledged the task");
     worker.shutdown().await;
-}
-
-/// An in-memory writer for `tracing_subscriber::fmt`.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Buffer {
-    fn lines(&self) -> Vec<String> {
-        let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl io::Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-
-    fn make_writer(&'a self) -> Buffer {
-        self.clone()
-    }
 }
 
 fn the<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
