@@ -363,12 +363,11 @@ async fn a_steps_checkpoint_is_durable_before_its_step_complete_and_failures_rec
     let task_id = Arc::new(Mutex::new(None));
     // At each step event, whether the step's checkpoint is durable at that moment.
     let subscription = tasker::events::subscribe({
-        let (seen, task_id, checkpoints) = (seen.clone(), task_id.clone(), checkpoints.clone());
+        let (seen, checkpoints) = (seen.clone(), checkpoints.clone());
         move |event: &Event<'_>| {
-            if event.task_id().is_none() || event.task_id() != *task_id.lock().unwrap() {
-                return;
-            }
-            let Some(step) = event.step_name() else {
+            // Kept with the task id and filtered at the end: the worker may start the task
+            // before the test learns its id.
+            let (Some(id), Some(step)) = (event.task_id(), event.step_name()) else {
                 return;
             };
             if matches!(
@@ -383,7 +382,7 @@ async fn a_steps_checkpoint_is_durable_before_its_step_complete_and_failures_rec
                     .any(|(name, _)| *name == step);
                 seen.lock()
                     .unwrap()
-                    .push(format!("{} {step} durable={durable}", event.name()));
+                    .push((id, format!("{} {step} durable={durable}", event.name())));
             }
         }
     });
@@ -401,8 +400,16 @@ async fn a_steps_checkpoint_is_durable_before_its_step_complete_and_failures_rec
     runtime.shutdown().await;
     drop(subscription);
     assert!(result.is_err(), "shipping is refused: {result:?}");
+    let task_id = task_id.lock().unwrap().expect("the task's id");
+    let seen: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(id, _)| *id == task_id)
+        .map(|(_, line)| line.clone())
+        .collect();
     assert_eq!(
-        *seen.lock().unwrap(),
+        seen,
         [
             "step.error flaky_reserve durable=false",
             "step.complete flaky_reserve durable=true",

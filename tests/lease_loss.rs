@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::task_log::{Observe, TaskLog};
 use support::LogBuffer as Log;
 use tasker::queue::{
     BoxFuture, Claim, Completion, Envelope, LeaseId, MemoryQueue, Queue, QueueError,
 };
-use tasker::telemetry::{Details, Event, TaskRef};
 use tasker::{Runtime, TaskRequest};
 
 /// What a [`Renewals`] queue does with renewals.
@@ -153,52 +153,6 @@ async fn renewals_then_finish(renewals: u32) -> u32 {
     wait_for_renewals(&queue, renewals).await
 }
 
-/// One task's events, and the runs of it that were abandoned.
-#[derive(Default)]
-struct TaskLog {
-    task_id: Mutex<Option<uuid::Uuid>>,
-    lines: Mutex<Vec<String>>,
-    abandoned: AtomicU32,
-}
-
-impl TaskLog {
-    fn ours(&self, id: Option<uuid::Uuid>) -> bool {
-        id.is_some() && id == *self.task_id.lock().unwrap()
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-}
-
-struct Observe(Arc<TaskLog>);
-
-impl tasker::events::Observer for Observe {
-    fn on_event(&self, event: &Event<'_>) {
-        if self.0.ours(event.task_id()) {
-            let step = event
-                .step_name()
-                .map(|name| format!(" {name}"))
-                .unwrap_or_default();
-            let class = match event.details() {
-                Details::StepError { error, .. } => format!(" {}", error.class),
-                _ => String::new(),
-            };
-            self.0
-                .lines
-                .lock()
-                .unwrap()
-                .push(format!("{}{step}{class}", event.name()));
-        }
-    }
-
-    fn on_task_abandoned(&self, task: &TaskRef) {
-        if self.0.ours(Some(task.id)) {
-            self.0.abandoned.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
 /// Waits (at most 30 s) until `done` holds.
 async fn wait_for(what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -261,7 +215,7 @@ async fn a_worker_whose_lease_is_taken_stops_the_task_and_says_so_once() {
     assert_eq!(thief.envelope.delivery_attempt, 2);
     queue.set(Mode::Pass);
     wait_for("the worker to stop the task", || {
-        log.abandoned.load(Ordering::SeqCst) > 0
+        !log.abandoned().is_empty()
     })
     .await;
     queue.acknowledge(thief.lease).await.unwrap();
@@ -277,7 +231,7 @@ async fn a_worker_whose_lease_is_taken_stops_the_task_and_says_so_once() {
             "step.error wait_for_ever tasker::Cancelled",
         ]
     );
-    assert_eq!(log.abandoned.load(Ordering::SeqCst), 1);
+    assert_eq!(log.abandoned().len(), 1);
     let said = output.lines_containing(&thief.envelope.task_id.to_string());
     assert_eq!(said.len(), 1, "said once: {said:#?}");
     assert!(said[0].contains("WARN tasker"), "{}", said[0]);
@@ -322,12 +276,9 @@ async fn a_sync_task_whose_lease_is_taken_finishes_on_its_thread_and_reports_no_
     })
     .await;
     // A sync task cannot be interrupted: it finishes on its thread, and reports no end.
-    assert_eq!(log.abandoned.load(Ordering::SeqCst), 0);
+    assert_eq!(log.abandoned().len(), 0);
     RELEASE.store(true, Ordering::SeqCst);
-    wait_for("the sync task to finish", || {
-        log.abandoned.load(Ordering::SeqCst) > 0
-    })
-    .await;
+    wait_for("the sync task to finish", || !log.abandoned().is_empty()).await;
     queue.acknowledge(thief.lease).await.unwrap();
     worker.shutdown().await;
     assert_eq!(
@@ -339,7 +290,7 @@ async fn a_sync_task_whose_lease_is_taken_finishes_on_its_thread_and_reports_no_
             "step.complete block_until_released",
         ]
     );
-    assert_eq!(log.abandoned.load(Ordering::SeqCst), 1);
+    assert_eq!(log.abandoned().len(), 1);
     assert_eq!(output.lines_containing(&task_id.to_string()).len(), 1);
 }
 
@@ -379,7 +330,7 @@ async fn a_renewal_that_fails_for_a_while_is_retried_and_the_task_finishes() {
             "task.complete",
         ]
     );
-    assert_eq!(log.abandoned.load(Ordering::SeqCst), 0);
+    assert_eq!(log.abandoned().len(), 0);
     let said = output.lines_containing(&task_id.to_string());
     assert_eq!(said.len(), 1, "{said:#?}");
     assert!(
@@ -405,7 +356,7 @@ async fn renewals_that_fail_until_the_lease_would_end_stop_the_task() {
     )
     .await;
     wait_for("the worker to stop the task", || {
-        log.abandoned.load(Ordering::SeqCst) > 0
+        !log.abandoned().is_empty()
     })
     .await;
     // The stopped task's lease has ended: the worker may take it again before it shuts down,
@@ -425,7 +376,7 @@ async fn renewals_that_fail_until_the_lease_would_end_stop_the_task() {
         "each delivery ran up to the waiting step and was stopped there: {lines:#?}"
     );
     let runs = lines.len() / run.len();
-    assert_eq!(log.abandoned.load(Ordering::SeqCst) as usize, runs);
+    assert_eq!(log.abandoned().len(), runs);
     assert!(
         queue.asked.load(Ordering::SeqCst) >= 2,
         "renewals were retried before the lease would end"

@@ -9,6 +9,7 @@
 
 #[macro_use]
 mod queue_suite;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

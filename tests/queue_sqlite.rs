@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod queue_suite;
+mod support;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -7,14 +7,15 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+pub use crate::support::task_log::{Observe, TaskLog};
 use tasker::queue::{BoxFuture, Claim, Completion, Envelope, LeaseId, Queue, QueueError, RunTrace};
 use tasker::telemetry::context::Checkpoints;
 use tasker::telemetry::propagation::TraceContext;
-use tasker::telemetry::{Event, TaskRef};
 use tasker::{Runtime, TaskRequest};
 
 /// The delivery limit `fresh()` configures.
@@ -428,70 +429,6 @@ async fn suite_wait_for_ever(reservation: u32) -> u32 {
 async fn suite_lease_taken(order: u32) -> u32 {
     let reservation = suite_reserve(order).await;
     suite_wait_for_ever(reservation).await
-}
-
-/// Collects one task's events and the runs of it that workers abandoned.
-#[derive(Default)]
-pub struct TaskLog {
-    pub task_id: Mutex<Option<uuid::Uuid>>,
-    pub lines: Mutex<Vec<String>>,
-    pub abandoned: Mutex<Vec<uuid::Uuid>>,
-}
-
-impl TaskLog {
-    fn ours(&self, id: Option<uuid::Uuid>) -> bool {
-        id.is_some() && id == *self.task_id.lock().unwrap()
-    }
-
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    pub fn abandoned(&self) -> Vec<uuid::Uuid> {
-        self.abandoned.lock().unwrap().clone()
-    }
-
-    /// Waits (at most 30 s) until `done` holds of the lines.
-    pub async fn wait_for(&self, what: &str, done: impl Fn(&[String]) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !done(&self.lines.lock().unwrap()) {
-            assert!(
-                Instant::now() < deadline,
-                "waited 30 s for {what}; events: {:#?}",
-                self.lines()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-/// Subscribes a [`TaskLog`]'s observer.
-pub struct Observe(pub Arc<TaskLog>);
-
-impl tasker::events::Observer for Observe {
-    fn on_event(&self, event: &Event<'_>) {
-        if self.0.ours(event.task_id()) {
-            let step = event
-                .step_name()
-                .map(|name| format!(" {name}"))
-                .unwrap_or_default();
-            let class = match event.details() {
-                tasker::telemetry::Details::StepError { error, .. } => format!(" {}", error.class),
-                _ => String::new(),
-            };
-            self.0
-                .lines
-                .lock()
-                .unwrap()
-                .push(format!("{}{step}{class}", event.name()));
-        }
-    }
-
-    fn on_task_abandoned(&self, task: &TaskRef) {
-        if self.0.ours(Some(task.id)) {
-            self.0.abandoned.lock().unwrap().push(task.id);
-        }
-    }
 }
 
 /// A worker whose lease ends while its task waits in its second step (its renewals are held

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod task_log;
+
 use tasker::telemetry::{Details, Event};
 
 /// One line per event with every payload value that does not vary between runs (ids,
