@@ -11,13 +11,11 @@
 mod queue_suite;
 mod support;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tasker::queue::{Counts, PostgresQueue, Queue, QueueError};
-use tasker::{Runtime, TaskRequest};
 
 fn database_url() -> Option<String> {
     match std::env::var("TASKER_TEST_DATABASE_URL") {
@@ -265,61 +263,23 @@ async fn a_bad_url_is_a_backend_error_with_the_reason() {
     assert!(error.to_string().contains("PostgreSQL"), "{error}");
 }
 
-/// Which task ran how many times, by input.
-static RUNS: Mutex<Option<HashMap<u64, u32>>> = Mutex::new(None);
-
-#[tasker::task(name = "postgres_queue_record", version = "1.0.0")]
-async fn record(n: u64) -> u64 {
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    *RUNS
-        .lock()
-        .unwrap()
-        .get_or_insert_with(HashMap::new)
-        .entry(n)
-        .or_default() += 1;
-    n
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runtimes_on_one_database_run_every_task_once() {
     let Some(fixture) = fresh().await else { return };
-    const TASKS: u64 = 300;
     let second = PostgresQueue::builder(&fixture.url)
         .schema(&fixture.schema)
         .pool_size(4)
         .connect()
         .await
         .unwrap();
-    let first = Runtime::builder()
-        .workers(4)
-        .shared_queue(fixture.queue.clone())
-        .build()
-        .unwrap();
-    let other = Runtime::builder().workers(4).queue(second).build().unwrap();
-    for n in 0..TASKS {
-        first
-            .enqueue(TaskRequest::new("postgres_queue_record", &n).unwrap())
-            .await
-            .unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let counts = fixture.queue.counts().await.unwrap();
-        if counts == Counts::default() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still queued: {counts:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    first.shutdown().await;
-    other.shutdown().await;
-    let runs = RUNS.lock().unwrap().take().unwrap_or_default();
-    assert_eq!(runs.len() as u64, TASKS);
-    assert!(
-        runs.values().all(|&count| count == 1),
-        "tasks ran twice: {:?}",
-        runs.iter()
-            .filter(|(_, &count)| count > 1)
-            .collect::<Vec<_>>()
-    );
+    let queue = fixture.queue.clone();
+    queue_suite::two_runtimes_on_one_database_run_every_task_once(
+        fixture.queue.clone(),
+        Arc::new(second),
+        || {
+            let queue = queue.clone();
+            async move { queue.counts().await.unwrap() }
+        },
+    )
+    .await;
 }

@@ -7,14 +7,12 @@
 mod queue_suite;
 mod support;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tasker::queue::{Counts, Queue, SqliteQueue};
-use tasker::{Runtime, TaskRequest};
 
 /// A queue in a file of its own, removed with the fixture.
 struct Fixture {
@@ -136,60 +134,22 @@ async fn a_push_through_another_connection_reaches_a_waiting_claim_by_polling() 
     assert_eq!(claim.envelope.task_name, "polled");
 }
 
-/// Which task ran how many times, by input.
-static RUNS: Mutex<Option<HashMap<u64, u32>>> = Mutex::new(None);
-
-#[tasker::task(name = "sqlite_queue_record", version = "1.0.0")]
-async fn record(n: u64) -> u64 {
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    *RUNS
-        .lock()
-        .unwrap()
-        .get_or_insert_with(HashMap::new)
-        .entry(n)
-        .or_default() += 1;
-    n
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runtimes_on_one_file_run_every_task_once() {
     let fixture = fresh().await.unwrap();
-    const TASKS: u64 = 300;
     let second = SqliteQueue::builder(fixture.path())
         .poll_interval(Duration::from_millis(20))
         .open()
         .await
         .unwrap();
-    let first = Runtime::builder()
-        .workers(4)
-        .shared_queue(fixture.queue.clone())
-        .build()
-        .unwrap();
-    let other = Runtime::builder().workers(4).queue(second).build().unwrap();
-    for n in 0..TASKS {
-        first
-            .enqueue(TaskRequest::new("sqlite_queue_record", &n).unwrap())
-            .await
-            .unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let counts = fixture.queue.counts().await.unwrap();
-        if counts == Counts::default() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still queued: {counts:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    first.shutdown().await;
-    other.shutdown().await;
-    let runs = RUNS.lock().unwrap().take().unwrap_or_default();
-    assert_eq!(runs.len() as u64, TASKS);
-    assert!(
-        runs.values().all(|&count| count == 1),
-        "tasks ran twice: {:?}",
-        runs.iter()
-            .filter(|(_, &count)| count > 1)
-            .collect::<Vec<_>>()
-    );
+    let queue = fixture.queue.clone();
+    queue_suite::two_runtimes_on_one_database_run_every_task_once(
+        fixture.queue.clone(),
+        Arc::new(second),
+        || {
+            let queue = queue.clone();
+            async move { queue.counts().await.unwrap() }
+        },
+    )
+    .await;
 }

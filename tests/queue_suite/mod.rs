@@ -5,15 +5,18 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 pub use crate::support::task_log::{Observe, TaskLog};
-use tasker::queue::{BoxFuture, Claim, Completion, Envelope, LeaseId, Queue, QueueError, RunTrace};
+use tasker::queue::{
+    BoxFuture, Claim, Completion, Counts, Envelope, LeaseId, Queue, QueueError, RunTrace,
+};
 use tasker::telemetry::context::Checkpoints;
 use tasker::telemetry::propagation::TraceContext;
 use tasker::{Runtime, TaskRequest};
@@ -507,4 +510,67 @@ pub async fn a_task_whose_lease_is_taken_stops_without_a_terminal_event(queue: A
         log.lines()
     );
     assert_eq!(log.abandoned().len(), 1);
+}
+
+/// Which input of [`suite_record`] ran how many times.
+static RUNS: Mutex<Option<HashMap<u64, u32>>> = Mutex::new(None);
+
+#[tasker::task(name = "suite_record", version = "1.0.0")]
+async fn suite_record(n: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    *RUNS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .entry(n)
+        .or_default() += 1;
+    n
+}
+
+/// Two runtimes, each with its own connection (`first`, `second`) to one database, share 300
+/// tasks: once `queued` (the backend's counts) is empty, every task ran exactly once.
+pub async fn two_runtimes_on_one_database_run_every_task_once<F>(
+    first: Arc<dyn Queue>,
+    second: Arc<dyn Queue>,
+    queued: impl Fn() -> F,
+) where
+    F: Future<Output = Counts>,
+{
+    const TASKS: u64 = 300;
+    let first = Runtime::builder()
+        .workers(4)
+        .shared_queue(first)
+        .build()
+        .unwrap();
+    let other = Runtime::builder()
+        .workers(4)
+        .shared_queue(second)
+        .build()
+        .unwrap();
+    for n in 0..TASKS {
+        first
+            .enqueue(TaskRequest::new("suite_record", &n).unwrap())
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts = queued().await;
+        if counts == Counts::default() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still queued: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.shutdown().await;
+    other.shutdown().await;
+    let runs = RUNS.lock().unwrap().take().unwrap_or_default();
+    assert_eq!(runs.len() as u64, TASKS);
+    assert!(
+        runs.values().all(|&count| count == 1),
+        "tasks ran twice: {:?}",
+        runs.iter()
+            .filter(|(_, &count)| count > 1)
+            .collect::<Vec<_>>()
+    );
 }
