@@ -256,6 +256,7 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
     });
 
     let quiet = plain.then(|| {
+        // Only async steps keep checkpoints, so only they ask about them.
         let quiet = if checkpoint_type.is_some() {
             quote!(quiet_uncheckpointed)
         } else {
@@ -271,7 +272,7 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
         } else {
             quote! {
                 let __tasker_body = || #body;
-                if #p::quiet() {
+                if #p::#quiet() {
                     return __tasker_body();
                 }
             }
