@@ -13,7 +13,8 @@ use crate::ctxt::Ctxt;
 
 const STEP_KEYS: &str = "name, max_attempts, backoff_ms, backoff_multiplier, max_backoff_ms, \
                          jitter, retry_if, skip_if, skippable, timeout_ms, fields, crate";
-const TASK_KEYS: &str = "name, version, crate";
+const TASK_KEYS: &str = "name, version, max_attempts, backoff_ms, backoff_multiplier, \
+                         max_backoff_ms, jitter, timeout_ms, crate";
 
 /// A value with the tokens it was read from, for errors that point at all of them (`-0.5`).
 #[derive(Clone)]
@@ -66,19 +67,26 @@ impl ParseAnyIdent for Ident {
     }
 }
 
-/// `#[step(...)]`.
+/// The keys `#[step]` and `#[task]` share: the retry policy and the time limit of an attempt.
+/// Keys left out take the runtime's `RetryPolicy` defaults; the macro writes no default numbers.
 #[derive(Default)]
-pub(crate) struct StepArgs {
-    pub(crate) name: Option<LitStr>,
+pub(crate) struct PolicyArgs {
     pub(crate) max_attempts: Option<Spanned<u32>>,
     pub(crate) backoff_ms: Option<Spanned<u64>>,
     pub(crate) backoff_multiplier: Option<Spanned<f64>>,
     pub(crate) max_backoff_ms: Option<Spanned<u64>>,
     pub(crate) jitter: Option<Spanned<f64>>,
+    pub(crate) timeout_ms: Option<Spanned<u64>>,
+}
+
+/// `#[step(...)]`.
+#[derive(Default)]
+pub(crate) struct StepArgs {
+    pub(crate) name: Option<LitStr>,
+    pub(crate) policy: PolicyArgs,
     pub(crate) retry_if: Option<Path>,
     pub(crate) skip_if: Option<Path>,
     pub(crate) skippable: Option<Span>,
-    pub(crate) timeout_ms: Option<Spanned<u64>>,
     pub(crate) fields: Option<Vec<Field>>,
     pub(crate) krate: Option<Path>,
 }
@@ -88,7 +96,95 @@ pub(crate) struct StepArgs {
 pub(crate) struct TaskArgs {
     pub(crate) name: Option<LitStr>,
     pub(crate) version: Option<LitStr>,
+    pub(crate) policy: PolicyArgs,
     pub(crate) krate: Option<Path>,
+}
+
+impl PolicyArgs {
+    /// Reads `key` if it is one of the shared keys; `Ok(false)` if it is not.
+    fn parse_key(
+        &mut self,
+        cx: &mut Ctxt,
+        key: &str,
+        meta: &ParseNestedMeta<'_>,
+    ) -> syn::Result<bool> {
+        match key {
+            "max_attempts" => {
+                let value = int(meta)?;
+                set_once(cx, &mut self.max_attempts, meta, value);
+            }
+            "backoff_ms" => {
+                let value = int(meta)?;
+                set_once(cx, &mut self.backoff_ms, meta, value);
+            }
+            "backoff_multiplier" => {
+                let value = float(meta)?;
+                set_once(cx, &mut self.backoff_multiplier, meta, value);
+            }
+            "max_backoff_ms" => {
+                let value = int(meta)?;
+                set_once(cx, &mut self.max_backoff_ms, meta, value);
+            }
+            "jitter" => {
+                let value = float(meta)?;
+                set_once(cx, &mut self.jitter, meta, value);
+            }
+            "timeout_ms" => {
+                let value = int(meta)?;
+                set_once(cx, &mut self.timeout_ms, meta, value);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Whether the function may run more than once: `max_attempts` above 1, or left out where
+    /// the default retries (steps).
+    pub(crate) fn retries(&self, by_default: bool) -> bool {
+        self.max_attempts
+            .as_ref()
+            .map_or(by_default, |max_attempts| max_attempts.value > 1)
+    }
+
+    /// Values that can never work.
+    fn validate(&self, cx: &mut Ctxt) {
+        if let Some(max_attempts @ Spanned { value: 0, .. }) = &self.max_attempts {
+            cx.syn_error(max_attempts.error(
+                "`max_attempts` counts the first attempt too, so it must be at least 1 (1 means no retry)",
+            ));
+        }
+        if let Some(jitter) = &self.jitter {
+            let value = jitter.value;
+            if !(0.0..=1.0).contains(&value) {
+                cx.syn_error(jitter.error(format_args!(
+                    "`jitter` is a fraction of the wait and must be between 0 and 1 (inclusive), not {value}"
+                )));
+            }
+        }
+        if let Some(multiplier) = &self.backoff_multiplier {
+            let value = multiplier.value;
+            if !(value.is_finite() && value >= 1.0) {
+                cx.syn_error(multiplier.error(format_args!(
+                    "`backoff_multiplier` must be a finite number of at least 1.0 (waits never shrink), not {value}"
+                )));
+            }
+        }
+        if let (Some(backoff), Some(max)) = (&self.backoff_ms, &self.max_backoff_ms) {
+            if max.value < backoff.value {
+                cx.syn_error(max.error(
+                    format_args!(
+                        "`max_backoff_ms` ({}) is less than `backoff_ms` ({}); the cap must be at least the first wait",
+                        max.value, backoff.value
+                    ),
+                ));
+            }
+        }
+        if let Some(timeout @ Spanned { value: 0, .. }) = &self.timeout_ms {
+            cx.syn_error(
+                timeout.error("`timeout_ms` must be at least 1; remove it for no time limit"),
+            );
+        }
+    }
 }
 
 /// Records `value` in `slot`, or an error if the key was given before.
@@ -170,26 +266,6 @@ impl StepArgs {
                     let value = meta.value()?.parse()?;
                     set_once(cx, &mut args.name, &meta, value);
                 }
-                "max_attempts" => {
-                    let value = int(&meta)?;
-                    set_once(cx, &mut args.max_attempts, &meta, value);
-                }
-                "backoff_ms" => {
-                    let value = int(&meta)?;
-                    set_once(cx, &mut args.backoff_ms, &meta, value);
-                }
-                "backoff_multiplier" => {
-                    let value = float(&meta)?;
-                    set_once(cx, &mut args.backoff_multiplier, &meta, value);
-                }
-                "max_backoff_ms" => {
-                    let value = int(&meta)?;
-                    set_once(cx, &mut args.max_backoff_ms, &meta, value);
-                }
-                "jitter" => {
-                    let value = float(&meta)?;
-                    set_once(cx, &mut args.jitter, &meta, value);
-                }
                 "retry_if" => {
                     let value = meta.value()?.parse()?;
                     set_once(cx, &mut args.retry_if, &meta, value);
@@ -208,10 +284,6 @@ impl StepArgs {
                     }
                     set_once(cx, &mut args.skippable, &meta, meta.path.span());
                 }
-                "timeout_ms" => {
-                    let value = int(&meta)?;
-                    set_once(cx, &mut args.timeout_ms, &meta, value);
-                }
                 "fields" => {
                     let content;
                     syn::parenthesized!(content in meta.input);
@@ -222,12 +294,16 @@ impl StepArgs {
                     let value = meta.value()?.parse()?;
                     set_once(cx, &mut args.krate, &meta, value);
                 }
-                _ => {
-                    cx.error_spanned_by(
-                        &meta.path,
-                        format_args!("unknown attribute key `{key}`; valid keys are: {STEP_KEYS}"),
-                    );
-                    return skip_value(&meta);
+                other => {
+                    if !args.policy.parse_key(cx, other, &meta)? {
+                        cx.error_spanned_by(
+                            &meta.path,
+                            format_args!(
+                                "unknown attribute key `{key}`; valid keys are: {STEP_KEYS}"
+                            ),
+                        );
+                        return skip_value(&meta);
+                    }
                 }
             }
             Ok(())
@@ -241,42 +317,7 @@ impl StepArgs {
 
     /// Values that can never work.
     fn validate(&self, cx: &mut Ctxt) {
-        if let Some(max_attempts @ Spanned { value: 0, .. }) = &self.max_attempts {
-            cx.syn_error(max_attempts.error(
-                "`max_attempts` counts the first attempt too, so it must be at least 1 (1 means no retry)",
-            ));
-        }
-        if let Some(jitter) = &self.jitter {
-            let value = jitter.value;
-            if !(0.0..=1.0).contains(&value) {
-                cx.syn_error(jitter.error(format_args!(
-                    "`jitter` is a fraction of the wait and must be between 0 and 1 (inclusive), not {value}"
-                )));
-            }
-        }
-        if let Some(multiplier) = &self.backoff_multiplier {
-            let value = multiplier.value;
-            if !(value.is_finite() && value >= 1.0) {
-                cx.syn_error(multiplier.error(format_args!(
-                    "`backoff_multiplier` must be a finite number of at least 1.0 (waits never shrink), not {value}"
-                )));
-            }
-        }
-        if let (Some(backoff), Some(max)) = (&self.backoff_ms, &self.max_backoff_ms) {
-            if max.value < backoff.value {
-                cx.syn_error(max.error(
-                    format_args!(
-                        "`max_backoff_ms` ({}) is less than `backoff_ms` ({}); the cap must be at least the first wait",
-                        max.value, backoff.value
-                    ),
-                ));
-            }
-        }
-        if let Some(timeout @ Spanned { value: 0, .. }) = &self.timeout_ms {
-            cx.syn_error(
-                timeout.error("`timeout_ms` must be at least 1; remove it for no time limit"),
-            );
-        }
+        self.policy.validate(cx);
         if let Some(name) = &self.name {
             if name.value().trim().is_empty() {
                 cx.error_spanned_by(name, "a step's `name` must not be empty");
@@ -303,12 +344,16 @@ impl TaskArgs {
                     let value = meta.value()?.parse()?;
                     set_once(cx, &mut args.krate, &meta, value);
                 }
-                _ => {
-                    cx.error_spanned_by(
-                        &meta.path,
-                        format_args!("unknown attribute key `{key}`; valid keys are: {TASK_KEYS}"),
-                    );
-                    return skip_value(&meta);
+                other => {
+                    if !args.policy.parse_key(cx, other, &meta)? {
+                        cx.error_spanned_by(
+                            &meta.path,
+                            format_args!(
+                                "unknown attribute key `{key}`; valid keys are: {TASK_KEYS}"
+                            ),
+                        );
+                        return skip_value(&meta);
+                    }
                 }
             }
             Ok(())
@@ -316,6 +361,7 @@ impl TaskArgs {
         if let Err(error) = syn::parse::Parser::parse2(parser, tokens) {
             cx.syn_error(error);
         }
+        args.policy.validate(cx);
         for (key, value) in [("name", &args.name), ("version", &args.version)] {
             if let Some(value) = value {
                 if value.value().trim().is_empty() {

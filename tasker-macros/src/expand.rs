@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::{parse_quote, Block, ItemFn, Path};
 
-use crate::attr::{StepArgs, TaskArgs};
+use crate::attr::{PolicyArgs, StepArgs, TaskArgs};
 use crate::ctxt::Ctxt;
 use crate::item::{replace_inner_async_block, Argument, Function, Shape};
 use crate::spans::{error_type_span, respan, span_range, type_span};
@@ -34,6 +34,7 @@ pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(item) => Function::analyze(&mut cx, item, "task"),
         Err(error) => return with_item(error, item),
     };
+    check_timeout(&mut cx, &args.policy, &function, "task");
     match cx.check() {
         Ok(()) => expand_task(&args, function),
         Err(error) => with_item(error, item),
@@ -46,16 +47,8 @@ fn with_item(error: syn::Error, item: TokenStream) -> TokenStream {
 }
 
 fn check_step(cx: &mut Ctxt, args: &StepArgs, function: &Function) {
-    if let Some(timeout) = &args.timeout_ms {
-        if !function.is_async() {
-            cx.syn_error(timeout.entry_error(
-                "`timeout_ms` needs an async step: a sync function cannot be interrupted; make it \
-                 `async fn` or remove `timeout_ms`",
-            ));
-        }
-    }
-    let max_attempts = args.max_attempts.as_ref().map_or(3, |value| value.value);
-    if max_attempts > 1 {
+    check_timeout(cx, &args.policy, function, "step");
+    if args.policy.retries(true) {
         if let Some(span) = function.receiver_by_value() {
             cx.syn_error(syn::Error::new(
                 span,
@@ -63,6 +56,55 @@ fn check_step(cx: &mut Ctxt, args: &StepArgs, function: &Function) {
                  moved; take `&self` or `&mut self`, or set `max_attempts = 1`",
             ));
         }
+    }
+}
+
+/// `timeout_ms` needs an async function: a sync one cannot be interrupted.
+fn check_timeout(cx: &mut Ctxt, policy: &PolicyArgs, function: &Function, what: &str) {
+    if let Some(timeout) = &policy.timeout_ms {
+        if !function.is_async() {
+            cx.syn_error(timeout.entry_error(format_args!(
+                "`timeout_ms` needs an async {what}: a sync function cannot be interrupted; make \
+                 it `async fn` or remove `timeout_ms`"
+            )));
+        }
+    }
+}
+
+/// The `RetryPolicy` of `policy`: `base` (the runtime's defaults) with each key that was given.
+fn policy_tokens(p: &TokenStream, base: TokenStream, policy: &PolicyArgs) -> TokenStream {
+    let mut tokens = quote!(#p::RetryPolicy::#base);
+    if let Some(value) = &policy.max_attempts {
+        let value = value.value;
+        tokens = quote!(#tokens.with_max_attempts(#value));
+    }
+    if let Some(value) = &policy.backoff_ms {
+        let value = value.value;
+        tokens = quote!(#tokens.with_backoff_ms(#value));
+    }
+    if let Some(value) = &policy.backoff_multiplier {
+        let value = value.value;
+        tokens = quote!(#tokens.with_backoff_multiplier(#value));
+    }
+    if let Some(value) = &policy.max_backoff_ms {
+        let value = value.value;
+        tokens = quote!(#tokens.with_max_backoff_ms(#value));
+    }
+    if let Some(value) = &policy.jitter {
+        let value = value.value;
+        tokens = quote!(#tokens.with_jitter(#value));
+    }
+    tokens
+}
+
+/// `Option<Duration>`: the time limit of one attempt.
+fn timeout_tokens(policy: &PolicyArgs) -> TokenStream {
+    match &policy.timeout_ms {
+        Some(value) => {
+            let millis = value.value;
+            quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#millis)))
+        }
+        None => quote!(::core::option::Option::None),
     }
 }
 
@@ -102,25 +144,12 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
         },
         |name| name.value(),
     );
-    let max_attempts = args.max_attempts.as_ref().map_or(3, |v| v.value);
-    let backoff_ms = args.backoff_ms.as_ref().map_or(1000, |v| v.value);
-    let multiplier = args.backoff_multiplier.as_ref().map_or(2.0, |v| v.value);
-    let max_backoff_ms = args
-        .max_backoff_ms
-        .as_ref()
-        .map_or(60_000, |v| v.value.max(backoff_ms));
-    let jitter = args.jitter.as_ref().map_or(0.1, |v| v.value);
+    let policy = policy_tokens(&p, quote!(DEFAULT), &args.policy);
     let skippable = args.skippable.is_some();
-    let timeout = match &args.timeout_ms {
-        Some(value) => {
-            let millis = value.value;
-            quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#millis)))
-        }
-        None => quote!(::core::option::Option::None),
-    };
+    let timeout = timeout_tokens(&args.policy);
     let source = source_location(&p, &function);
     let is_async = function.is_async();
-    let retries = max_attempts > 1;
+    let retries = args.policy.retries(true);
 
     let start = if is_async {
         quote!(let mut __tasker_step = #p::StepRun::start(&__TASKER_STEP).await;)
@@ -189,9 +218,9 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
     let plain = !retries
         && args.skip_if.is_none()
         && args.skippable.is_none()
-        && args.timeout_ms.is_none()
+        && args.policy.timeout_ms.is_none()
         && args.fields.is_none();
-    let attempt = match (is_async, args.timeout_ms.is_some()) {
+    let attempt = match (is_async, args.policy.timeout_ms.is_some()) {
         (true, false) if plain => quote!(__tasker_step.attempt(__tasker_body).await),
         (false, _) if plain => quote!(__tasker_step.attempt_sync(__tasker_body)),
         (true, false) => quote!(__tasker_step.attempt(async #body).await),
@@ -353,13 +382,7 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
         static __TASKER_STEP: #p::StepDescriptor = #p::StepDescriptor {
             name: #name,
             source: #source,
-            policy: #p::RetryPolicy {
-                max_attempts: #max_attempts,
-                backoff_ms: #backoff_ms,
-                backoff_multiplier: #multiplier,
-                max_backoff_ms: #max_backoff_ms,
-                jitter: #jitter,
-            },
+            policy: #policy,
             skippable: #skippable,
             timeout: #timeout,
         };
@@ -391,6 +414,8 @@ fn expand_task(args: &TaskArgs, mut function: Function) -> TokenStream {
         None => quote!(::core::env!("CARGO_PKG_VERSION")),
     };
     let source = source_location(&p, &function);
+    let policy = policy_tokens(&p, quote!(TASK_DEFAULT), &args.policy);
+    let timeout = timeout_tokens(&args.policy);
     let body = function.body().clone();
     let run = if function.is_async() {
         quote!(__tasker_task.run(async #body).await)
@@ -404,6 +429,8 @@ fn expand_task(args: &TaskArgs, mut function: Function) -> TokenStream {
             name: #name,
             version: #version,
             source: #source,
+            policy: #policy,
+            timeout: #timeout,
         };
         #runner
         #p::inventory::submit! { #p::TaskRegistration::new(&__TASKER_TASK, __tasker_runner) }

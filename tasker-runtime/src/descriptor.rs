@@ -31,6 +31,10 @@ pub struct TaskDescriptor {
     pub version: &'static str,
     /// Where the task is defined.
     pub source: SourceLocation,
+    /// Its retry policy (`#[task(max_attempts = …, backoff_ms = …)]`; one attempt by default).
+    pub policy: RetryPolicy,
+    /// The time limit of each attempt (`#[task(timeout_ms = …)]`, async tasks only).
+    pub timeout: Option<Duration>,
 }
 
 /// A step's link-time registration, submitted by the macro.

@@ -29,6 +29,46 @@ impl RetryPolicy {
         jitter: 0.1,
     };
 
+    /// A task's defaults: one attempt (a task is retried only when it asks to be, with
+    /// `#[task(max_attempts = …)]`), and otherwise the step defaults for the waits.
+    pub const TASK_DEFAULT: RetryPolicy = RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::DEFAULT
+    };
+
+    /// This policy with `max_attempts` attempts in total.
+    pub const fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// This policy with a first wait of `backoff_ms`; the cap rises to at least that wait.
+    pub const fn with_backoff_ms(mut self, backoff_ms: u64) -> Self {
+        self.backoff_ms = backoff_ms;
+        if self.max_backoff_ms < backoff_ms {
+            self.max_backoff_ms = backoff_ms;
+        }
+        self
+    }
+
+    /// This policy with each further wait `backoff_multiplier` times the previous one.
+    pub const fn with_backoff_multiplier(mut self, backoff_multiplier: f64) -> Self {
+        self.backoff_multiplier = backoff_multiplier;
+        self
+    }
+
+    /// This policy with no wait longer than `max_backoff_ms`.
+    pub const fn with_max_backoff_ms(mut self, max_backoff_ms: u64) -> Self {
+        self.max_backoff_ms = max_backoff_ms;
+        self
+    }
+
+    /// This policy with waits varied at random by up to `jitter` of themselves either way.
+    pub const fn with_jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
     /// The wait after failed attempt `attempt` (from 1), before attempt `attempt + 1`.
     ///
     /// `random` is a number in `[0, 1)`: the wait is `backoff_ms × multiplier^(attempt-1)`,
@@ -118,6 +158,25 @@ mod tests {
             let wait = policy.next_backoff(2).as_millis();
             assert!((300..=500).contains(&wait), "{wait}");
         }
+    }
+
+    #[test]
+    fn a_first_wait_above_the_default_cap_raises_the_cap() {
+        let policy = RetryPolicy::DEFAULT.with_backoff_ms(120_000);
+        assert_eq!(policy.max_backoff_ms, 120_000);
+        let policy = RetryPolicy::DEFAULT
+            .with_backoff_ms(50)
+            .with_max_backoff_ms(500);
+        assert_eq!((policy.backoff_ms, policy.max_backoff_ms), (50, 500));
+    }
+
+    #[test]
+    fn tasks_run_once_unless_they_ask_for_retries() {
+        assert_eq!(RetryPolicy::TASK_DEFAULT.max_attempts, 1);
+        assert_eq!(
+            RetryPolicy::TASK_DEFAULT.with_max_attempts(3),
+            RetryPolicy::DEFAULT
+        );
     }
 
     #[test]

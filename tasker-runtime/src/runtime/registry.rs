@@ -139,6 +139,8 @@ mod tests {
                 file: "src/orders.rs",
                 line,
             },
+            policy: crate::RetryPolicy::TASK_DEFAULT,
+            timeout: None,
         }))
     }
 

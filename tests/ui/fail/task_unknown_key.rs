@@ -1,4 +1,4 @@
-#[tasker::task(name = "fulfil", max_attempts = 3)]
+#[tasker::task(name = "fulfil", retries = 3)]
 fn fulfil(order: u32) -> u32 {
     order
 }
