@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwapOption;
 
 use crate::adapter::{find_adapter, registered_adapters, Adapter, AdapterRegistration};
-use crate::adapters::{ColorChoice, ConsoleAdapter, LoggerAdapter};
+use crate::adapters::{ColorChoice, ConsoleAdapter, LogFormat, LoggerAdapter};
 use crate::filter::DEFAULT_FILTER_PARAMETERS;
 use crate::isolate::{panic_message, Isolated};
 use crate::propagation::{self, Propagator};
@@ -200,6 +200,10 @@ pub struct Configuration {
     pub filter_parameters: Vec<String>,
     /// Whether `TelemetryAdapter::Console` colours its trees. Default: `Auto` (on a terminal).
     pub console_color: ColorChoice,
+    /// How `TelemetryAdapter::Default` (the logger) writes its lines. Default: `Compact`, the
+    /// event's name with its payload as `tracing` fields; `Json` adds the payload as JSON to the
+    /// message, as Tasker's Ruby logger does.
+    pub log_format: LogFormat,
     /// The tracer provider of the OpenTelemetry adapter; `None`: the global one, as installed
     /// when `configure` runs.
     #[cfg(feature = "opentelemetry")]
@@ -218,6 +222,7 @@ impl Default for Configuration {
             telemetry_adapter_classes: Vec::new(),
             filter_parameters: DEFAULT_FILTER_PARAMETERS.map(String::from).to_vec(),
             console_color: ColorChoice::Auto,
+            log_format: LogFormat::Compact,
             #[cfg(feature = "opentelemetry")]
             tracer_provider: None,
             #[cfg(feature = "opentelemetry")]
@@ -238,6 +243,8 @@ pub mod env {
     pub const FILTER_PARAMETERS: &str = "TASKER_FILTER_PARAMETERS";
     /// `auto`, `always` or `never`: colours of the console trace view.
     pub const CONSOLE_COLOR: &str = "TASKER_CONSOLE_COLOR";
+    /// `compact` or `json`: how the default logger writes its lines.
+    pub const LOG_FORMAT: &str = "TASKER_LOG_FORMAT";
 }
 
 impl Configuration {
@@ -281,6 +288,18 @@ impl Configuration {
                     .map_err(|error: crate::adapters::UnknownColorChoice| {
                         ConfigError::InvalidEnvironment {
                             variable: env::CONSOLE_COLOR,
+                            value: value.clone(),
+                            reason: error.to_string(),
+                        }
+                    })?;
+        }
+        if let Some(value) = lookup(env::LOG_FORMAT) {
+            config.log_format =
+                value
+                    .parse()
+                    .map_err(|error: crate::adapters::UnknownLogFormat| {
+                        ConfigError::InvalidEnvironment {
+                            variable: env::LOG_FORMAT,
                             value: value.clone(),
                             reason: error.to_string(),
                         }
@@ -346,7 +365,7 @@ impl Configuration {
             .into_iter()
             .map(|planned| match planned {
                 Planned::Logger => Ok((
-                    Box::new(LoggerAdapter) as Box<dyn Adapter>,
+                    Box::new(LoggerAdapter::new(self.log_format)) as Box<dyn Adapter>,
                     Isolated::new("adapter default".into()),
                 )),
                 Planned::Console => Ok((
