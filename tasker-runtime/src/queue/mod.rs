@@ -24,7 +24,7 @@ pub use envelope::{
 };
 pub use memory::MemoryQueue;
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresQueue, PostgresQueueBuilder};
+pub use postgres::{PostgresQueue, PostgresQueueBuilder, MAX_SCHEMA_NAME_BYTES};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use sql::{Counts, DeadLetter, DEAD_LETTER_RAW_BYTES};
 #[cfg(feature = "sqlite")]
