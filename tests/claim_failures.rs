@@ -34,7 +34,9 @@ impl Queue for FailingClaims {
     ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
         let failing = self
             .failures_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
             .is_ok();
         if !failing {
             return self.queue.claim(lease, wait);

@@ -108,7 +108,11 @@ async fn fresh() -> Option<Fixture> {
 queue_suite!(fresh);
 
 /// Runs `statement` on the fixture's database in a connection of its own.
-async fn execute(url: &str, statement: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) {
+async fn execute(
+    url: &str,
+    statement: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -417,12 +421,13 @@ async fn an_envelope_column_altered_to_bytea_buries_rows_instead_of_panicking() 
     let encoded = sent.encode();
     assert_eq!(
         dead[0].reason,
-        format!(
-            "unreadable envelope: the `envelope` column holds a value of type bytea, not text"
-        )
+        "unreadable envelope: the `envelope` column holds a value of type bytea, not text"
     );
     assert_eq!(dead[0].task_id, sent.task_id.to_string());
-    assert_eq!((dead[0].raw.clone(), dead[0].size), (encoded.clone(), encoded.len()));
+    assert_eq!(
+        (dead[0].raw.clone(), dead[0].size),
+        (encoded.clone(), encoded.len())
+    );
     assert_eq!(dead[0].envelope, None);
 }
 

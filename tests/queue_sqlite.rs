@@ -83,9 +83,7 @@ impl queue_suite::Table for Fixture {
              enqueued_at_us) VALUES (?1, ?2, {expression}, ?4, ?4)"
         );
         let connection = rusqlite::Connection::open(self.path()).unwrap();
-        connection
-            .busy_timeout(Duration::from_secs(10))
-            .unwrap();
+        connection.busy_timeout(Duration::from_secs(10)).unwrap();
         let now = tasker::queue::now_micros() as i64;
         connection
             .execute(

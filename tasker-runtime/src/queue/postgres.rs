@@ -740,7 +740,10 @@ impl Queue for PostgresQueue {
                 .map(|row| {
                     let position = column::<i32>(row, 0, "checkpoints.position")?;
                     let output = column::<&str>(row, 1, "checkpoints.output")?;
-                    Ok((u32::try_from(position).ok(), serde_json::from_str(output).ok()))
+                    Ok((
+                        u32::try_from(position).ok(),
+                        serde_json::from_str(output).ok(),
+                    ))
                 })
                 .collect::<Result<Vec<_>, QueueError>>()?
                 .into_iter()
@@ -936,7 +939,8 @@ fn read_claimed(row: &Row) -> Result<(Envelope, u32, String), String> {
         .map_err(unreadable)?
         .stored()
         .decode()?;
-    let delivery_attempt = column::<i32>(row, 2, "envelopes.delivery_attempt").map_err(unreadable)?;
+    let delivery_attempt =
+        column::<i32>(row, 2, "envelopes.delivery_attempt").map_err(unreadable)?;
     let task_id = column::<String>(row, 3, "envelopes.task_id").map_err(unreadable)?;
     Ok((envelope, attempt(delivery_attempt), task_id))
 }

@@ -74,10 +74,7 @@ pub(crate) enum StoredEnvelope<'a> {
     /// Text, as bytes: SQLite keeps text that is not UTF-8 as it was written.
     Text(&'a [u8]),
     /// A value of another type (`kind` says which, as "a BLOB of 4 bytes"), or NULL.
-    Other {
-        kind: String,
-        bytes: Cow<'a, [u8]>,
-    },
+    Other { kind: String, bytes: Cow<'a, [u8]> },
 }
 
 impl StoredEnvelope<'_> {

@@ -367,7 +367,8 @@ impl SqliteQueue {
         let max = self.max_deliveries;
         let lease_micros = micros(lease);
         self.with(move |connection| {
-            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = micros_now();
             transaction.execute(
                 "UPDATE tasker_envelopes SET state = 'dead', dead_at_us = ?3, lease_id = NULL,
@@ -379,20 +380,19 @@ impl SqliteQueue {
             let claimed = loop {
                 // Read without assuming the columns' types: a row that does not hold an
                 // envelope is buried below instead of failing every claim.
-                let next: Option<(i64, String, Result<(Envelope, i64, String), String>)> =
-                    transaction
-                        .query_row(
-                            "SELECT id, envelope, state, delivery_attempt, task_id
+                let next: Option<(i64, String, Claimed)> = transaction
+                    .query_row(
+                        "SELECT id, envelope, state, delivery_attempt, task_id
                              FROM tasker_envelopes
                              WHERE queue = ?1 AND (
                                 (state = 'ready' AND available_at_us <= ?3)
                                 OR (state = 'leased' AND lease_until_us <= ?3
                                     AND delivery_attempt < ?2))
                              ORDER BY available_at_us, id LIMIT 1",
-                            params![name, max, now],
-                            |row| Ok((row.get(0)?, row.get(2)?, read_claimed(row))),
-                        )
-                        .optional()?;
+                        params![name, max, now],
+                        |row| Ok((row.get(0)?, row.get(2)?, read_claimed(row))),
+                    )
+                    .optional()?;
                 let Some((id, state, read)) = next else {
                     let due: Option<i64> = transaction.query_row(
                         "SELECT min(CASE state WHEN 'ready' THEN available_at_us
@@ -401,13 +401,17 @@ impl SqliteQueue {
                         [&name],
                         |row| row.get(0),
                     )?;
-                    break Err(due.map(|due| {
-                        Duration::from_micros(u64::try_from(due - now).unwrap_or(0))
-                    }));
+                    break Err(
+                        due.map(|due| Duration::from_micros(u64::try_from(due - now).unwrap_or(0)))
+                    );
                 };
                 match read {
                     Ok((mut envelope, attempt, task_id)) => {
-                        let attempt = if state == "leased" { attempt + 1 } else { attempt };
+                        let attempt = if state == "leased" {
+                            attempt + 1
+                        } else {
+                            attempt
+                        };
                         let lease_id = LeaseId(crate::ids::new_id().as_u128());
                         transaction.execute(
                             "UPDATE tasker_envelopes SET state = 'leased', lease_id = ?2,
@@ -836,16 +840,22 @@ fn stored(value: ValueRef<'_>) -> StoredEnvelope<'_> {
     }
 }
 
-/// The envelope, delivery attempt and task id of a row a claim came to (`SELECT id, envelope,
-/// state, delivery_attempt, task_id`), or why the row holds none: the reason it is buried with.
-fn read_claimed(row: &rusqlite::Row<'_>) -> Result<(Envelope, i64, String), String> {
+/// What a claim reads from a row: its envelope, delivery attempt and task id, or why the row
+/// holds none (the reason it is buried with).
+type Claimed = Result<(Envelope, i64, String), String>;
+
+/// What a claim reads from the row it came to (`SELECT id, envelope, state,
+/// delivery_attempt, task_id`).
+fn read_claimed(row: &rusqlite::Row<'_>) -> Claimed {
     let column = |index: usize| {
         row.get_ref(index)
             .map_err(|error| format!("unreadable row: {error}"))
     };
     let envelope = stored(column(1)?).decode()?;
     let ValueRef::Integer(attempt) = column(3)? else {
-        return Err("unreadable row: the `delivery_attempt` column does not hold an integer".into());
+        return Err(
+            "unreadable row: the `delivery_attempt` column does not hold an integer".into(),
+        );
     };
     let task_id = match column(4)? {
         ValueRef::Text(bytes) => std::str::from_utf8(bytes).ok().map(str::to_owned),

@@ -27,13 +27,13 @@ use registry::{Registered, Registry};
 use crate::queue::{
     Claim, Completion, Envelope, MemoryQueue, Queue, QueueError, MAX_CONTEXT_BYTES,
 };
+use crate::repeated_failure::{FailureReport, RepeatedFailure};
 use crate::request::TaskRequest;
 use crate::runner::{BoxFuture, RunOutput};
 use crate::worker::{
     abandon_run, lock_terminal, with_queued_run, QueuedRun, RunFailure, Terminal, TerminalSlot,
     WithQueuedRun,
 };
-use crate::repeated_failure::{FailureReport, RepeatedFailure};
 use lease::{Held, Lost};
 
 /// Configures a [`Runtime`].
