@@ -26,20 +26,23 @@ pub const DEAD_LETTER_RAW_BYTES: usize = 1024;
 /// delivered as many times as allowed, or a row no worker could read (buried when a claim came
 /// to it). The same on every SQL backend.
 ///
-/// ```no_run
-/// # async fn example(queue: tasker_runtime::queue::SqliteQueue) -> Result<(), tasker_runtime::queue::QueueError> {
-/// for dead in queue.dead_letters().await? {
-///     println!(
-///         "row {} task {} ({}): {} after delivery {}, {} bytes",
-///         dead.id,
-///         dead.task_id,
-///         dead.task_name.as_deref().unwrap_or("?"),
-///         dead.reason,
-///         dead.delivery_attempt,
-///         dead.size,
-///     );
+/// ```
+/// use tasker_runtime::queue::DeadLetter;
+///
+/// /// One line per dead row, as `queue.dead_letters().await?` lists them.
+/// fn show(dead_letters: &[DeadLetter]) {
+///     for dead in dead_letters {
+///         println!(
+///             "row {} task {} ({}): {} at delivery {}, {} bytes",
+///             dead.id,
+///             dead.task_id,
+///             dead.task_name.as_deref().unwrap_or("?"),
+///             dead.reason,
+///             dead.delivery_attempt,
+///             dead.size,
+///         );
+///     }
 /// }
-/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
