@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tasker::queue::{Counts, PostgresQueue, Queue, QueueError};
+use tasker::queue::{BoxFuture, Counts, DeadLetter, PostgresQueue, Queue, QueueError};
 
 fn database_url() -> Option<String> {
     match std::env::var("TASKER_TEST_DATABASE_URL") {
@@ -106,6 +106,58 @@ async fn fresh() -> Option<Fixture> {
 }
 
 queue_suite!(fresh);
+
+/// Runs `statement` on the fixture's database in a connection of its own.
+async fn execute(
+    url: &str,
+    statement: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    client.execute(statement, params).await.unwrap();
+    drop(client);
+    let _ = driver.await;
+}
+
+fn quoted(schema: &str) -> String {
+    format!("\"{}\"", schema.replace('"', "\"\""))
+}
+
+impl queue_suite::Table for Fixture {
+    fn queue(&self) -> Arc<dyn Queue> {
+        self.queue.clone()
+    }
+
+    fn insert<'a>(
+        &'a self,
+        task_id: &'a str,
+        value: &'a queue_suite::Stored,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            // A text column holds only UTF-8 text.
+            let queue_suite::Stored::Text(text) = value else {
+                return false;
+            };
+            let statement = format!(
+                "INSERT INTO {}.envelopes (queue, task_id, envelope) VALUES ($1, $2, $3)",
+                quoted(&self.schema)
+            );
+            execute(&self.url, &statement, &[&self.queue.name(), &task_id, text]).await;
+            true
+        })
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
+        Box::pin(self.queue.dead_letters())
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Counts> {
+        Box::pin(async { self.queue.counts().await.unwrap() })
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_create_the_schema_from_nothing_and_rerun_as_no_ops() {
@@ -210,7 +262,9 @@ async fn dead_letters_keep_the_envelope_and_its_deliveries() {
     }
     let dead = queue.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].task_id, doomed.task_id);
+    let kept = dead[0].envelope.as_ref().unwrap();
+    assert_eq!(kept.task_id, doomed.task_id);
+    assert_eq!(kept.delivery_attempt, queue_suite::MAX_DELIVERIES + 1);
     assert_eq!(dead[0].delivery_attempt, queue_suite::MAX_DELIVERIES + 1);
     assert_eq!(
         queue.counts().await.unwrap(),
@@ -282,4 +336,161 @@ async fn two_runtimes_on_one_database_run_every_task_once() {
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_name_longer_than_postgres_keeps_is_refused_naming_it() {
+    let schema = format!("tasker_{}", "s".repeat(57));
+    assert_eq!(schema.len(), 64);
+    let error = PostgresQueue::builder("postgres://postgres@127.0.0.1:1/none")
+        .schema(&schema)
+        .connect()
+        .await
+        .expect_err("64 bytes is one too many");
+    assert_eq!(
+        error,
+        QueueError::SchemaNameTooLong {
+            schema: schema.clone(),
+            length: 64,
+            limit: 63,
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "the PostgreSQL schema name `{schema}` is 64 bytes long; PostgreSQL keeps at most 63 \
+             bytes of a name (it would silently cut it short): choose a shorter one"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_name_is_measured_in_bytes_and_63_are_accepted() {
+    let two_byte = "é".repeat(32);
+    let error = PostgresQueue::builder("postgres://postgres@127.0.0.1:1/none")
+        .schema(&two_byte)
+        .connect()
+        .await
+        .expect_err("32 two-byte characters are 64 bytes");
+    assert_eq!(
+        error,
+        QueueError::SchemaNameTooLong {
+            schema: two_byte,
+            length: 64,
+            limit: 63,
+        }
+    );
+    let longest = format!("{}x", "é".repeat(31));
+    assert_eq!(longest.len(), 63);
+    let Some(fixture) = fixture_in(longest).await else {
+        return;
+    };
+    assert_eq!(fixture.queue.migrate().await.unwrap(), 4);
+    fixture
+        .queue
+        .push(queue_suite::envelope("a"))
+        .await
+        .unwrap();
+}
+
+/// An envelope column a DBA made `bytea`: each claimed row is buried saying what the column
+/// holds (no panic, no error for every claim), and `dead_letters()` lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_column_altered_to_bytea_buries_rows_instead_of_panicking() {
+    let Some(fixture) = fresh().await else { return };
+    let queue = &fixture.queue;
+    let sent = queue_suite::envelope("altered");
+    queue.push(sent.clone()).await.unwrap();
+    execute(
+        &fixture.url,
+        &format!(
+            "ALTER TABLE {}.envelopes ALTER COLUMN envelope TYPE bytea \
+             USING convert_to(envelope, 'UTF8')",
+            quoted(&fixture.schema)
+        ),
+        &[],
+    )
+    .await;
+    assert!(queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_none());
+    let dead = queue.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let encoded = sent.encode();
+    assert_eq!(
+        dead[0].reason,
+        "unreadable envelope: the `envelope` column holds a value of type bytea, not text"
+    );
+    assert_eq!(dead[0].task_id, sent.task_id.to_string());
+    assert_eq!(
+        (dead[0].raw.clone(), dead[0].size),
+        (encoded.clone(), encoded.len())
+    );
+    assert_eq!(dead[0].envelope, None);
+}
+
+/// An envelope column a DBA made `jsonb` still holds envelopes: claims go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_column_altered_to_jsonb_is_still_read() {
+    let Some(fixture) = fresh().await else { return };
+    let queue = &fixture.queue;
+    let sent = queue_suite::envelope("jsonb");
+    queue.push(sent.clone()).await.unwrap();
+    execute(
+        &fixture.url,
+        &format!(
+            "ALTER TABLE {}.envelopes ALTER COLUMN envelope TYPE jsonb USING envelope::jsonb",
+            quoted(&fixture.schema)
+        ),
+        &[],
+    )
+    .await;
+    let claim = queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.envelope, sent);
+    queue.acknowledge(claim.lease).await.unwrap();
+}
+
+/// A result column a DBA altered is a backend error naming the column, not a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_column_of_another_type_is_an_error_naming_it() {
+    let Some(fixture) = fresh().await else { return };
+    let queue = &fixture.queue;
+    let sent = queue_suite::envelope("altered");
+    queue.push(sent.clone()).await.unwrap();
+    let claim = queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    let done = tasker::queue::Completion {
+        succeeded: true,
+        output: Some(serde_json::json!(7)),
+        error: None,
+    };
+    queue.complete(claim.lease, &done).await.unwrap();
+    execute(
+        &fixture.url,
+        &format!(
+            "ALTER TABLE {}.results ALTER COLUMN succeeded TYPE integer \
+             USING succeeded::integer",
+            quoted(&fixture.schema)
+        ),
+        &[],
+    )
+    .await;
+    let error = queue.result(sent.task_id).await.unwrap_err();
+    assert_eq!(
+        error,
+        QueueError::Backend(
+            "cannot read column `results.succeeded`: PostgreSQL: error deserializing column 0: \
+             cannot convert between the Rust type `bool` and the Postgres type `int4`"
+                .to_owned()
+        )
+    );
 }

@@ -16,6 +16,7 @@ mod ids;
 pub mod outcome;
 mod policy;
 pub mod queue;
+mod repeated_failure;
 mod request;
 #[doc(hidden)]
 pub mod runner;

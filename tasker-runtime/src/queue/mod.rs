@@ -24,9 +24,9 @@ pub use envelope::{
 };
 pub use memory::MemoryQueue;
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresQueue, PostgresQueueBuilder};
+pub use postgres::{PostgresQueue, PostgresQueueBuilder, MAX_SCHEMA_NAME_BYTES};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub use sql::Counts;
+pub use sql::{Counts, DeadLetter, DEAD_LETTER_RAW_BYTES};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteQueue, SqliteQueueBuilder};
 
@@ -86,6 +86,20 @@ pub enum QueueError {
     /// The backend failed.
     #[error("queue backend error: {0}")]
     Backend(String),
+    /// A PostgreSQL schema name longer than the server keeps: it would cut the name short, and
+    /// two queues whose names differ only past the cut would share tables.
+    #[error(
+        "the PostgreSQL schema name `{schema}` is {length} bytes long; PostgreSQL keeps at most \
+         {limit} bytes of a name (it would silently cut it short): choose a shorter one"
+    )]
+    SchemaNameTooLong {
+        /// The name given.
+        schema: String,
+        /// Its length in bytes.
+        length: usize,
+        /// The longest name PostgreSQL keeps, in bytes.
+        limit: usize,
+    },
 }
 
 /// A queue of task requests.

@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Config, Pool, PoolConfig, Runtime as PoolRuntime};
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::{AsyncMessage, NoTls, Row};
 
-use super::sql::{self, Counts};
+use super::sql::{self, Counts, DeadLetter, StoredEnvelope};
 use super::{Claim, Completion, Envelope, LeaseId, Queue, QueueError, RunTrace};
 use crate::runner::BoxFuture;
 use tasker_telemetry::context::Checkpoints;
@@ -77,6 +78,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS envelopes_lease_id
     ),
 ];
 
+/// The longest schema name PostgreSQL keeps, in bytes (`NAMEDATALEN - 1`); it cuts longer ones
+/// short without a word.
+pub const MAX_SCHEMA_NAME_BYTES: usize = 63;
+
 /// Configures a [`PostgresQueue`]; made by [`PostgresQueue::builder`].
 #[derive(Debug, Clone)]
 pub struct PostgresQueueBuilder {
@@ -91,7 +96,8 @@ pub struct PostgresQueueBuilder {
 
 impl PostgresQueueBuilder {
     /// The schema that holds the queue's tables (default `tasker`); created by
-    /// [`PostgresQueue::migrate`].
+    /// [`PostgresQueue::migrate`]. At most [`MAX_SCHEMA_NAME_BYTES`] bytes long:
+    /// [`connect`](Self::connect) refuses a longer one.
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = schema.into();
         self
@@ -131,7 +137,17 @@ impl PostgresQueueBuilder {
 
     /// Connects the pool (and the listening connection). Does not create the tables: see
     /// [`PostgresQueue::migrate`].
+    ///
+    /// A schema name longer than PostgreSQL keeps ([`MAX_SCHEMA_NAME_BYTES`]) is refused with
+    /// [`QueueError::SchemaNameTooLong`].
     pub async fn connect(self) -> Result<PostgresQueue, QueueError> {
+        if self.schema.len() > MAX_SCHEMA_NAME_BYTES {
+            return Err(QueueError::SchemaNameTooLong {
+                length: self.schema.len(),
+                schema: self.schema,
+                limit: MAX_SCHEMA_NAME_BYTES,
+            });
+        }
         let mut config = Config::new();
         config.url = Some(self.url.clone());
         config.pool = Some(PoolConfig::new(self.pool_size));
@@ -366,7 +382,7 @@ impl Statements {
                  RETURNING state"
             ),
             dead: format!(
-                "SELECT envelope, delivery_attempt FROM {t}
+                "SELECT id, task_id, envelope, last_error, delivery_attempt, dead_at FROM {t}
                  WHERE queue = $1 AND state = 'dead' ORDER BY id"
             ),
             counts: format!(
@@ -431,8 +447,8 @@ impl PostgresQueue {
             .await
             .map_err(backend)?
             .iter()
-            .map(|row| row.get(0))
-            .collect();
+            .map(|row| column(row, 0, "migrations.version"))
+            .collect::<Result<_, _>>()?;
         let quoted = quote_ident(&self.schema);
         let mut count = 0;
         for (version, name, migration) in MIGRATIONS {
@@ -473,9 +489,10 @@ impl PostgresQueue {
         script
     }
 
-    /// Envelopes of this queue in the dead-letter state, oldest first, each with the number of
-    /// deliveries it had.
-    pub async fn dead_letters(&self) -> Result<Vec<Envelope>, QueueError> {
+    /// Every row of this queue in the dead-letter state, oldest first: envelopes delivered as
+    /// many times as allowed, and rows no worker could read, each with why it was set aside
+    /// and the start of what it holds.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
         let rows = client
             .query(&self.sql.dead, &[&self.name])
@@ -483,10 +500,17 @@ impl PostgresQueue {
             .map_err(backend)?;
         rows.iter()
             .map(|row| {
-                let mut envelope = Envelope::decode(row.get::<_, &str>(0).as_bytes())
-                    .map_err(|error| QueueError::Backend(error.to_string()))?;
-                envelope.delivery_attempt = attempt(row.get(1));
-                Ok(envelope)
+                let dead = sql::DeadRow {
+                    id: column(row, 0, "envelopes.id")?,
+                    task_id: column(row, 1, "envelopes.task_id")?,
+                    // Whatever the envelope column holds: these are the rows that hold
+                    // something unexpected.
+                    envelope: column::<AnyValue>(row, 2, "envelopes.envelope")?.stored(),
+                    reason: column(row, 3, "envelopes.last_error")?,
+                    delivery_attempt: column::<i32>(row, 4, "envelopes.delivery_attempt")?.into(),
+                    dead_at: column(row, 5, "envelopes.dead_at")?,
+                };
+                Ok(dead.into_dead_letter())
             })
             .collect()
     }
@@ -498,12 +522,12 @@ impl PostgresQueue {
             .query_opt(&self.sql.result, &[&task_id.to_string()])
             .await
             .map_err(backend)?;
-        Ok(row.map(|row| Completion {
-            succeeded: row.get(0),
-            output: row
-                .get::<_, Option<&str>>(1)
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Completion {
+            succeeded: column(&row, 0, "results.succeeded")?,
+            output: column::<Option<&str>>(&row, 1, "results.output")?
                 .and_then(|text| serde_json::from_str(text).ok()),
-            error: row.get(2),
+            error: column(&row, 2, "results.error")?,
         }))
     }
 
@@ -514,12 +538,14 @@ impl PostgresQueue {
             .query_one(&self.sql.counts, &[&self.name])
             .await
             .map_err(backend)?;
-        let count = |index: usize| u64::try_from(row.get::<_, i64>(index)).unwrap_or(0);
+        let count = |index: usize| {
+            column::<i64>(&row, index, "count").map(|count| u64::try_from(count).unwrap_or(0))
+        };
         Ok(Counts {
-            ready: count(0),
-            delayed: count(1),
-            leased: count(2),
-            dead: count(3),
+            ready: count(0)?,
+            delayed: count(1)?,
+            leased: count(2)?,
+            dead: count(3)?,
         })
     }
 
@@ -544,16 +570,22 @@ impl PostgresQueue {
                 .await
                 .map_err(backend)?;
             let Some(row) = row else { return Ok(None) };
-            match Envelope::decode(row.get::<_, &str>(1).as_bytes()) {
-                Ok(mut envelope) => {
-                    envelope.delivery_attempt = attempt(row.get(2));
+            let id: i64 = column(&row, 0, "envelopes.id")?;
+            match read_claimed(&row) {
+                Ok((mut envelope, attempt, task_id)) => {
+                    envelope.delivery_attempt = attempt;
                     // Only a task delivered before can have a recorded run.
                     let previous_run = if envelope.delivery_attempt > 1 {
-                        client
-                            .query_opt(&self.sql.previous_run, &[&row.get::<_, &str>(3)])
+                        let run = client
+                            .query_opt(&self.sql.previous_run, &[&task_id])
                             .await
-                            .map_err(backend)?
-                            .and_then(|run| serde_json::from_str(run.get::<_, &str>(0)).ok())
+                            .map_err(backend)?;
+                        match &run {
+                            Some(run) => column::<&str>(run, 0, "runs.trace")
+                                .ok()
+                                .and_then(|trace| serde_json::from_str(trace).ok()),
+                            None => None,
+                        }
                     } else {
                         None
                     };
@@ -563,11 +595,10 @@ impl PostgresQueue {
                         previous_run,
                     }));
                 }
-                Err(error) => {
+                Err(reason) => {
                     // A row no worker can read would only come back again: bury it.
-                    let id: i64 = row.get(0);
                     client
-                        .execute(&self.sql.bury, &[&id, &error.to_string()])
+                        .execute(&self.sql.bury, &[&id, &reason])
                         .await
                         .map_err(backend)?;
                 }
@@ -582,8 +613,7 @@ impl PostgresQueue {
             .query_one(&self.sql.next_due, &[&self.name])
             .await
             .map_err(backend)?;
-        Ok(row
-            .get::<_, Option<f64>>(0)
+        Ok(column::<Option<f64>>(&row, 0, "next due")?
             .map(|seconds| Duration::from_secs_f64(seconds.clamp(0.0, 86_400.0))))
     }
 }
@@ -660,8 +690,8 @@ impl Queue for PostgresQueue {
             let removed: i64 = client
                 .query_one(&self.sql.acknowledge, &[&sql::lease_text(lease)])
                 .await
-                .map_err(backend)?
-                .get(0);
+                .map_err(backend)
+                .and_then(|row| column(&row, 0, "count"))?;
             match removed {
                 0 => Err(QueueError::LeaseLost(lease)),
                 _ => Ok(()),
@@ -684,8 +714,8 @@ impl Queue for PostgresQueue {
                     &[&sql::lease_text(lease), &succeeded, &output, &error],
                 )
                 .await
-                .map_err(backend)?
-                .get(0);
+                .map_err(backend)
+                .and_then(|row| column(&row, 0, "count"))?;
             match removed {
                 0 => Err(QueueError::LeaseLost(lease)),
                 _ => Ok(()),
@@ -707,11 +737,17 @@ impl Queue for PostgresQueue {
                 .map_err(backend)?;
             let recorded = rows
                 .iter()
-                .filter_map(|row| {
-                    let position = u32::try_from(row.get::<_, i32>(0)).ok()?;
-                    let output = serde_json::from_str(row.get::<_, &str>(1)).ok()?;
-                    Some((position, output))
+                .map(|row| {
+                    let position = column::<i32>(row, 0, "checkpoints.position")?;
+                    let output = column::<&str>(row, 1, "checkpoints.output")?;
+                    Ok((
+                        u32::try_from(position).ok(),
+                        serde_json::from_str(output).ok(),
+                    ))
                 })
+                .collect::<Result<Vec<_>, QueueError>>()?
+                .into_iter()
+                .filter_map(|(position, output)| Some((position?, output?)))
                 .collect();
             Ok(Some(Arc::new(PostgresCheckpoints {
                 pool: self.pool.clone(),
@@ -733,8 +769,8 @@ impl Queue for PostgresQueue {
                     &[&sql::lease_text(lease), &attempt, &trace],
                 )
                 .await
-                .map_err(backend)?
-                .get(0);
+                .map_err(backend)
+                .and_then(|row| column(&row, 0, "count"))?;
             match held {
                 0 => Err(QueueError::LeaseLost(lease)),
                 _ => Ok(()),
@@ -759,7 +795,7 @@ impl Queue for PostgresQueue {
             let Some(row) = row else {
                 return Err(QueueError::LeaseLost(lease));
             };
-            if delay.is_zero() && row.get::<_, &str>(0) == "ready" {
+            if delay.is_zero() && column::<&str>(&row, 0, "envelopes.state")? == "ready" {
                 client
                     .execute("SELECT pg_notify($1, '')", &[&self.channel])
                     .await
@@ -827,6 +863,88 @@ fn attempt(column: i32) -> u32 {
     u32::try_from(column).unwrap_or(1).max(1)
 }
 
+/// Column `index` of `row`, or a [`QueueError::Backend`] naming it (`name`): a column whose
+/// type a DBA changed is an error, never a panic.
+fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize, name: &str) -> Result<T, QueueError> {
+    row.try_get(index).map_err(|error| {
+        let PgFailure(message) = error.into();
+        QueueError::Backend(format!("cannot read column `{name}`: {message}"))
+    })
+}
+
+/// Any value of any column, as the bytes PostgreSQL sent and their type: read without assuming
+/// the type, so that an envelope column holding something unexpected is buried, never an error
+/// for every claim.
+struct AnyValue<'a> {
+    ty: Type,
+    bytes: Option<&'a [u8]>,
+}
+
+impl<'a> FromSql<'a> for AnyValue<'a> {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(AnyValue {
+            ty: ty.clone(),
+            bytes: Some(raw),
+        })
+    }
+
+    fn from_sql_null(ty: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(AnyValue {
+            ty: ty.clone(),
+            bytes: None,
+        })
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+impl<'a> AnyValue<'a> {
+    /// The value as a stored envelope: text as it is, JSON (a column a DBA made `json` or
+    /// `jsonb`) as its text, anything else named by its type.
+    fn stored(&self) -> StoredEnvelope<'a> {
+        let Some(bytes) = self.bytes else {
+            return StoredEnvelope::Other {
+                kind: "NULL".to_owned(),
+                bytes: std::borrow::Cow::Borrowed(&[]),
+            };
+        };
+        match self.ty {
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON => {
+                StoredEnvelope::Text(bytes)
+            }
+            // jsonb's binary form is a version byte (1) and the JSON text.
+            Type::JSONB if bytes.first() == Some(&1) => StoredEnvelope::Text(&bytes[1..]),
+            _ => StoredEnvelope::Other {
+                kind: format!("a value of type {}", self.ty),
+                bytes: std::borrow::Cow::Borrowed(bytes),
+            },
+        }
+    }
+}
+
+/// The envelope, delivery attempt and task id of the row a claim leased (`RETURNING id,
+/// envelope, delivery_attempt, task_id`), or why the row holds none: the reason it is buried
+/// with.
+fn read_claimed(row: &Row) -> Result<(Envelope, u32, String), String> {
+    let unreadable = |error: QueueError| match error {
+        QueueError::Backend(message) => format!("unreadable row: {message}"),
+        other => format!("unreadable row: {other}"),
+    };
+    let envelope = column::<AnyValue>(row, 1, "envelopes.envelope")
+        .map_err(unreadable)?
+        .stored()
+        .decode()?;
+    let delivery_attempt =
+        column::<i32>(row, 2, "envelopes.delivery_attempt").map_err(unreadable)?;
+    let task_id = column::<String>(row, 3, "envelopes.task_id").map_err(unreadable)?;
+    Ok((envelope, attempt(delivery_attempt), task_id))
+}
+
 /// The database's message as a [`QueueError::Backend`].
 fn backend(error: impl Into<PgFailure>) -> QueueError {
     let PgFailure(message) = error.into();
@@ -864,8 +982,8 @@ impl Checkpoints for PostgresCheckpoints {
                 let held: i64 = client
                     .query_one(&statement, &[&lease, &position, &step, &output.to_string()])
                     .await
-                    .map_err(backend)?
-                    .get(0);
+                    .map_err(backend)
+                    .and_then(|row| column::<i64>(&row, 0, "count"))?;
                 Ok::<_, QueueError>(held > 0)
             }
             .await;

@@ -1,13 +1,15 @@
 //! A durable queue in one SQLite file (feature `sqlite`).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::envelope::now_micros;
-use super::sql::{self, Counts};
+use super::sql::{self, Counts, DeadLetter, StoredEnvelope};
 use super::{Claim, Completion, Envelope, LeaseId, Queue, QueueError, RunTrace};
 use crate::runner::BoxFuture;
 use tasker_telemetry::context::Checkpoints;
@@ -251,30 +253,46 @@ impl SqliteQueue {
         script
     }
 
-    /// Envelopes of this queue in the dead-letter state, oldest first, each with the number of
-    /// deliveries it had.
-    pub async fn dead_letters(&self) -> Result<Vec<Envelope>, QueueError> {
+    /// Every row of this queue in the dead-letter state, oldest first: envelopes delivered as
+    /// many times as allowed, and rows no worker could read, each with why it was set aside
+    /// and the start of what it holds.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
         let name = self.name.clone();
-        let rows: Vec<(String, i64)> = self
-            .with(move |connection| {
-                let mut statement = connection.prepare(
-                    "SELECT envelope, delivery_attempt FROM tasker_envelopes
-                     WHERE queue = ?1 AND state = 'dead' ORDER BY id",
-                )?;
-                let rows = statement
-                    .query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(rows)
-            })
-            .await?;
-        rows.into_iter()
-            .map(|(text, attempt)| {
-                let mut envelope = Envelope::decode(text.as_bytes())
-                    .map_err(|error| QueueError::Backend(error.to_string()))?;
-                envelope.delivery_attempt = delivery(attempt);
-                Ok(envelope)
-            })
-            .collect()
+        self.with(move |connection| {
+            let mut statement = connection.prepare(
+                "SELECT id, task_id, envelope, last_error, delivery_attempt, dead_at_us
+                 FROM tasker_envelopes WHERE queue = ?1 AND state = 'dead' ORDER BY id",
+            )?;
+            let rows = statement.query_map([name], |row| {
+                // Every column as whatever it holds: this lists exactly the rows that hold
+                // something unexpected.
+                let text = |index: usize| -> rusqlite::Result<Option<String>> {
+                    Ok(match row.get_ref(index)? {
+                        ValueRef::Null => None,
+                        value => Some(String::from_utf8_lossy(stored(value).bytes()).into_owned()),
+                    })
+                };
+                let integer = |index: usize| -> rusqlite::Result<Option<i64>> {
+                    Ok(match row.get_ref(index)? {
+                        ValueRef::Integer(value) => Some(value),
+                        _ => None,
+                    })
+                };
+                let dead = sql::DeadRow {
+                    id: row.get(0)?,
+                    task_id: text(1)?.unwrap_or_default(),
+                    envelope: stored(row.get_ref(2)?),
+                    reason: text(3)?,
+                    delivery_attempt: integer(4)?.unwrap_or(1),
+                    dead_at: integer(5)?.map(|micros| {
+                        UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+                    }),
+                };
+                Ok(dead.into_dead_letter())
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
     /// How task `task_id` ended, once a worker completed it.
@@ -349,7 +367,8 @@ impl SqliteQueue {
         let max = self.max_deliveries;
         let lease_micros = micros(lease);
         self.with(move |connection| {
-            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = micros_now();
             transaction.execute(
                 "UPDATE tasker_envelopes SET state = 'dead', dead_at_us = ?3, lease_id = NULL,
@@ -359,26 +378,22 @@ impl SqliteQueue {
                 params![name, max, now],
             )?;
             let claimed = loop {
-                let next: Option<(i64, String, String, i64, String)> = transaction
+                // Read without assuming the columns' types: a row that does not hold an
+                // envelope is buried below instead of failing every claim.
+                let next: Option<(i64, String, Claimed)> = transaction
                     .query_row(
-                        "SELECT id, envelope, state, delivery_attempt, task_id FROM tasker_envelopes
-                         WHERE queue = ?1 AND (
-                            (state = 'ready' AND available_at_us <= ?3)
-                            OR (state = 'leased' AND lease_until_us <= ?3 AND delivery_attempt < ?2))
-                         ORDER BY available_at_us, id LIMIT 1",
+                        "SELECT id, envelope, state, delivery_attempt, task_id
+                             FROM tasker_envelopes
+                             WHERE queue = ?1 AND (
+                                (state = 'ready' AND available_at_us <= ?3)
+                                OR (state = 'leased' AND lease_until_us <= ?3
+                                    AND delivery_attempt < ?2))
+                             ORDER BY available_at_us, id LIMIT 1",
                         params![name, max, now],
-                        |row| {
-                            Ok((
-                                row.get(0)?,
-                                row.get(1)?,
-                                row.get(2)?,
-                                row.get(3)?,
-                                row.get(4)?,
-                            ))
-                        },
+                        |row| Ok((row.get(0)?, row.get(2)?, read_claimed(row))),
                     )
                     .optional()?;
-                let Some((id, text, state, attempt, task_id)) = next else {
+                let Some((id, state, read)) = next else {
                     let due: Option<i64> = transaction.query_row(
                         "SELECT min(CASE state WHEN 'ready' THEN available_at_us
                                                ELSE lease_until_us END)
@@ -386,13 +401,17 @@ impl SqliteQueue {
                         [&name],
                         |row| row.get(0),
                     )?;
-                    break Err(due.map(|due| {
-                        Duration::from_micros(u64::try_from(due - now).unwrap_or(0))
-                    }));
+                    break Err(
+                        due.map(|due| Duration::from_micros(u64::try_from(due - now).unwrap_or(0)))
+                    );
                 };
-                let attempt = if state == "leased" { attempt + 1 } else { attempt };
-                match Envelope::decode(text.as_bytes()) {
-                    Ok(mut envelope) => {
+                match read {
+                    Ok((mut envelope, attempt, task_id)) => {
+                        let attempt = if state == "leased" {
+                            attempt + 1
+                        } else {
+                            attempt
+                        };
                         let lease_id = LeaseId(crate::ids::new_id().as_u128());
                         transaction.execute(
                             "UPDATE tasker_envelopes SET state = 'leased', lease_id = ?2,
@@ -425,13 +444,13 @@ impl SqliteQueue {
                             previous_run,
                         });
                     }
-                    Err(error) => {
+                    Err(reason) => {
                         // A row no worker can read would only come back again: bury it.
                         transaction.execute(
                             "UPDATE tasker_envelopes SET state = 'dead', dead_at_us = ?2,
                                 lease_id = NULL, lease_until_us = NULL, last_error = ?3
                              WHERE id = ?1",
-                            params![id, now, error.to_string()],
+                            params![id, now, reason],
                         )?;
                     }
                 }
@@ -801,4 +820,49 @@ fn micros(duration: Duration) -> i64 {
 
 fn delivery(attempt: i64) -> u32 {
     u32::try_from(attempt).unwrap_or(1).max(1)
+}
+
+/// A stored envelope column as SQLite holds it.
+fn stored(value: ValueRef<'_>) -> StoredEnvelope<'_> {
+    let other = |kind: &str, bytes: Vec<u8>| StoredEnvelope::Other {
+        kind: kind.to_owned(),
+        bytes: Cow::Owned(bytes),
+    };
+    match value {
+        ValueRef::Text(bytes) => StoredEnvelope::Text(bytes),
+        ValueRef::Blob(bytes) => StoredEnvelope::Other {
+            kind: format!("a BLOB of {} bytes", bytes.len()),
+            bytes: Cow::Borrowed(bytes),
+        },
+        ValueRef::Null => other("NULL", Vec::new()),
+        ValueRef::Integer(value) => other("an integer", value.to_string().into_bytes()),
+        ValueRef::Real(value) => other("a real number", value.to_string().into_bytes()),
+    }
+}
+
+/// What a claim reads from a row: its envelope, delivery attempt and task id, or why the row
+/// holds none (the reason it is buried with).
+type Claimed = Result<(Envelope, i64, String), String>;
+
+/// What a claim reads from the row it came to (`SELECT id, envelope, state,
+/// delivery_attempt, task_id`).
+fn read_claimed(row: &rusqlite::Row<'_>) -> Claimed {
+    let column = |index: usize| {
+        row.get_ref(index)
+            .map_err(|error| format!("unreadable row: {error}"))
+    };
+    let envelope = stored(column(1)?).decode()?;
+    let ValueRef::Integer(attempt) = column(3)? else {
+        return Err(
+            "unreadable row: the `delivery_attempt` column does not hold an integer".into(),
+        );
+    };
+    let task_id = match column(4)? {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes).ok().map(str::to_owned),
+        _ => None,
+    };
+    let Some(task_id) = task_id else {
+        return Err("unreadable row: the `task_id` column does not hold UTF-8 text".into());
+    };
+    Ok((envelope, attempt, task_id))
 }

@@ -27,6 +27,7 @@ use registry::{Registered, Registry};
 use crate::queue::{
     Claim, Completion, Envelope, MemoryQueue, Queue, QueueError, MAX_CONTEXT_BYTES,
 };
+use crate::repeated_failure::{FailureReport, RepeatedFailure};
 use crate::request::TaskRequest;
 use crate::runner::{BoxFuture, RunOutput};
 use crate::worker::{
@@ -97,6 +98,7 @@ impl RuntimeBuilder {
             lease: self.lease,
             poll: self.poll,
             has_workers: self.workers > 0,
+            claim_failures: Mutex::new(RepeatedFailure::new(CLAIM_FAILURE_REPORTS)),
         });
         let workers = (0..self.workers)
             .map(|_| handle.spawn(work(inner.clone(), stopped.clone())))
@@ -137,6 +139,8 @@ struct Inner {
     /// Whether this runtime runs requests itself; a producer-only one keeps no pending results
     /// (nobody here would ever complete them).
     has_workers: bool,
+    /// The workers' failed claims, reported together.
+    claim_failures: Mutex<RepeatedFailure>,
 }
 
 struct Pending {
@@ -614,9 +618,11 @@ const UNKNOWN_TASK_DELIVERIES: u32 = 5;
 /// How long such a request waits before its next delivery.
 const UNKNOWN_TASK_DELAY: Duration = Duration::from_secs(1);
 
+/// How often failing claims are reported at most, after the first failure.
+const CLAIM_FAILURE_REPORTS: Duration = Duration::from_secs(10);
+
 /// One worker: claims requests and runs them until the runtime stops.
 async fn work(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
-    let mut reported = false;
     let mut timer = Box::pin(tokio::time::sleep(inner.lease));
     loop {
         if *stopped.borrow() {
@@ -628,16 +634,52 @@ async fn work(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
             claim = inner.queue.claim(inner.lease, inner.poll) => claim,
             _ = stopped.changed() => return,
         };
+        report_claim(&inner, claim.as_ref().err());
         match claim {
             Ok(Some(claim)) => inner.run(claim, asked, &mut timer).await,
             Ok(None) => {}
-            Err(error) => {
-                if !std::mem::replace(&mut reported, true) {
-                    tracing::error!(target: "tasker", "[Tasker] a worker could not claim from queue `{}`: {error}", inner.queue.name());
-                }
-                tokio::time::sleep(inner.poll).await;
-            }
+            Err(_) => tokio::time::sleep(inner.poll).await,
         }
+    }
+}
+
+/// Tells the log about failing claims (`error`: this one's), shared by the runtime's workers:
+/// the first failure at once, then a count at most every [`CLAIM_FAILURE_REPORTS`] while they
+/// last, and one line when claims work again.
+fn report_claim(inner: &Inner, error: Option<&QueueError>) {
+    // Paused in tests that pause Tokio's clock, like the rest of the worker's timing.
+    let now = tokio::time::Instant::now().into_std();
+    let report = {
+        let mut failures = inner
+            .claim_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match error {
+            None => failures.succeeded(now),
+            Some(_) => failures.failed(now),
+        }
+    };
+    let queue = inner.queue.name();
+    match (report, error) {
+        (Some(FailureReport::First), Some(error)) => tracing::error!(
+            target: "tasker",
+            "[Tasker] a worker could not claim from queue `{queue}`: {error}; retrying, \
+             reported at most every {} s while it lasts",
+            CLAIM_FAILURE_REPORTS.as_secs(),
+        ),
+        (Some(FailureReport::Repeated { count, over }), Some(error)) => tracing::error!(
+            target: "tasker",
+            "[Tasker] claims from queue `{queue}` failed {count} times in the last {} s: \
+             {error}",
+            over.as_secs(),
+        ),
+        (Some(FailureReport::Recovered { count, over }), _) => tracing::info!(
+            target: "tasker",
+            "[Tasker] claims from queue `{queue}` work again, after {count} failures over \
+             {:.1} s",
+            over.as_secs_f64(),
+        ),
+        _ => {}
     }
 }
 
