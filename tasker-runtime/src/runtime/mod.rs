@@ -1,6 +1,7 @@
 //! The runtime: enqueue task requests by name, and run them on workers.
 
 mod error;
+mod isolation;
 mod lease;
 mod registry;
 
@@ -97,6 +98,7 @@ impl RuntimeBuilder {
             lease: self.lease,
             poll: self.poll,
             has_workers: self.workers > 0,
+            suspect_check: isolation::SuspectCheck::new(),
         });
         let workers = (0..self.workers)
             .map(|_| handle.spawn(work(inner.clone(), stopped.clone())))
@@ -137,6 +139,8 @@ struct Inner {
     /// Whether this runtime runs requests itself; a producer-only one keeps no pending results
     /// (nobody here would ever complete them).
     has_workers: bool,
+    /// When the workers next ask whether tasks whose lease expired wait to run alone.
+    suspect_check: isolation::SuspectCheck,
 }
 
 struct Pending {
@@ -622,10 +626,9 @@ async fn work(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
         if *stopped.borrow() {
             return;
         }
-        // No later than the lease's start, by this process's clock.
-        let asked = std::time::Instant::now();
-        let claim = tokio::select! {
-            claim = inner.queue.claim(inner.lease, inner.poll) => claim,
+        // The gate is held while the claimed task runs: alone, or beside the process's others.
+        let (asked, claim, _gate) = tokio::select! {
+            next = inner.claim_next() => next,
             _ = stopped.changed() => return,
         };
         match claim {
