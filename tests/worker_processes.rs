@@ -555,6 +555,35 @@ type DeadLetters = Vec<(String, u32)>;
 fn poison_task_is_dead_lettered_alone(queue: &[&str], dead: impl FnOnce() -> DeadLetters) {
     let (processes, enqueued) = run_with_poison(queue);
     let poison = &enqueued[POISON - 1];
+
+    // Every good task completed exactly once; the poison never ended.
+    let mut ends: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for line in processes.iter().flat_map(|(events, _)| events) {
+        if line.is_terminal() {
+            ends.entry(&line.task).or_default().push(&line.event);
+        }
+    }
+    let good: BTreeSet<&str> = enqueued
+        .iter()
+        .map(String::as_str)
+        .filter(|task| *task != poison)
+        .collect();
+    assert_eq!(
+        ends.keys().copied().collect::<BTreeSet<_>>(),
+        good,
+        "every good task ended and the poison did not (a good task missing here was \
+         dead-lettered for the poison's crashes)"
+    );
+    for (task, events) in &ends {
+        assert_eq!(events, &["task.complete"], "task {task}");
+    }
+    assert_eq!(
+        dead(),
+        [(poison.clone(), POISON_MAX_DELIVERIES + 1)],
+        "only the poison is dead-lettered, after its one shared and {POISON_MAX_DELIVERIES} \
+         lone deliveries"
+    );
+
     let crashes: Vec<&Vec<Line>> = processes
         .iter()
         .filter(|(_, crashed)| *crashed)
@@ -577,29 +606,6 @@ fn poison_task_is_dead_lettered_alone(queue: &[&str], dead: impl FnOnce() -> Dea
             "crash {n}: the poison ran alone and took no other task down"
         );
     }
-
-    // Every good task completed exactly once; the poison never ended.
-    let mut ends: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for line in processes.iter().flat_map(|(events, _)| events) {
-        if line.is_terminal() {
-            ends.entry(&line.task).or_default().push(&line.event);
-        }
-    }
-    let good: BTreeSet<&str> = enqueued
-        .iter()
-        .map(String::as_str)
-        .filter(|task| *task != poison)
-        .collect();
-    assert_eq!(ends.keys().copied().collect::<BTreeSet<_>>(), good);
-    for (task, events) in &ends {
-        assert_eq!(events, &["task.complete"], "task {task}");
-    }
-    assert_eq!(
-        dead(),
-        [(poison.clone(), POISON_MAX_DELIVERIES + 1)],
-        "only the poison is dead-lettered, after its one shared and {POISON_MAX_DELIVERIES} \
-         lone deliveries"
-    );
 }
 
 /// A Tokio runtime for the test's own look at the queue.
