@@ -283,3 +283,50 @@ async fn two_runtimes_on_one_database_run_every_task_once() {
     )
     .await;
 }
+
+/// Rows enqueued before migration 5 keep their count: their deliveries so far count toward
+/// `max_deliveries`, and a lease a worker of the older version held counts as a lone run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_from_before_the_isolation_migration_keep_their_deliveries() {
+    let Some(fixture) = fresh().await else { return };
+    let queue = &fixture.queue;
+    let old = queue_suite::envelope("old");
+    queue.push(old.clone()).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&fixture.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    // The schema as migration 4 left it, with the envelope delivered for the last time by a
+    // worker whose lease expired.
+    let schema = format!("\"{}\"", fixture.schema);
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE {schema}.envelopes DROP COLUMN counted_deliveries, DROP COLUMN alone;
+             DELETE FROM {schema}.migrations WHERE version = 5;
+             UPDATE {schema}.envelopes SET state = 'leased', delivery_attempt = {},
+                lease_id = 'old', lease_until = now() - interval '1 second'",
+            queue_suite::MAX_DELIVERIES
+        ))
+        .await
+        .unwrap();
+    drop(client);
+    let _ = driver.await;
+    assert_eq!(queue.migrate().await.unwrap(), 1);
+    assert!(
+        !queue.suspects_waiting().await.unwrap(),
+        "its last delivery counted: nothing waits"
+    );
+    assert!(queue
+        .claim_isolated(
+            queue_suite::LEASE,
+            Duration::ZERO,
+            tasker::queue::Isolation::Alone
+        )
+        .await
+        .unwrap()
+        .is_none());
+    let dead = queue.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].task_id, old.task_id);
+    assert_eq!(dead[0].delivery_attempt, queue_suite::MAX_DELIVERIES);
+}
