@@ -254,7 +254,10 @@ impl Running {
             if let Some(status) = self.child.try_wait().expect("the child's status") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the {role} did not finish in time");
+            assert!(
+                Instant::now() < deadline,
+                "the {role} did not finish in time"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -15,8 +15,7 @@ use serde_json::{json, Value};
 
 pub use crate::support::task_log::{Observe, TaskLog};
 use tasker::queue::{
-    BoxFuture, Claim, Completion, Counts, Envelope, Isolation, LeaseId, Queue, QueueError,
-    RunTrace,
+    BoxFuture, Claim, Completion, Counts, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
 };
 use tasker::telemetry::context::Checkpoints;
 use tasker::telemetry::propagation::TraceContext;
@@ -251,7 +250,10 @@ pub async fn an_expired_lease_that_ran_beside_others_does_not_count(queue: Arc<d
     {
         assert_eq!(claim.envelope.task_id, shared.envelope.task_id);
         deliveries.push(claim.envelope.delivery_attempt);
-        assert!(deliveries.len() <= 10, "never dead-lettered: {deliveries:?}");
+        assert!(
+            deliveries.len() <= 10,
+            "never dead-lettered: {deliveries:?}"
+        );
         expire().await;
     }
     assert_eq!(
@@ -272,7 +274,10 @@ pub async fn an_expired_lease_that_ran_alone_counts(queue: Arc<dyn Queue>) {
         .unwrap()
     {
         deliveries.push(claim.envelope.delivery_attempt);
-        assert!(deliveries.len() <= 10, "never dead-lettered: {deliveries:?}");
+        assert!(
+            deliveries.len() <= 10,
+            "never dead-lettered: {deliveries:?}"
+        );
         expire().await;
     }
     assert_eq!(deliveries, (1..=MAX_DELIVERIES).collect::<Vec<_>>());
@@ -281,9 +286,7 @@ pub async fn an_expired_lease_that_ran_alone_counts(queue: Arc<dyn Queue>) {
 
 /// An envelope whose lease expired is a suspect: a shared claimer is not handed it (but gets
 /// the envelopes that are ready), the queue says a suspect waits, and a lone claimer takes it.
-pub async fn an_expired_lease_is_handed_only_to_a_claimer_that_runs_alone(
-    queue: Arc<dyn Queue>,
-) {
+pub async fn an_expired_lease_is_handed_only_to_a_claimer_that_runs_alone(queue: Arc<dyn Queue>) {
     assert!(!queue.suspects_waiting().await.unwrap(), "an empty queue");
     let suspect = envelope("suspect");
     queue.push(suspect.clone()).await.unwrap();

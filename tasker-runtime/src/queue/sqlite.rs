@@ -364,7 +364,8 @@ impl SqliteQueue {
         let max = self.max_deliveries;
         let lease_micros = micros(lease);
         self.with(move |connection| {
-            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = micros_now();
             transaction.execute(
                 "UPDATE tasker_envelopes SET state = 'dead', dead_at_us = ?3, lease_id = NULL,
@@ -403,11 +404,15 @@ impl SqliteQueue {
                         params![&name, alone],
                         |row| row.get(0),
                     )?;
-                    break Err(due.map(|due| {
-                        Duration::from_micros(u64::try_from(due - now).unwrap_or(0))
-                    }));
+                    break Err(
+                        due.map(|due| Duration::from_micros(u64::try_from(due - now).unwrap_or(0)))
+                    );
                 };
-                let attempt = if state == "leased" { attempt + 1 } else { attempt };
+                let attempt = if state == "leased" {
+                    attempt + 1
+                } else {
+                    attempt
+                };
                 match Envelope::decode(text.as_bytes()) {
                     Ok(mut envelope) => {
                         let lease_id = LeaseId(crate::ids::new_id().as_u128());

@@ -24,9 +24,11 @@ const SUSPECT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// A run's hold on the process's gate, kept until the run ends.
 pub(super) enum Gate {
     /// An ordinary run, beside others.
-    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Shared { _held: RwLockReadGuard<'static, ()> },
     /// A suspect's run, alone in the process.
-    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+    Alone {
+        _held: RwLockWriteGuard<'static, ()>,
+    },
 }
 
 /// When a runtime's workers next ask the queue whether suspects wait.
@@ -70,9 +72,7 @@ impl Inner {
     ///
     /// When the queue says suspects wait, the worker first drains the process and claims alone;
     /// otherwise it claims beside the process's other runs, waiting up to the poll interval.
-    pub(super) async fn claim_next(
-        &self,
-    ) -> (Instant, Result<Option<Claim>, QueueError>, Gate) {
+    pub(super) async fn claim_next(&self) -> (Instant, Result<Option<Claim>, QueueError>, Gate) {
         if self.suspect_check.due() && self.suspects_waiting().await {
             // Bounded: a run that waits on work of this same process would never let it drain.
             // Such a process leaves its suspects to others for a while, and works on.
@@ -83,7 +83,7 @@ impl Inner {
                         .queue
                         .claim_isolated(self.lease, Duration::ZERO, Isolation::Alone)
                         .await;
-                    return (asked, claim, Gate::Alone(alone));
+                    return (asked, claim, Gate::Alone { _held: alone });
                 }
                 Err(_) => self.suspect_check.postpone(self.lease),
             }
@@ -94,7 +94,7 @@ impl Inner {
             .queue
             .claim_isolated(self.lease, self.poll, Isolation::Shared)
             .await;
-        (asked, claim, Gate::Shared(shared))
+        (asked, claim, Gate::Shared { _held: shared })
     }
 
     /// Whether the queue says suspects wait; a failure is reported once and taken as "no".
