@@ -3,7 +3,9 @@
 //!
 //! Claims are *leases*: a worker that claims an envelope must acknowledge it (done) or requeue it
 //! before the lease ends, renewing the lease while it runs; an expired lease — a crashed worker —
-//! puts the envelope back for another worker, as its next delivery.
+//! puts the envelope back for another worker, as its next delivery. On a durable queue that
+//! delivery goes only to a worker that runs it alone in its process, and the expired one counts
+//! toward the delivery limit only if it, too, ran alone ([`Isolation`]).
 //!
 //! Durable backends: `PostgresQueue` (feature `postgres`), for workers on any number of
 //! machines, and `SqliteQueue` (feature `sqlite`), for processes on one machine.

@@ -115,3 +115,32 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suspect_check_is_due_at_once_then_once_per_interval() {
+        let check = SuspectCheck::new();
+        assert!(check.due(), "a new runtime asks at once");
+        assert!(!check.due(), "its other workers do not ask again within the interval");
+        *check.next.lock().unwrap() = Instant::now();
+        assert!(check.due(), "due again once the interval has passed");
+    }
+
+    #[test]
+    fn a_postponed_check_waits_out_the_pause() {
+        let check = SuspectCheck::new();
+        check.postpone(Duration::from_secs(60));
+        assert!(!check.due());
+        let next = *check.next.lock().unwrap();
+        assert!(next >= Instant::now() + Duration::from_secs(59));
+        check.postpone(Duration::ZERO);
+        assert_eq!(
+            *check.next.lock().unwrap(),
+            next,
+            "a shorter pause does not bring the check forward"
+        );
+    }
+}
