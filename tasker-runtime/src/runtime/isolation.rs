@@ -124,7 +124,10 @@ mod tests {
     fn a_suspect_check_is_due_at_once_then_once_per_interval() {
         let check = SuspectCheck::new();
         assert!(check.due(), "a new runtime asks at once");
-        assert!(!check.due(), "its other workers do not ask again within the interval");
+        assert!(
+            !check.due(),
+            "its other workers do not ask again within the interval"
+        );
         *check.next.lock().unwrap() = Instant::now();
         assert!(check.due(), "due again once the interval has passed");
     }
