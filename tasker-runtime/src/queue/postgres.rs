@@ -190,8 +190,8 @@ impl PostgresQueueBuilder {
 /// `SELECT … FOR UPDATE SKIP LOCKED` and leases it: the row records the lease id and when the
 /// lease ends, by the database's clock. A lease that ends unrenewed (a worker that died) makes the
 /// row claimable again by a claimer that runs alone ([`Isolation`]), as its next delivery; after
-/// [`max_deliveries`] counted deliveries it goes to the dead-letter state instead. Pushes and immediate requeues `NOTIFY` waiting claims, which also
-/// poll as a fallback.
+/// [`max_deliveries`] counted deliveries it goes to the dead-letter state instead. Pushes and
+/// immediate requeues `NOTIFY` waiting claims, which also poll as a fallback.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), tasker_runtime::queue::QueueError> {

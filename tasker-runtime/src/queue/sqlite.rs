@@ -167,8 +167,9 @@ impl SqliteQueueBuilder {
 /// writer at a time, across processes; WAL mode lets readers go on) and lease the oldest available
 /// row, recording the lease id and its end. A lease that ends unrenewed makes the row claimable
 /// again by a claimer that runs alone ([`Isolation`]), as its next delivery; after
-/// [`max_deliveries`] counted deliveries it goes to the dead-letter state instead. Waiting claims poll; a push in the same process wakes them at once. Every
-/// operation runs on Tokio's blocking threads.
+/// [`max_deliveries`] counted deliveries it goes to the dead-letter state instead. Waiting
+/// claims poll; a push in the same process wakes them at once. Every operation runs on Tokio's
+/// blocking threads.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
