@@ -78,10 +78,6 @@ async fn take_step_time() {
 #[tasker::step(max_attempts = 1)]
 async fn pack(order: &Order) -> Result<usize, OrderError> {
     take_step_time().await;
-    if order.poison {
-        eprintln!("worker example: order {} is poison: aborting", order.id);
-        std::process::abort();
-    }
     if order.items.is_empty() {
         return Err(OrderError::Empty(order.id));
     }
@@ -107,6 +103,11 @@ async fn reserve(order: &Order) -> Result<String, OrderError> {
 #[tasker::step(max_attempts = 1)]
 async fn label(order: &Order, parcels: usize, shelf: String) -> String {
     take_step_time().await;
+    if order.poison {
+        // In the last step, so that the tasks claimed with it have started too.
+        eprintln!("worker example: order {} is poison: aborting", order.id);
+        std::process::abort();
+    }
     if STALL_AFTER
         .get()
         .is_some_and(|after| FINISHED.load(Ordering::SeqCst) >= *after)

@@ -126,16 +126,24 @@ async fn held(label: String) -> String {
     label
 }
 
-/// `task.start` and `task.complete` of the test's tasks, by label, in order.
+/// `task.start` and `task.complete` of the test's tasks, by label, in order. Events are kept
+/// with their task id and labelled when read: a worker may start a task before `enqueue`
+/// returns its id.
 #[derive(Default)]
 struct Starts {
     labels: Mutex<HashMap<uuid::Uuid, String>>,
-    lines: Mutex<Vec<String>>,
+    events: Mutex<Vec<(uuid::Uuid, &'static str)>>,
 }
 
 impl Starts {
     fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
+        let labels = self.labels.lock().unwrap();
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(id, name)| Some(format!("{name} {}", labels.get(id)?)))
+            .collect()
     }
 
     /// Waits (ten seconds at most) until `line` was seen.
@@ -158,13 +166,13 @@ async fn a_suspect_runs_once_its_process_drained_and_nothing_else_runs_beside_it
     let _subscription = tasker::events::subscribe({
         let starts = starts.clone();
         move |event: &tasker::telemetry::Event<'_>| {
-            if !matches!(event.name(), "task.start" | "task.complete") {
-                return;
-            }
-            let labels = starts.labels.lock().unwrap();
-            if let Some(label) = event.task_id().and_then(|id| labels.get(&id)) {
-                let line = format!("{} {label}", event.name());
-                starts.lines.lock().unwrap().push(line);
+            let name = match event.name() {
+                "task.start" => "task.start",
+                "task.complete" => "task.complete",
+                _ => return,
+            };
+            if let Some(id) = event.task_id() {
+                starts.events.lock().unwrap().push((id, name));
             }
         }
     });
