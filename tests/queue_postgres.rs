@@ -176,7 +176,7 @@ async fn migrations_create_the_schema_from_nothing_and_rerun_as_no_ops() {
         message.contains("does not exist") && message.contains("migrate()"),
         "{message}"
     );
-    assert_eq!(queue.migrate().await.unwrap(), 4);
+    assert_eq!(queue.migrate().await.unwrap(), 5);
     assert_eq!(queue.migrate().await.unwrap(), 0);
     // Several processes migrating at once take turns.
     let concurrent: Vec<_> = (0..3)
@@ -231,7 +231,7 @@ async fn a_schema_name_with_quotes_and_spaces_is_quoted_not_injected() {
     let Some(fixture) = fixture_in(schema).await else {
         return;
     };
-    assert_eq!(fixture.queue.migrate().await.unwrap(), 4);
+    assert_eq!(fixture.queue.migrate().await.unwrap(), 5);
     fixture
         .queue
         .push(queue_suite::envelope("a"))
@@ -385,7 +385,7 @@ async fn a_schema_name_is_measured_in_bytes_and_63_are_accepted() {
     let Some(fixture) = fixture_in(longest).await else {
         return;
     };
-    assert_eq!(fixture.queue.migrate().await.unwrap(), 4);
+    assert_eq!(fixture.queue.migrate().await.unwrap(), 5);
     fixture
         .queue
         .push(queue_suite::envelope("a"))
@@ -493,4 +493,51 @@ async fn a_result_column_of_another_type_is_an_error_naming_it() {
                 .to_owned()
         )
     );
+}
+
+/// Rows enqueued before migration 5 keep their count: their deliveries so far count toward
+/// `max_deliveries`, and a lease a worker of the older version held counts as a lone run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_from_before_the_isolation_migration_keep_their_deliveries() {
+    let Some(fixture) = fresh().await else { return };
+    let queue = &fixture.queue;
+    let old = queue_suite::envelope("old");
+    queue.push(old.clone()).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&fixture.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    // The schema as migration 4 left it, with the envelope delivered for the last time by a
+    // worker whose lease expired.
+    let schema = format!("\"{}\"", fixture.schema);
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE {schema}.envelopes DROP COLUMN counted_deliveries, DROP COLUMN alone;
+             DELETE FROM {schema}.migrations WHERE version = 5;
+             UPDATE {schema}.envelopes SET state = 'leased', delivery_attempt = {},
+                lease_id = 'old', lease_until = now() - interval '1 second'",
+            queue_suite::MAX_DELIVERIES
+        ))
+        .await
+        .unwrap();
+    drop(client);
+    let _ = driver.await;
+    assert_eq!(queue.migrate().await.unwrap(), 1);
+    assert!(
+        !queue.suspects_waiting().await.unwrap(),
+        "its last delivery counted: nothing waits"
+    );
+    assert!(queue
+        .claim_isolated(
+            queue_suite::LEASE,
+            Duration::ZERO,
+            tasker::queue::Isolation::Alone
+        )
+        .await
+        .unwrap()
+        .is_none());
+    let dead = queue.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].task_id, old.task_id.to_string());
+    assert_eq!(dead[0].delivery_attempt, queue_suite::MAX_DELIVERIES);
 }

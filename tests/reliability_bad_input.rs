@@ -167,10 +167,12 @@ proptest! {
             env::TELEMETRY_ADAPTERS,
             env::TELEMETRY_ADAPTER_CLASSES,
             env::FILTER_PARAMETERS,
+            env::CONSOLE_COLOR,
+            env::LOG_FORMAT,
         ]),
         value in prop_oneof![
             ".{0,30}",
-            "(default|opentelemetry|custom|true|false|yes|0|1| |,){0,6}",
+            "(default|opentelemetry|custom|true|false|yes|0|1|compact|json|never| |,){0,6}",
         ],
     ) {
         let result = Configuration::from_lookup(|name| (name == variable).then(|| value.clone()));

@@ -6,7 +6,11 @@
 //! - one producer and three worker processes, 2,000 tasks with retries and failures, one worker
 //!   killed with SIGKILL while it holds leases: every task still finishes exactly once across
 //!   the three (the killed one included), no completed step runs twice, and the tasks the killed
-//!   worker left unfinished finish elsewhere, replaying the steps it had completed.
+//!   worker left unfinished finish elsewhere, replaying the steps it had completed;
+//! - a poison task that aborts its process, enqueued with good ones, worker processes of three
+//!   workers restarted after each crash: every good task completes once, none is dead-lettered,
+//!   and the poison task is dead-lettered after its lone deliveries, having taken no other task
+//!   down after its first crash.
 
 #![cfg(feature = "sqlite")]
 
@@ -186,16 +190,19 @@ struct Running {
 
 impl Running {
     fn start(queue: &[&str], extra: &[&str]) -> Running {
+        let workers = WORKERS_PER_PROCESS.to_string();
+        let mut options = vec!["--workers", &workers, "--until-empty"];
+        options.extend(["--lease-ms", CRASH_LEASE_MS]);
+        options.extend(extra);
+        Running::work(queue, &options)
+    }
+
+    /// Runs `work` on `queue` with `options`.
+    fn work(queue: &[&str], options: &[&str]) -> Running {
         let mut child = Command::new(example())
             .arg("work")
             .args(queue)
-            .args([
-                "--workers",
-                &WORKERS_PER_PROCESS.to_string(),
-                "--until-empty",
-            ])
-            .args(["--lease-ms", CRASH_LEASE_MS])
-            .args(extra)
+            .args(options)
             .stdout(Stdio::piped())
             .spawn()
             .expect("a worker starts");
@@ -236,6 +243,20 @@ impl Running {
             assert!(
                 Instant::now() < deadline,
                 "the {role} did not finish within {CRASH_DEADLINE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit by itself before `deadline`, however it ends.
+    fn ended(&mut self, deadline: Instant, role: &str) -> std::process::ExitStatus {
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child's status") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the {role} did not finish in time"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -470,6 +491,134 @@ fn three_workers_one_killed(queue: &[&str]) {
     assert!(replays >= 2 * WORKERS_PER_PROCESS, "{replays} replays");
 }
 
+/// Orders the poison test's producer enqueues; order [`POISON`] aborts the process that runs it.
+const POISON_TASKS: usize = 9;
+/// The poison order: enqueued after three good ones, so that its first delivery runs beside
+/// others.
+const POISON: usize = 4;
+/// The queue's `max_deliveries` in the poison test.
+const POISON_MAX_DELIVERIES: u32 = 3;
+/// Worker processes restarted after a crash, at most, before the poison test fails.
+const MAX_RESTARTS: usize = 10;
+/// How long the poison test may take, at most.
+const POISON_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs the producer with a poison order, then worker processes of three workers one after
+/// another, each restarted after it crashed, until one finds the queue drained; returns each
+/// worker process's events and whether it crashed, and the enqueued task ids.
+fn run_with_poison(queue: &[&str]) -> (Vec<(Vec<Line>, bool)>, Vec<String>) {
+    example();
+    let poison = POISON.to_string();
+    let mut producer = queue.to_vec();
+    producer.extend(["--poison", &poison]);
+    let enqueued = produce(&producer, POISON_TASKS);
+    let deadline = Instant::now() + POISON_DEADLINE;
+    let max_deliveries = POISON_MAX_DELIVERIES.to_string();
+    let options = [
+        "--workers",
+        "3",
+        "--until-empty",
+        "--lease-ms",
+        "1000",
+        "--step-ms",
+        "100",
+        "--max-deliveries",
+        &max_deliveries,
+    ];
+    let mut processes = Vec::new();
+    loop {
+        let mut worker = Running::work(queue, &options);
+        let status = worker.ended(deadline, &format!("worker process {}", processes.len()));
+        let crashed = !status.success();
+        processes.push((worker.output(), crashed));
+        if !crashed {
+            break;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(
+                status.signal(),
+                Some(6),
+                "a worker process ended with {status}, not the poison's SIGABRT"
+            );
+        }
+        assert!(
+            processes.len() <= MAX_RESTARTS,
+            "still crashing after {MAX_RESTARTS} restarts"
+        );
+    }
+    (processes, enqueued)
+}
+
+/// The dead letters as `(task id, deliveries)`, once the queue is drained.
+type DeadLetters = Vec<(String, u32)>;
+
+/// Checks the poison test's outcome: `dead` the queue's dead letters afterwards.
+fn poison_task_is_dead_lettered_alone(queue: &[&str], dead: impl FnOnce() -> DeadLetters) {
+    let (processes, enqueued) = run_with_poison(queue);
+    let poison = &enqueued[POISON - 1];
+
+    // Every good task completed exactly once; the poison never ended.
+    let mut ends: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for line in processes.iter().flat_map(|(events, _)| events) {
+        if line.is_terminal() {
+            ends.entry(&line.task).or_default().push(&line.event);
+        }
+    }
+    let good: BTreeSet<&str> = enqueued
+        .iter()
+        .map(String::as_str)
+        .filter(|task| *task != poison)
+        .collect();
+    assert_eq!(
+        ends.keys().copied().collect::<BTreeSet<_>>(),
+        good,
+        "every good task ended and the poison did not (a good task missing here was \
+         dead-lettered for the poison's crashes)"
+    );
+    for (task, events) in &ends {
+        assert_eq!(events, &["task.complete"], "task {task}");
+    }
+    assert_eq!(
+        dead(),
+        [(poison.clone(), POISON_MAX_DELIVERIES + 1)],
+        "only the poison is dead-lettered, after its one shared and {POISON_MAX_DELIVERIES} \
+         lone deliveries"
+    );
+
+    let crashes: Vec<&Vec<Line>> = processes
+        .iter()
+        .filter(|(_, crashed)| *crashed)
+        .map(|(events, _)| events)
+        .collect();
+    // One crash per delivery of the poison: the first beside others (not counted), then
+    // `max_deliveries` alone.
+    assert_eq!(crashes.len(), POISON_MAX_DELIVERIES as usize + 1);
+    let (first, _) = unfinished(crashes[0]);
+    assert!(first.contains(poison), "the first crash ran the poison");
+    assert!(
+        first.len() > 1,
+        "good tasks ran beside the poison's first delivery: {first:?}"
+    );
+    for (n, events) in crashes.iter().enumerate().skip(1) {
+        let (left, _) = unfinished(events);
+        assert_eq!(
+            left,
+            BTreeSet::from([poison.clone()]),
+            "crash {n}: the poison ran alone and took no other task down"
+        );
+    }
+}
+
+/// A Tokio runtime for the test's own look at the queue.
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A directory of its own, removed with the value.
 struct TempDir(PathBuf);
 
@@ -502,6 +651,25 @@ fn sqlite_producer_and_two_worker_processes_finish_every_task_once() {
 fn sqlite_three_worker_processes_one_killed_finish_every_task_once() {
     let dir = TempDir::new("worker-crash");
     three_workers_one_killed(&["--queue", &dir.sqlite_url()]);
+}
+
+#[test]
+fn sqlite_a_poison_task_is_dead_lettered_alone_and_good_tasks_complete() {
+    let dir = TempDir::new("worker-poison");
+    let url = dir.sqlite_url();
+    poison_task_is_dead_lettered_alone(&["--queue", &url], || {
+        tokio_runtime().block_on(async {
+            let queue = tasker::queue::SqliteQueue::open(dir.0.join("queue.db"))
+                .await
+                .unwrap();
+            let counts = queue.counts().await.unwrap();
+            assert_eq!((counts.ready, counts.delayed, counts.leased), (0, 0, 0));
+            let dead = queue.dead_letters().await.unwrap();
+            dead.iter()
+                .map(|envelope| (envelope.task_id.to_string(), envelope.delivery_attempt))
+                .collect()
+        })
+    });
 }
 
 /// The database URL, or `None` (after saying how to enable the test) when none is set.
@@ -562,4 +730,28 @@ fn postgres_three_worker_processes_one_killed_finish_every_task_once() {
     let schema = format!("tasker_worker_crash_{}", std::process::id());
     let _drop = DropSchema(url.clone(), schema.clone());
     three_workers_one_killed(&["--queue", &url, "--schema", &schema]);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_a_poison_task_is_dead_lettered_alone_and_good_tasks_complete() {
+    let Some(url) = database_url() else { return };
+    let schema = format!("tasker_worker_poison_{}", std::process::id());
+    let _drop = DropSchema(url.clone(), schema.clone());
+    poison_task_is_dead_lettered_alone(&["--queue", &url, "--schema", &schema], || {
+        tokio_runtime().block_on(async {
+            let queue = tasker::queue::PostgresQueue::builder(&url)
+                .schema(&schema)
+                .listen(false)
+                .connect()
+                .await
+                .unwrap();
+            let counts = queue.counts().await.unwrap();
+            assert_eq!((counts.ready, counts.delayed, counts.leased), (0, 0, 0));
+            let dead = queue.dead_letters().await.unwrap();
+            dead.iter()
+                .map(|envelope| (envelope.task_id.to_string(), envelope.delivery_attempt))
+                .collect()
+        })
+    });
 }

@@ -342,7 +342,7 @@ impl Configuration {
                         }
                     })?;
         }
-        if let Some(value) = lookup(env::LOG_FORMAT) {
+        if let Some(value) = lookup(env::LOG_FORMAT)? {
             config.log_format =
                 value
                     .parse()
@@ -744,6 +744,7 @@ mod tests {
             env::TELEMETRY_ADAPTER_CLASSES,
             env::FILTER_PARAMETERS,
             env::CONSOLE_COLOR,
+            env::LOG_FORMAT,
         ] {
             let error = Configuration::from_os_lookup(|name| {
                 (name == variable).then(|| OsString::from_vec(b"tok\xffen".to_vec()))

@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 pub use crate::support::task_log::{Observe, TaskLog};
 use tasker::queue::{
-    BoxFuture, Claim, Completion, Counts, DeadLetter, Envelope, LeaseId, Queue, QueueError,
-    RunTrace, DEAD_LETTER_RAW_BYTES, MAX_ENVELOPE_BYTES,
+    BoxFuture, Claim, Completion, Counts, DeadLetter, Envelope, Isolation, LeaseId, Queue,
+    QueueError, RunTrace, DEAD_LETTER_RAW_BYTES, MAX_ENVELOPE_BYTES,
 };
 use tasker::telemetry::context::Checkpoints;
 use tasker::telemetry::propagation::TraceContext;
@@ -44,6 +44,10 @@ macro_rules! queue_suite {
             unknown_leases_are_lost,
             deliveries_past_the_limit_are_dead_lettered,
             an_expired_last_delivery_is_dead_lettered,
+            an_expired_lease_that_ran_beside_others_does_not_count,
+            an_expired_lease_that_ran_alone_counts,
+            an_expired_lease_is_handed_only_to_a_claimer_that_runs_alone,
+            requeues_of_shared_runs_count,
             envelopes_round_trip_through_the_backend,
             concurrent_claims_never_share_an_envelope,
             the_next_delivery_carries_the_run_an_earlier_one_recorded,
@@ -226,6 +230,133 @@ pub async fn an_expired_last_delivery_is_dead_lettered(queue: Arc<dyn Queue>) {
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(queue.claim(LEASE, Duration::ZERO).await.unwrap().is_none());
+}
+
+/// A lease short enough to expire within a test.
+const SHORT_LEASE: Duration = Duration::from_millis(100);
+
+/// Claims with `isolation`, waiting up to two seconds: the claim, or `None`.
+async fn claim_as(queue: &Arc<dyn Queue>, isolation: Isolation, lease: Duration) -> Option<Claim> {
+    queue
+        .claim_isolated(lease, Duration::from_secs(2), isolation)
+        .await
+        .unwrap()
+}
+
+/// Waits until a lease of `SHORT_LEASE` taken just before has expired.
+async fn expire() {
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(50)).await;
+}
+
+/// A crash while the run shared its process is not counted: after it, the envelope still gets
+/// `MAX_DELIVERIES` lone deliveries before it is dead-lettered, while `delivery_attempt` counts
+/// every delivery.
+pub async fn an_expired_lease_that_ran_beside_others_does_not_count(queue: Arc<dyn Queue>) {
+    queue.push(envelope("innocent")).await.unwrap();
+    let shared = claim_as(&queue, Isolation::Shared, SHORT_LEASE)
+        .await
+        .unwrap();
+    assert_eq!(shared.envelope.delivery_attempt, 1);
+    expire().await;
+    let mut deliveries = vec![1];
+    while let Some(claim) = queue
+        .claim_isolated(SHORT_LEASE, Duration::ZERO, Isolation::Alone)
+        .await
+        .unwrap()
+    {
+        assert_eq!(claim.envelope.task_id, shared.envelope.task_id);
+        deliveries.push(claim.envelope.delivery_attempt);
+        assert!(
+            deliveries.len() <= 10,
+            "never dead-lettered: {deliveries:?}"
+        );
+        expire().await;
+    }
+    assert_eq!(
+        deliveries,
+        (1..=MAX_DELIVERIES + 1).collect::<Vec<_>>(),
+        "the shared delivery did not count; the {MAX_DELIVERIES} lone ones did"
+    );
+    assert!(!queue.suspects_waiting().await.unwrap(), "dead-lettered");
+}
+
+/// A crash while the run was alone in its process counts, as every expiry did before.
+pub async fn an_expired_lease_that_ran_alone_counts(queue: Arc<dyn Queue>) {
+    queue.push(envelope("poison")).await.unwrap();
+    let mut deliveries = Vec::new();
+    while let Some(claim) = queue
+        .claim_isolated(SHORT_LEASE, Duration::ZERO, Isolation::Alone)
+        .await
+        .unwrap()
+    {
+        deliveries.push(claim.envelope.delivery_attempt);
+        assert!(
+            deliveries.len() <= 10,
+            "never dead-lettered: {deliveries:?}"
+        );
+        expire().await;
+    }
+    assert_eq!(deliveries, (1..=MAX_DELIVERIES).collect::<Vec<_>>());
+    assert!(!queue.suspects_waiting().await.unwrap());
+}
+
+/// An envelope whose lease expired is a suspect: a shared claimer is not handed it (but gets
+/// the envelopes that are ready), the queue says a suspect waits, and a lone claimer takes it.
+pub async fn an_expired_lease_is_handed_only_to_a_claimer_that_runs_alone(queue: Arc<dyn Queue>) {
+    assert!(!queue.suspects_waiting().await.unwrap(), "an empty queue");
+    let suspect = envelope("suspect");
+    queue.push(suspect.clone()).await.unwrap();
+    queue.push(envelope("ready")).await.unwrap();
+    let first = claim_as(&queue, Isolation::Shared, SHORT_LEASE)
+        .await
+        .unwrap();
+    assert_eq!(first.envelope.task_id, suspect.task_id);
+    assert!(
+        !queue.suspects_waiting().await.unwrap(),
+        "a lease still held is no suspect"
+    );
+    expire().await;
+    assert!(queue.suspects_waiting().await.unwrap());
+    let ready = claim_as(&queue, Isolation::Shared, LEASE).await.unwrap();
+    assert_eq!(ready.envelope.task_name, "ready");
+    let started = Instant::now();
+    assert!(
+        queue
+            .claim_isolated(LEASE, Duration::from_millis(300), Isolation::Shared)
+            .await
+            .unwrap()
+            .is_none(),
+        "a shared claimer is not handed the suspect"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "the shared claim waited out its wait"
+    );
+    let alone = claim_as(&queue, Isolation::Alone, LEASE).await.unwrap();
+    assert_eq!(alone.envelope.task_id, suspect.task_id);
+    assert_eq!(alone.envelope.delivery_attempt, 2);
+    assert!(!queue.suspects_waiting().await.unwrap(), "taken");
+    queue.acknowledge(alone.lease).await.unwrap();
+    queue.acknowledge(ready.lease).await.unwrap();
+    assert!(queue.claim(LEASE, Duration::ZERO).await.unwrap().is_none());
+}
+
+/// An explicit requeue counts, shared or not: the task's own run handed it back.
+pub async fn requeues_of_shared_runs_count(queue: Arc<dyn Queue>) {
+    queue.push(envelope("handed back")).await.unwrap();
+    for delivery in 1..=MAX_DELIVERIES {
+        let claim = claim_as(&queue, Isolation::Shared, LEASE).await.unwrap();
+        assert_eq!(claim.envelope.delivery_attempt, delivery);
+        queue.requeue(claim.lease, Duration::ZERO).await.unwrap();
+    }
+    assert!(
+        queue
+            .claim_isolated(LEASE, Duration::from_millis(100), Isolation::Alone)
+            .await
+            .unwrap()
+            .is_none(),
+        "an envelope requeued {MAX_DELIVERIES} times is not delivered again"
+    );
 }
 
 pub async fn envelopes_round_trip_through_the_backend(queue: Arc<dyn Queue>) {

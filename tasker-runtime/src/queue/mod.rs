@@ -3,7 +3,9 @@
 //!
 //! Claims are *leases*: a worker that claims an envelope must acknowledge it (done) or requeue it
 //! before the lease ends, renewing the lease while it runs; an expired lease — a crashed worker —
-//! puts the envelope back for another worker, as its next delivery.
+//! puts the envelope back for another worker, as its next delivery. On a durable queue that
+//! delivery goes only to a worker that runs it alone in its process, and the expired one counts
+//! toward the delivery limit only if it, too, ran alone ([`Isolation`]).
 //!
 //! Durable backends: `PostgresQueue` (feature `postgres`), for workers on any number of
 //! machines, and `SqliteQueue` (feature `sqlite`), for processes on one machine.
@@ -73,6 +75,26 @@ impl Claim {
     }
 }
 
+/// Whether a claimer's run would be alone in its process: what decides, should its lease expire
+/// (the process died or stalled), whether that delivery counts toward a durable queue's
+/// `max_deliveries`.
+///
+/// A lease that expires while its process ran other tasks too is ambiguous: any of them may have
+/// brought the process down. That delivery does not count, and the envelope becomes a *suspect*:
+/// it is handed out again only to a claimer that runs alone, so that its next crash, if any, is
+/// its own. A lease that expires while its run was alone counts, and its envelope also waits for a
+/// lone claimer: a task that crashed its process once runs alone until it finishes or is
+/// dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Isolation {
+    /// The run shares its process with others. Should its lease expire, that delivery does not
+    /// count toward `max_deliveries`. A shared claimer is never handed a suspect.
+    Shared,
+    /// The run is alone in its process, which claims nothing else while it runs. Should its lease
+    /// expire, that delivery counts. What [`Queue::claim`] assumes.
+    Alone,
+}
+
 /// Why a queue operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -114,12 +136,37 @@ pub trait Queue: Send + Sync + 'static {
     /// Adds an envelope.
     fn push(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), QueueError>>;
 
-    /// Takes the next available envelope, leased for `lease`, waiting up to `wait` for one.
+    /// Takes the next available envelope, leased for `lease`, waiting up to `wait` for one. A
+    /// durable queue takes the claimer to run alone ([`Isolation::Alone`]): should the lease
+    /// expire, that delivery counts toward `max_deliveries`.
     fn claim(
         &self,
         lease: Duration,
         wait: Duration,
     ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>>;
+
+    /// Takes the next available envelope like [`claim`](Self::claim), saying whether the run
+    /// would be alone in its process (see [`Isolation`]): a durable queue records it with the
+    /// lease, counts an expired lease toward `max_deliveries` only if its run was alone, and hands
+    /// suspects (envelopes whose lease expired) only to [`Isolation::Alone`] claimers. By default,
+    /// a [`claim`](Self::claim): a queue that loses its envelopes with its process, such as
+    /// [`MemoryQueue`], has no crash to tell apart.
+    fn claim_isolated(
+        &self,
+        lease: Duration,
+        wait: Duration,
+        isolation: Isolation,
+    ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
+        let _ = isolation;
+        self.claim(lease, wait)
+    }
+
+    /// Whether suspects wait: envelopes whose lease expired and that only a claimer running
+    /// alone ([`Isolation::Alone`]) may take. Workers ask it about once a second and drain their
+    /// process to claim one only when it says so. `false` by default.
+    fn suspects_waiting(&self) -> BoxFuture<'_, Result<bool, QueueError>> {
+        Box::pin(std::future::ready(Ok(false)))
+    }
 
     /// Extends a lease that is still held by `lease` from now.
     fn renew(&self, lease: LeaseId, duration: Duration) -> BoxFuture<'_, Result<(), QueueError>>;

@@ -9,7 +9,7 @@ use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::sql::{self, Counts, DeadLetter, StoredEnvelope};
-use super::{Claim, Completion, Envelope, LeaseId, Queue, QueueError, RunTrace};
+use super::{Claim, Completion, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace};
 use crate::runner::BoxFuture;
 use tasker_telemetry::context::Checkpoints;
 
@@ -76,6 +76,19 @@ CREATE UNIQUE INDEX IF NOT EXISTS envelopes_lease_id
     recorded_at      timestamptz NOT NULL DEFAULT now()
 );",
     ),
+    (
+        5,
+        "isolation",
+        "-- Deliveries that count toward max_deliveries: not one whose lease expired while its
+-- process ran other tasks too (the crash may not have been its own).
+ALTER TABLE {schema}.envelopes ADD COLUMN IF NOT EXISTS counted_deliveries integer;
+UPDATE {schema}.envelopes SET counted_deliveries = delivery_attempt
+    WHERE counted_deliveries IS NULL;
+ALTER TABLE {schema}.envelopes ALTER COLUMN counted_deliveries SET DEFAULT 1,
+    ALTER COLUMN counted_deliveries SET NOT NULL;
+-- Whether the current lease's run is alone in its process.
+ALTER TABLE {schema}.envelopes ADD COLUMN IF NOT EXISTS alone boolean NOT NULL DEFAULT true;",
+    ),
 ];
 
 /// The longest schema name PostgreSQL keeps, in bytes (`NAMEDATALEN - 1`); it cuts longer ones
@@ -118,6 +131,8 @@ impl PostgresQueueBuilder {
 
     /// How many times an envelope is delivered at most (default 10): one that would be delivered
     /// again after that — requeued, or its lease expired — goes to the dead-letter state instead.
+    /// A delivery whose lease expired while its process ran other tasks too does not count (see
+    /// [`Isolation`]).
     pub fn max_deliveries(mut self, deliveries: u32) -> Self {
         self.max_deliveries = deliveries.max(1);
         self
@@ -190,9 +205,9 @@ impl PostgresQueueBuilder {
 /// Envelopes are rows of `<schema>.envelopes`. A claim takes the oldest available row with
 /// `SELECT … FOR UPDATE SKIP LOCKED` and leases it: the row records the lease id and when the
 /// lease ends, by the database's clock. A lease that ends unrenewed (a worker that died) makes the
-/// row claimable again, as its next delivery; after [`max_deliveries`] deliveries it goes to the
-/// dead-letter state instead. Pushes and immediate requeues `NOTIFY` waiting claims, which also
-/// poll as a fallback.
+/// row claimable again by a claimer that runs alone ([`Isolation`]), as its next delivery; after
+/// [`max_deliveries`] counted deliveries it goes to the dead-letter state instead. Pushes and
+/// immediate requeues `NOTIFY` waiting claims, which also poll as a fallback.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), tasker_runtime::queue::QueueError> {
@@ -250,6 +265,7 @@ struct Statements {
     claim: String,
     bury: String,
     next_due: String,
+    suspects: String,
     renew: String,
     acknowledge: String,
     checkpoints: String,
@@ -291,20 +307,25 @@ impl Statements {
                 "UPDATE {t} SET state = 'dead', dead_at = now(), lease_id = NULL,
                     lease_until = NULL, last_error = 'its last lease expired'
                  WHERE queue = $1 AND state = 'leased' AND lease_until <= now()
-                    AND delivery_attempt >= $2"
+                    AND alone AND counted_deliveries >= $2"
             ),
             claim: format!(
                 "WITH next AS (
                     SELECT id FROM {t}
                     WHERE queue = $1 AND (
                         (state = 'ready' AND available_at <= now())
-                        OR (state = 'leased' AND lease_until <= now() AND delivery_attempt < $4))
+                        OR (state = 'leased' AND lease_until <= now() AND $5
+                            AND (counted_deliveries < $4 OR NOT alone)))
                     ORDER BY available_at, id
                     LIMIT 1
                     FOR UPDATE SKIP LOCKED)
                  UPDATE {t} AS row SET
                     delivery_attempt = CASE WHEN row.state = 'leased'
                         THEN row.delivery_attempt + 1 ELSE row.delivery_attempt END,
+                    -- An expired lease counts only if its run was alone.
+                    counted_deliveries = CASE WHEN row.state = 'leased' AND row.alone
+                        THEN row.counted_deliveries + 1 ELSE row.counted_deliveries END,
+                    alone = $5,
                     state = 'leased', lease_id = $2, lease_until = now() + $3 {micros}
                  FROM next WHERE row.id = next.id
                  RETURNING row.id, row.envelope, row.delivery_attempt, row.task_id"
@@ -317,8 +338,15 @@ impl Statements {
             next_due: format!(
                 "SELECT EXTRACT(EPOCH FROM (LEAST(
                     (SELECT min(available_at) FROM {t} WHERE queue = $1 AND state = 'ready'),
-                    (SELECT min(lease_until) FROM {t} WHERE queue = $1 AND state = 'leased'))
+                    (SELECT min(lease_until) FROM {t}
+                     WHERE queue = $1 AND state = 'leased' AND $2))
                     - now()))::float8"
+            ),
+            // An expired last lone delivery is not waiting: the next claim buries it.
+            suspects: format!(
+                "SELECT EXISTS (SELECT 1 FROM {t}
+                    WHERE queue = $1 AND state = 'leased' AND lease_until <= now()
+                        AND (counted_deliveries < $2 OR NOT alone))"
             ),
             renew: format!("UPDATE {t} SET lease_until = now() + $2 {micros} WHERE {held}"),
             // The task's checkpoints and run record go with its envelope, in one statement.
@@ -372,9 +400,10 @@ impl Statements {
             requeue: format!(
                 "UPDATE {t} SET
                     delivery_attempt = delivery_attempt + 1,
-                    state = CASE WHEN delivery_attempt + 1 > $3 THEN 'dead' ELSE 'ready' END,
-                    dead_at = CASE WHEN delivery_attempt + 1 > $3 THEN now() END,
-                    last_error = CASE WHEN delivery_attempt + 1 > $3
+                    counted_deliveries = counted_deliveries + 1,
+                    state = CASE WHEN counted_deliveries + 1 > $3 THEN 'dead' ELSE 'ready' END,
+                    dead_at = CASE WHEN counted_deliveries + 1 > $3 THEN now() END,
+                    last_error = CASE WHEN counted_deliveries + 1 > $3
                         THEN 'requeued after its last delivery' END,
                     available_at = now() + $2 {micros},
                     lease_id = NULL, lease_until = NULL
@@ -549,7 +578,11 @@ impl PostgresQueue {
         })
     }
 
-    async fn try_claim(&self, lease: Duration) -> Result<Option<Claim>, QueueError> {
+    async fn try_claim(
+        &self,
+        lease: Duration,
+        isolation: Isolation,
+    ) -> Result<Option<Claim>, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
         client
             .execute(&self.sql.sweep, &[&self.name, &self.max_deliveries])
@@ -565,6 +598,7 @@ impl PostgresQueue {
                         &sql::lease_text(lease_id),
                         &micros(lease),
                         &self.max_deliveries,
+                        &(isolation == Isolation::Alone),
                     ],
                 )
                 .await
@@ -606,11 +640,15 @@ impl PostgresQueue {
         }
     }
 
-    /// How long until a delayed envelope is due or a lease ends, if any.
-    async fn next_due(&self) -> Result<Option<Duration>, QueueError> {
+    /// How long until a delayed envelope is due or — for a claimer that runs alone, the only
+    /// one an expired lease goes to — a lease ends, if any.
+    async fn next_due(&self, isolation: Isolation) -> Result<Option<Duration>, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
         let row = client
-            .query_one(&self.sql.next_due, &[&self.name])
+            .query_one(
+                &self.sql.next_due,
+                &[&self.name, &(isolation == Isolation::Alone)],
+            )
             .await
             .map_err(backend)?;
         Ok(column::<Option<f64>>(&row, 0, "next due")?
@@ -647,11 +685,20 @@ impl Queue for PostgresQueue {
         lease: Duration,
         wait: Duration,
     ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
+        self.claim_isolated(lease, wait, Isolation::Alone)
+    }
+
+    fn claim_isolated(
+        &self,
+        lease: Duration,
+        wait: Duration,
+        isolation: Isolation,
+    ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
         Box::pin(async move {
             let deadline = Instant::now() + wait;
             loop {
                 let notified = self.wake.notified();
-                if let Some(claim) = self.try_claim(lease).await? {
+                if let Some(claim) = self.try_claim(lease, isolation).await? {
                     return Ok(Some(claim));
                 }
                 let now = Instant::now();
@@ -659,11 +706,22 @@ impl Queue for PostgresQueue {
                     return Ok(None);
                 }
                 let mut sleep = (deadline - now).min(self.poll_interval);
-                if let Some(due) = self.next_due().await? {
+                if let Some(due) = self.next_due(isolation).await? {
                     sleep = sleep.min(due.max(Duration::from_millis(1)));
                 }
                 let _ = tokio::time::timeout(sleep, notified).await;
             }
+        })
+    }
+
+    fn suspects_waiting(&self) -> BoxFuture<'_, Result<bool, QueueError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let row = client
+                .query_one(&self.sql.suspects, &[&self.name, &self.max_deliveries])
+                .await
+                .map_err(backend)?;
+            Ok(row.get(0))
         })
     }
 

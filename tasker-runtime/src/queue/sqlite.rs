@@ -10,11 +10,12 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::envelope::now_micros;
 use super::sql::{self, Counts, DeadLetter, StoredEnvelope};
-use super::{Claim, Completion, Envelope, LeaseId, Queue, QueueError, RunTrace};
+use super::{Claim, Completion, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace};
 use crate::runner::BoxFuture;
 use tasker_telemetry::context::Checkpoints;
 
-/// The versioned migrations, in order: `(version, name, SQL)`. Each is idempotent.
+/// The versioned migrations, in order: `(version, name, SQL)`. Each is idempotent but the fifth
+/// (SQLite has no `ADD COLUMN IF NOT EXISTS`); [`SqliteQueue::migrate`] applies each once.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -74,6 +75,16 @@ CREATE UNIQUE INDEX IF NOT EXISTS tasker_envelopes_lease_id
     recorded_at_us   INTEGER NOT NULL
 );",
     ),
+    (
+        5,
+        "isolation",
+        "-- Deliveries that count toward max_deliveries: not one whose lease expired while its
+-- process ran other tasks too (the crash may not have been its own).
+ALTER TABLE tasker_envelopes ADD COLUMN counted_deliveries INTEGER NOT NULL DEFAULT 1;
+UPDATE tasker_envelopes SET counted_deliveries = delivery_attempt;
+-- Whether the current lease's run is alone in its process.
+ALTER TABLE tasker_envelopes ADD COLUMN alone INTEGER NOT NULL DEFAULT 1;",
+    ),
 ];
 
 const CREATE_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS tasker_migrations (
@@ -102,6 +113,8 @@ impl SqliteQueueBuilder {
 
     /// How many times an envelope is delivered at most (default 10): one that would be delivered
     /// again after that — requeued, or its lease expired — goes to the dead-letter state instead.
+    /// A delivery whose lease expired while its process ran other tasks too does not count (see
+    /// [`Isolation`]).
     pub fn max_deliveries(mut self, deliveries: u32) -> Self {
         self.max_deliveries = deliveries.max(1);
         self
@@ -155,9 +168,10 @@ impl SqliteQueueBuilder {
 /// Envelopes are rows of `tasker_envelopes`. Claims run in `BEGIN IMMEDIATE` transactions (one
 /// writer at a time, across processes; WAL mode lets readers go on) and lease the oldest available
 /// row, recording the lease id and its end. A lease that ends unrenewed makes the row claimable
-/// again, as its next delivery; after [`max_deliveries`] deliveries it goes to the dead-letter
-/// state instead. Waiting claims poll; a push in the same process wakes them at once. Every
-/// operation runs on Tokio's blocking threads.
+/// again by a claimer that runs alone ([`Isolation`]), as its next delivery; after
+/// [`max_deliveries`] counted deliveries it goes to the dead-letter state instead. Waiting
+/// claims poll; a push in the same process wakes them at once. Every operation runs on Tokio's
+/// blocking threads.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
@@ -240,7 +254,7 @@ impl SqliteQueue {
     }
 
     /// The migrations as one SQL script, to review or to run by hand. Running it again changes
-    /// nothing.
+    /// nothing (migration 5 then fails: its columns exist).
     pub fn migration_sql() -> String {
         let mut script = format!("BEGIN IMMEDIATE;\n{CREATE_MIGRATIONS};\n");
         for (version, name, migration) in MIGRATIONS {
@@ -362,7 +376,9 @@ impl SqliteQueue {
     async fn try_claim(
         &self,
         lease: Duration,
+        isolation: Isolation,
     ) -> Result<Result<Claim, Option<Duration>>, QueueError> {
+        let alone = isolation == Isolation::Alone;
         let name = self.name.clone();
         let max = self.max_deliveries;
         let lease_micros = micros(lease);
@@ -374,7 +390,7 @@ impl SqliteQueue {
                 "UPDATE tasker_envelopes SET state = 'dead', dead_at_us = ?3, lease_id = NULL,
                     lease_until_us = NULL, last_error = 'its last lease expired'
                  WHERE queue = ?1 AND state = 'leased' AND lease_until_us <= ?3
-                    AND delivery_attempt >= ?2",
+                    AND alone AND counted_deliveries >= ?2",
                 params![name, max, now],
             )?;
             let claimed = loop {
@@ -386,10 +402,10 @@ impl SqliteQueue {
                              FROM tasker_envelopes
                              WHERE queue = ?1 AND (
                                 (state = 'ready' AND available_at_us <= ?3)
-                                OR (state = 'leased' AND lease_until_us <= ?3
-                                    AND delivery_attempt < ?2))
+                                OR (state = 'leased' AND lease_until_us <= ?3 AND ?4
+                                    AND (counted_deliveries < ?2 OR NOT alone)))
                              ORDER BY available_at_us, id LIMIT 1",
-                        params![name, max, now],
+                        params![name, max, now, alone],
                         |row| Ok((row.get(0)?, row.get(2)?, read_claimed(row))),
                     )
                     .optional()?;
@@ -397,8 +413,9 @@ impl SqliteQueue {
                     let due: Option<i64> = transaction.query_row(
                         "SELECT min(CASE state WHEN 'ready' THEN available_at_us
                                                ELSE lease_until_us END)
-                         FROM tasker_envelopes WHERE queue = ?1 AND state IN ('ready', 'leased')",
-                        [&name],
+                         FROM tasker_envelopes
+                         WHERE queue = ?1 AND (state = 'ready' OR (?2 AND state = 'leased'))",
+                        params![&name, alone],
                         |row| row.get(0),
                     )?;
                     break Err(
@@ -414,14 +431,19 @@ impl SqliteQueue {
                         };
                         let lease_id = LeaseId(crate::ids::new_id().as_u128());
                         transaction.execute(
+                            // An expired lease counts only if its run was alone.
                             "UPDATE tasker_envelopes SET state = 'leased', lease_id = ?2,
-                                lease_until_us = ?3, delivery_attempt = ?4
+                                lease_until_us = ?3, delivery_attempt = ?4,
+                                counted_deliveries = counted_deliveries
+                                    + (state = 'leased' AND alone),
+                                alone = ?5
                              WHERE id = ?1",
                             params![
                                 id,
                                 sql::lease_text(lease_id),
                                 now.saturating_add(lease_micros),
-                                attempt
+                                attempt,
+                                alone
                             ],
                         )?;
                         envelope.delivery_attempt = delivery(attempt);
@@ -588,11 +610,20 @@ impl Queue for SqliteQueue {
         lease: Duration,
         wait: Duration,
     ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
+        self.claim_isolated(lease, wait, Isolation::Alone)
+    }
+
+    fn claim_isolated(
+        &self,
+        lease: Duration,
+        wait: Duration,
+        isolation: Isolation,
+    ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
         Box::pin(async move {
             let deadline = Instant::now() + wait;
             loop {
                 let notified = self.wake.notified();
-                let due = match self.try_claim(lease).await? {
+                let due = match self.try_claim(lease, isolation).await? {
                     Ok(claim) => return Ok(Some(claim)),
                     Err(due) => due,
                 };
@@ -607,6 +638,20 @@ impl Queue for SqliteQueue {
                 let _ = tokio::time::timeout(sleep, notified).await;
             }
         })
+    }
+
+    fn suspects_waiting(&self) -> BoxFuture<'_, Result<bool, QueueError>> {
+        let (name, max) = (self.name.clone(), self.max_deliveries);
+        Box::pin(self.with(move |connection| {
+            // An expired last lone delivery is not waiting: the next claim buries it.
+            connection.query_row(
+                "SELECT EXISTS (SELECT 1 FROM tasker_envelopes
+                    WHERE queue = ?1 AND state = 'leased' AND lease_until_us <= ?3
+                        AND (counted_deliveries < ?2 OR NOT alone))",
+                params![name, max, micros_now()],
+                |row| row.get(0),
+            )
+        }))
     }
 
     fn renew(&self, lease: LeaseId, duration: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
@@ -777,9 +822,10 @@ impl Queue for SqliteQueue {
                 concat!(
                     "UPDATE tasker_envelopes SET
                         delivery_attempt = delivery_attempt + 1,
-                        state = CASE WHEN delivery_attempt + 1 > ?4 THEN 'dead' ELSE 'ready' END,
-                        dead_at_us = CASE WHEN delivery_attempt + 1 > ?4 THEN ?2 END,
-                        last_error = CASE WHEN delivery_attempt + 1 > ?4
+                        counted_deliveries = counted_deliveries + 1,
+                        state = CASE WHEN counted_deliveries + 1 > ?4 THEN 'dead' ELSE 'ready' END,
+                        dead_at_us = CASE WHEN counted_deliveries + 1 > ?4 THEN ?2 END,
+                        last_error = CASE WHEN counted_deliveries + 1 > ?4
                             THEN 'requeued after its last delivery' END,
                         available_at_us = ?2 + ?3,
                         lease_id = NULL, lease_until_us = NULL

@@ -1,6 +1,7 @@
 //! The runtime: enqueue task requests by name, and run them on workers.
 
 mod error;
+mod isolation;
 mod lease;
 mod registry;
 
@@ -99,6 +100,7 @@ impl RuntimeBuilder {
             poll: self.poll,
             has_workers: self.workers > 0,
             claim_failures: Mutex::new(RepeatedFailure::new(CLAIM_FAILURE_REPORTS)),
+            suspect_check: isolation::SuspectCheck::new(),
         });
         let workers = (0..self.workers)
             .map(|_| handle.spawn(work(inner.clone(), stopped.clone())))
@@ -141,6 +143,8 @@ struct Inner {
     has_workers: bool,
     /// The workers' failed claims, reported together.
     claim_failures: Mutex<RepeatedFailure>,
+    /// When the workers next ask whether tasks whose lease expired wait to run alone.
+    suspect_check: isolation::SuspectCheck,
 }
 
 struct Pending {
@@ -628,10 +632,9 @@ async fn work(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
         if *stopped.borrow() {
             return;
         }
-        // No later than the lease's start, by this process's clock.
-        let asked = std::time::Instant::now();
-        let claim = tokio::select! {
-            claim = inner.queue.claim(inner.lease, inner.poll) => claim,
+        // The gate is held while the claimed task runs: alone, or beside the process's others.
+        let (asked, claim, _gate) = tokio::select! {
+            next = inner.claim_next() => next,
             _ = stopped.changed() => return,
         };
         report_claim(&inner, claim.as_ref().err());
