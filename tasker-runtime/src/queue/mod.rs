@@ -16,6 +16,7 @@ mod postgres;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod terminal;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ pub use envelope::{
     now_micros, Envelope, EnvelopeError, ENVELOPE_FORMAT, MAX_CONTEXT_BYTES, MAX_ENVELOPE_BYTES,
 };
 pub use memory::MemoryQueue;
+pub use terminal::{TerminalEvent, TerminalEventError};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresQueue, PostgresQueueBuilder};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -45,6 +47,10 @@ pub struct Completion {
     /// What went wrong, on failure.
     pub error: Option<String>,
 }
+
+/// What [`Queue::report_unreported`] hands each terminal event it takes to: the runtime's
+/// emitter (it may be called on a blocking thread).
+pub type EmitTerminal = std::sync::Arc<dyn Fn(&TerminalEvent) + Send + Sync>;
 
 /// Identifies one claim of one envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -123,6 +129,49 @@ pub trait Queue: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(), QueueError>> {
         let _ = completion;
         self.acknowledge(lease)
+    }
+
+    /// Completes a claimed envelope like [`complete`](Self::complete) and, in the same
+    /// transaction on a durable queue, keeps `terminal` — the task's `task.complete` or
+    /// `task.error`, which the worker emits once this returns `Ok` — as *unreported* until
+    /// [`mark_reported`](Self::mark_reported) names its task. Should the worker die in between,
+    /// another process finds it with [`report_unreported`](Self::report_unreported) and emits it
+    /// again, with the same ids. By default (a queue whose completions do not outlive the
+    /// process, such as [`MemoryQueue`]), [`complete`](Self::complete), keeping nothing.
+    fn complete_reporting(
+        &self,
+        lease: LeaseId,
+        completion: &Completion,
+        terminal: Option<&TerminalEvent>,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        let _ = terminal;
+        self.complete(lease, completion)
+    }
+
+    /// Marks the terminal events of the tasks `task_ids` reported (emitted), so that no process
+    /// emits them again. Workers call it in small batches, off the tasks' path. By default
+    /// nothing is kept, so nothing is marked.
+    fn mark_reported(&self, task_ids: &[uuid::Uuid]) -> BoxFuture<'_, Result<(), QueueError>> {
+        let _ = task_ids;
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Takes up to `limit` terminal events of this queue's completions left unreported for
+    /// longer than `grace` (their worker died between the completion's commit and the event's
+    /// emission, or before its mark was written), hands each to `emit`, and marks them
+    /// reported, holding them meanwhile so that no other process takes them too (a row lock
+    /// skipped by others on PostgreSQL, the write lock on SQLite). Returns how many it took:
+    /// `limit` means there may be more. A process killed after `emit` and before the marks
+    /// commit leaves them for another process, which emits them again, with the same ids. By
+    /// default there are none.
+    fn report_unreported(
+        &self,
+        grace: Duration,
+        limit: usize,
+        emit: EmitTerminal,
+    ) -> BoxFuture<'_, Result<usize, QueueError>> {
+        let _ = (grace, limit, emit);
+        Box::pin(std::future::ready(Ok(0)))
     }
 
     /// Puts a claimed envelope back, for another delivery after `delay`.

@@ -3,6 +3,7 @@
 mod error;
 mod lease;
 mod registry;
+mod report;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,7 +26,7 @@ pub use error::{BuildError, EnqueueError, TaskError};
 use registry::{Registered, Registry};
 
 use crate::queue::{
-    Claim, Completion, Envelope, MemoryQueue, Queue, QueueError, MAX_CONTEXT_BYTES,
+    Claim, Completion, Envelope, MemoryQueue, Queue, QueueError, TerminalEvent, MAX_CONTEXT_BYTES,
 };
 use crate::request::TaskRequest;
 use crate::runner::{BoxFuture, RunOutput};
@@ -34,6 +35,7 @@ use crate::worker::{
     WithQueuedRun,
 };
 use lease::{Held, Lost};
+use report::Marks;
 
 /// Configures a [`Runtime`].
 #[derive(Clone)]
@@ -92,19 +94,40 @@ impl RuntimeBuilder {
         let (stop, stopped) = watch::channel(false);
         let inner = Arc::new(Inner {
             queue: self.queue.unwrap_or_else(|| Arc::new(MemoryQueue::new())),
-            registry,
+            registry: Arc::new(registry),
             pending: Mutex::new(HashMap::new()),
             lease: self.lease,
             poll: self.poll,
             has_workers: self.workers > 0,
+            marks: Arc::default(),
         });
         let workers = (0..self.workers)
             .map(|_| handle.spawn(work(inner.clone(), stopped.clone())))
             .collect();
+        // Workers' terminal events are marked reported in batches; a process with workers also
+        // emits those that a dead worker left unreported.
+        let background = if self.workers > 0 {
+            vec![
+                handle.spawn(report::mark_in_batches(
+                    inner.marks.clone(),
+                    inner.queue.clone(),
+                    stopped.clone(),
+                )),
+                handle.spawn(report::recover_unreported(
+                    inner.queue.clone(),
+                    inner.registry.clone(),
+                    inner.lease,
+                    stopped,
+                )),
+            ]
+        } else {
+            Vec::new()
+        };
         Ok(Runtime {
             inner,
             stop,
             workers: Mutex::new(workers),
+            background: Mutex::new(background),
         })
     }
 }
@@ -117,6 +140,8 @@ pub struct Runtime {
     inner: Arc<Inner>,
     stop: watch::Sender<bool>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// The marker of reported terminal events and the recovery of unreported ones.
+    background: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -129,7 +154,7 @@ impl std::fmt::Debug for Runtime {
 
 struct Inner {
     queue: Arc<dyn Queue>,
-    registry: Registry,
+    registry: Arc<Registry>,
     /// Requests enqueued here and not finished: who waits, and the producer's scope.
     pending: Mutex<HashMap<Uuid, Pending>>,
     lease: Duration,
@@ -137,6 +162,8 @@ struct Inner {
     /// Whether this runtime runs requests itself; a producer-only one keeps no pending results
     /// (nobody here would ever complete them).
     has_workers: bool,
+    /// Terminal events emitted here, to mark reported.
+    marks: Arc<Marks>,
 }
 
 struct Pending {
@@ -315,6 +342,13 @@ impl Runtime {
         for worker in workers {
             let _ = worker.await;
         }
+        let background =
+            std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in background {
+            let _ = task.await;
+        }
+        // The marks of the last tasks, written after the marker's last batch.
+        self.inner.marks.flush(&*self.inner.queue).await;
         // Whoever still waits on a request that no worker here will run learns it now.
         self.inner.lock_pending().clear();
     }
@@ -394,13 +428,34 @@ impl Inner {
             output: result.as_ref().ok().cloned(),
             error: result.as_ref().err().map(ToString::to_string),
         };
-        match self.queue.complete(lease, &completion).await {
+        // The event gets its id now, and a durable queue keeps it with the completion, so
+        // that a process that finds it unreported (this one died first) emits it identically.
+        let event = match std::mem::take(&mut *lock_terminal(&terminal)) {
+            Terminal::Held(event) => Some(event.with_id(crate::ids::new_id())),
+            _ => None,
+        };
+        let stored = event.as_ref().and_then(TerminalEvent::from_event);
+        let completed = self
+            .queue
+            .complete_reporting(lease, &completion, stored.as_ref())
+            .await;
+        let event = match (&completed, event) {
+            (Err(_), Some(event)) => {
+                // Back in its slot, for the abandonment below to report.
+                *lock_terminal(&terminal) = Terminal::Held(event);
+                None
+            }
+            (_, event) => event,
+        };
+        match completed {
             Ok(()) => {
-                let held = std::mem::take(&mut *lock_terminal(&terminal));
-                if let Terminal::Held(event) = held {
+                if let Some(event) = &event {
                     Context::default()
                         .with_scope(scope)
-                        .in_scope(|| events::fire(&event));
+                        .in_scope(|| events::fire(event));
+                }
+                if stored.is_some() {
+                    self.marks.add(task_id);
                 }
             }
             Err(QueueError::LeaseLost(_)) => {
