@@ -24,13 +24,13 @@ pub use envelope::{
     now_micros, Envelope, EnvelopeError, ENVELOPE_FORMAT, MAX_CONTEXT_BYTES, MAX_ENVELOPE_BYTES,
 };
 pub use memory::MemoryQueue;
-pub use terminal::{TerminalEvent, TerminalEventError};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresQueue, PostgresQueueBuilder};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use sql::Counts;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteQueue, SqliteQueueBuilder};
+pub use terminal::{TerminalEvent, TerminalEventError};
 
 /// The future type of [`Queue`]'s methods, for implementations outside this crate.
 pub use crate::runner::BoxFuture;

@@ -9,8 +9,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::sql::{self, Counts};
 use super::{
-    Claim, Completion, EmitTerminal, Envelope, LeaseId, Queue, QueueError, RunTrace,
-    TerminalEvent,
+    Claim, Completion, EmitTerminal, Envelope, LeaseId, Queue, QueueError, RunTrace, TerminalEvent,
 };
 use crate::runner::BoxFuture;
 use tasker_telemetry::context::Checkpoints;
@@ -258,6 +257,7 @@ struct Statements {
     previous_run: String,
     complete: String,
     unreported: String,
+    count_unreported: String,
     mark_reported: String,
     result: String,
     requeue: String,
@@ -361,9 +361,10 @@ impl Statements {
                  LIMIT $3
                  FOR UPDATE SKIP LOCKED"
             ),
-            mark_reported: format!(
-                "DELETE FROM {schema}.terminal_events WHERE task_id = ANY($1)"
+            count_unreported: format!(
+                "SELECT count(*) FROM {schema}.terminal_events WHERE queue = $1"
             ),
+            mark_reported: format!("DELETE FROM {schema}.terminal_events WHERE task_id = ANY($1)"),
             result: format!(
                 "SELECT succeeded, output, error FROM {schema}.results WHERE task_id = $1"
             ),
@@ -539,6 +540,17 @@ impl PostgresQueue {
                 .and_then(|text| serde_json::from_str(text).ok()),
             error: row.get(2),
         }))
+    }
+
+    /// How many completed tasks of this queue have a terminal event that was not reported yet
+    /// (emitted and not yet marked, or left by a worker that died before emitting it).
+    pub async fn unreported(&self) -> Result<u64, QueueError> {
+        let client = self.pool.get().await.map_err(backend)?;
+        let row = client
+            .query_one(&self.sql.count_unreported, &[&self.name])
+            .await
+            .map_err(backend)?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 
     /// How many envelopes of this queue are in each state.
@@ -725,7 +737,13 @@ impl Queue for PostgresQueue {
             let removed: i64 = client
                 .query_one(
                     &self.sql.complete,
-                    &[&sql::lease_text(lease), &succeeded, &output, &error, &terminal],
+                    &[
+                        &sql::lease_text(lease),
+                        &succeeded,
+                        &output,
+                        &error,
+                        &terminal,
+                    ],
                 )
                 .await
                 .map_err(backend)?

@@ -9,8 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::envelope::now_micros;
 use super::sql::{self, Counts};
 use super::{
-    Claim, Completion, EmitTerminal, Envelope, LeaseId, Queue, QueueError, RunTrace,
-    TerminalEvent,
+    Claim, Completion, EmitTerminal, Envelope, LeaseId, Queue, QueueError, RunTrace, TerminalEvent,
 };
 use crate::runner::BoxFuture;
 use tasker_telemetry::context::Checkpoints;
@@ -312,6 +311,22 @@ impl SqliteQueue {
             output: output.and_then(|text| serde_json::from_str(&text).ok()),
             error,
         }))
+    }
+
+    /// How many completed tasks of this queue have a terminal event that was not reported yet
+    /// (emitted and not yet marked, or left by a worker that died before emitting it).
+    pub async fn unreported(&self) -> Result<u64, QueueError> {
+        let name = self.name.clone();
+        let count: i64 = self
+            .with(move |connection| {
+                connection.query_row(
+                    "SELECT count(*) FROM tasker_terminal_events WHERE queue = ?1",
+                    [name],
+                    |row| row.get(0),
+                )
+            })
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// How many envelopes of this queue are in each state.
@@ -735,7 +750,8 @@ impl Queue for SqliteQueue {
     fn mark_reported(&self, task_ids: &[uuid::Uuid]) -> BoxFuture<'_, Result<(), QueueError>> {
         let task_ids: Vec<String> = task_ids.iter().map(ToString::to_string).collect();
         Box::pin(self.with(move |connection| {
-            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             forget_terminal_events(&transaction, &task_ids)?;
             transaction.commit()
         }))
@@ -762,7 +778,8 @@ impl Queue for SqliteQueue {
                 return Ok(0);
             }
             // The write lock keeps other processes from taking them until the marks commit.
-            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let rows: Vec<(String, String)> = {
                 let mut statement = transaction.prepare(
                     "SELECT task_id, event FROM tasker_terminal_events
