@@ -140,7 +140,7 @@ pub async fn an_unreported_completion_is_emitted_once_by_another_runtime(
     let emitted = terminals.of(task_id);
     assert_eq!(
         emitted.iter().map(Event::to_json).collect::<Vec<_>>(),
-        [expected.clone()]
+        std::slice::from_ref(&expected)
     );
     assert_eq!(emitted[0].event_id(), Some(event_id));
     assert_eq!(emitted[0].task_id(), Some(task_id));
