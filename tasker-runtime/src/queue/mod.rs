@@ -131,6 +131,15 @@ pub trait Queue: Send + Sync + 'static {
         self.acknowledge(lease)
     }
 
+    /// Whether this queue keeps completions' terminal events until they are reported (see
+    /// [`complete_reporting`](Self::complete_reporting)): the runtime hands terminal events to
+    /// it, marks them and looks for unreported ones only then. A queue that overrides
+    /// `complete_reporting`, [`mark_reported`](Self::mark_reported) and
+    /// [`report_unreported`](Self::report_unreported) returns `true`. By default, `false`.
+    fn keeps_terminal_events(&self) -> bool {
+        false
+    }
+
     /// Completes a claimed envelope like [`complete`](Self::complete) and, in the same
     /// transaction on a durable queue, keeps `terminal` — the task's `task.complete` or
     /// `task.error`, which the worker emits once this returns `Ok` — as *unreported* until

@@ -747,6 +747,10 @@ impl Queue for SqliteQueue {
         })
     }
 
+    fn keeps_terminal_events(&self) -> bool {
+        true
+    }
+
     fn mark_reported(&self, task_ids: &[uuid::Uuid]) -> BoxFuture<'_, Result<(), QueueError>> {
         let task_ids: Vec<String> = task_ids.iter().map(ToString::to_string).collect();
         Box::pin(self.with(move |connection| {

@@ -80,7 +80,9 @@ impl RuntimeBuilder {
     }
 
     /// How long a worker's claim lasts before another worker may take the task (default 30 s);
-    /// workers renew it while the task runs.
+    /// workers renew it while the task runs. On a durable queue it is also how often this
+    /// runtime (with workers) looks for terminal events left unreported, and how long one must
+    /// have been left so before this runtime emits it.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(10));
         self
@@ -104,9 +106,9 @@ impl RuntimeBuilder {
         let workers = (0..self.workers)
             .map(|_| handle.spawn(work(inner.clone(), stopped.clone())))
             .collect();
-        // Workers' terminal events are marked reported in batches; a process with workers also
-        // emits those that a dead worker left unreported.
-        let background = if self.workers > 0 {
+        // On a queue that keeps terminal events, workers' terminal events are marked reported
+        // in batches, and a process with workers also emits those a dead worker left unreported.
+        let background = if self.workers > 0 && inner.queue.keeps_terminal_events() {
             vec![
                 handle.spawn(report::mark_in_batches(
                     inner.marks.clone(),
@@ -434,7 +436,10 @@ impl Inner {
             Terminal::Held(event) => Some(event.with_id(crate::ids::new_id())),
             _ => None,
         };
-        let stored = event.as_ref().and_then(TerminalEvent::from_event);
+        let stored = event
+            .as_ref()
+            .filter(|_| self.queue.keeps_terminal_events())
+            .and_then(TerminalEvent::from_event);
         let completed = self
             .queue
             .complete_reporting(lease, &completion, stored.as_ref())
