@@ -432,9 +432,15 @@ impl Inner {
         };
         // The event gets its id now, and a durable queue keeps it with the completion, so
         // that a process that finds it unreported (this one died first) emits it identically.
-        let event = match std::mem::take(&mut *lock_terminal(&terminal)) {
-            Terminal::Held(event) => Some(event.with_id(crate::ids::new_id())),
-            _ => None,
+        let event = {
+            let mut slot = lock_terminal(&terminal);
+            match std::mem::take(&mut *slot) {
+                Terminal::Held(event) => Some(event.with_id(crate::ids::new_id())),
+                other => {
+                    *slot = other;
+                    None
+                }
+            }
         };
         let stored = event
             .as_ref()
@@ -479,7 +485,9 @@ impl Inner {
                     target: "tasker",
                     %task_id,
                     "[Tasker] could not acknowledge task {task_id}: {error}; its terminal event \
-                     is not reported, since the request may be delivered again"
+                     is not reported here, since the request may be delivered again (should \
+                     the completion have committed anyway, a process with workers on the queue \
+                     reports it a lease length later)"
                 );
             }
         }

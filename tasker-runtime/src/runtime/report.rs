@@ -190,3 +190,106 @@ fn intern(text: &str) -> &'static str {
     names.insert(name);
     name
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::queue::{Claim, Envelope, LeaseId, QueueError};
+    use crate::runner::BoxFuture;
+
+    /// Records the batches of marks it is given; refuses them while `down`.
+    #[derive(Default)]
+    struct MarkLog {
+        down: AtomicBool,
+        batches: Mutex<Vec<Vec<Uuid>>>,
+    }
+
+    fn unused<T: Send + 'static>() -> BoxFuture<'static, Result<T, QueueError>> {
+        Box::pin(std::future::ready(Err(QueueError::Closed("test".into()))))
+    }
+
+    impl Queue for MarkLog {
+        fn name(&self) -> &str {
+            "marks"
+        }
+        fn push(&self, _: Envelope) -> BoxFuture<'_, Result<(), QueueError>> {
+            unused()
+        }
+        fn claim(
+            &self,
+            _: Duration,
+            _: Duration,
+        ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
+            unused()
+        }
+        fn renew(&self, _: LeaseId, _: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+            unused()
+        }
+        fn acknowledge(&self, _: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
+            unused()
+        }
+        fn requeue(&self, _: LeaseId, _: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+            unused()
+        }
+        fn mark_reported(&self, task_ids: &[Uuid]) -> BoxFuture<'_, Result<(), QueueError>> {
+            if self.down.load(Ordering::SeqCst) {
+                return Box::pin(std::future::ready(Err(QueueError::Backend("down".into()))));
+            }
+            self.batches.lock().unwrap().push(task_ids.to_vec());
+            Box::pin(std::future::ready(Ok(())))
+        }
+    }
+
+    #[tokio::test]
+    async fn marks_the_queue_refuses_are_written_with_the_next_batch() {
+        let queue = MarkLog::default();
+        let marks = Marks::default();
+        let ids: Vec<Uuid> = (1..=3).map(Uuid::from_u128).collect();
+        queue.down.store(true, Ordering::SeqCst);
+        marks.add(ids[0]);
+        marks.add(ids[1]);
+        marks.flush(&queue).await;
+        assert!(queue.batches.lock().unwrap().is_empty());
+        queue.down.store(false, Ordering::SeqCst);
+        marks.add(ids[2]);
+        marks.flush(&queue).await;
+        marks.flush(&queue).await;
+        assert_eq!(*queue.batches.lock().unwrap(), [ids]);
+    }
+
+    #[tokio::test]
+    async fn the_marker_writes_marks_in_batches_and_the_last_ones_on_stop() {
+        let queue = Arc::new(MarkLog::default());
+        let marks = Arc::new(Marks::default());
+        let (stop, stopped) = watch::channel(false);
+        let marker = tokio::spawn(mark_in_batches(marks.clone(), queue.clone(), stopped));
+        let ids: Vec<Uuid> = (1..=4).map(Uuid::from_u128).collect();
+        marks.add(ids[0]);
+        marks.add(ids[1]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while queue.batches.lock().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no batch within 10 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        marks.add(ids[2]);
+        marks.add(ids[3]);
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), marker)
+            .await
+            .expect("the marker stops within 10 s")
+            .unwrap();
+        assert_eq!(
+            *queue.batches.lock().unwrap(),
+            [ids[..2].to_vec(), ids[2..].to_vec()]
+        );
+    }
+
+    #[test]
+    fn names_are_interned_once() {
+        let first = intern("a task this process does not know");
+        let again = intern(&String::from("a task this process does not know"));
+        assert!(std::ptr::eq(first, again));
+    }
+}
