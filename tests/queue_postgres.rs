@@ -314,3 +314,10 @@ async fn a_reported_terminal_event_is_not_emitted_again() {
     let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reconnect(&fixture).await];
     queue_suite::terminal::a_reported_terminal_event_is_not_emitted_again(queues).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtimes_looking_at_once_emit_each_unreported_event_once() {
+    let Some(fixture) = fresh().await else { return };
+    let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reconnect(&fixture).await];
+    queue_suite::terminal::runtimes_looking_at_once_emit_each_unreported_event_once(queues).await;
+}

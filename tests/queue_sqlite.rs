@@ -183,3 +183,10 @@ async fn a_reported_terminal_event_is_not_emitted_again() {
     let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reopen(&fixture).await];
     queue_suite::terminal::a_reported_terminal_event_is_not_emitted_again(queues).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtimes_looking_at_once_emit_each_unreported_event_once() {
+    let fixture = fresh().await.unwrap();
+    let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reopen(&fixture).await];
+    queue_suite::terminal::runtimes_looking_at_once_emit_each_unreported_event_once(queues).await;
+}

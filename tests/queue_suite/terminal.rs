@@ -167,6 +167,71 @@ pub async fn an_unreported_completion_is_emitted_once_by_another_runtime(
     );
 }
 
+/// Twenty completions committed with their terminal events and never emitted, left longer than
+/// a lease: two runtimes that start together and look for them at the same moment emit each
+/// one exactly once between them.
+pub async fn runtimes_looking_at_once_emit_each_unreported_event_once(queues: [Arc<dyn Queue>; 2]) {
+    const TASKS: usize = 20;
+    let [first, second] = queues;
+    let terminals = Terminals::observe();
+    let mut task_ids = Vec::new();
+    for n in 0..TASKS as u64 {
+        let envelope = Envelope::new("suite_terminal", "1.0.0", json!(n));
+        let task_id = envelope.task_id;
+        first.push(envelope).await.unwrap();
+        let claim = first
+            .claim(Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        let stored = TerminalEvent {
+            event_id: uuid::Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0100 + n as u128),
+            task_id,
+            task_name: "suite_terminal".to_owned(),
+            task_version: "1.0.0".to_owned(),
+            succeeded: true,
+            timestamp_ns: 1_764_086_400_000_000_000 + n,
+            duration_ns: 1_000_000,
+            error_class: None,
+            error_message: None,
+            error_steps: Vec::new(),
+        };
+        let completion = Completion {
+            succeeded: true,
+            output: Some(json!(n * 2)),
+            error: None,
+        };
+        first
+            .complete_reporting(claim.lease, &completion, Some(&stored))
+            .await
+            .unwrap();
+        task_ids.push((task_id, stored.event_id));
+    }
+    // Old enough for the first look of each runtime, which both make as they start.
+    tokio::time::sleep(LEASE + LEASE / 2).await;
+    let racing = [runtime_on(first), runtime_on(second)];
+    for (task_id, _) in &task_ids {
+        terminals
+            .wait_for_one(*task_id, "the unreported task.complete")
+            .await;
+    }
+    tokio::time::sleep(LEASE * 2 + LEASE / 2).await;
+    for runtime in racing {
+        runtime.shutdown().await;
+    }
+    for (task_id, event_id) in task_ids {
+        let emitted = terminals.of(task_id);
+        assert_eq!(
+            emitted
+                .iter()
+                .map(|event| (event.name(), event.event_id()))
+                .collect::<Vec<_>>(),
+            [("task.complete", Some(event_id))],
+            "task {task_id}"
+        );
+    }
+}
+
 /// A worker that emits a task's terminal event marks it reported: another runtime on the same
 /// database, looking for unreported events long after, emits nothing for it.
 pub async fn a_reported_terminal_event_is_not_emitted_again(queues: [Arc<dyn Queue>; 2]) {
