@@ -28,10 +28,15 @@
 //! after this process finished N tasks wait for ever — a worker stuck mid-task, holding leases,
 //! for a test to kill. `produce --poison N` makes order N a poison one: its task aborts the
 //! process that runs it (`std::process::abort`); `--max-deliveries` sets the queue's limit
-//! (default 10).
+//! (default 10); `--slow-terminal-ms` makes the printer wait that long before printing each
+//! `task.complete`/`task.error`, widening the moment between a completion's commit and its event
+//! for a test's kills to land in.
 //!
 //! Every event is printed as one line, `<role> <event> <task id> [<step> [<reason>]]`, written
-//! out as it happens: a process killed with SIGKILL has printed every event it emitted.
+//! out as it happens: a process killed with SIGKILL has printed every event it emitted. A
+//! queued task's `task.complete`/`task.error` ends with `event_id=<id>`: a process that emits it
+//! again (its worker died before marking it reported) prints the same id. `--until-empty` also
+//! waits until every completion's terminal event has been reported.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -64,6 +69,8 @@ enum OrderError {
 static STEP_TIME: OnceLock<Duration> = OnceLock::new();
 /// After how many finished tasks `label` stalls (`--stall-after`).
 static STALL_AFTER: OnceLock<u64> = OnceLock::new();
+/// How long the printer waits before printing a terminal event (`--slow-terminal-ms`).
+static SLOW_TERMINAL: OnceLock<Duration> = OnceLock::new();
 /// Tasks this process finished (`task.complete` or `task.error`).
 static FINISHED: AtomicU64 = AtomicU64::new(0);
 /// Orders whose reservation already failed once in this process.
@@ -136,14 +143,27 @@ fn print_events(role: &'static str) -> tasker::events::Subscription {
             Details::StepSkip { reason } => reason.as_ref(),
             _ => "",
         };
+        // A queued task's terminal event carries an id, the same if another process emits it
+        // again (its worker died before marking it reported).
+        let id = event
+            .event_id()
+            .map(|id| format!(" event_id={id}"))
+            .unwrap_or_default();
         let line = format!("{role:<8} {:<16} {task} {step} {reason}", event.name());
+        let line = format!("{}{id}", line.trim_end());
+        let terminal = matches!(
+            event.details(),
+            Details::TaskComplete { .. } | Details::TaskError { .. }
+        );
+        if let Some(wait) = SLOW_TERMINAL.get().filter(|_| terminal) {
+            // Observers run as the event is emitted: a kill now falls after the completion's
+            // commit and before the event is out, the window a recovery must cover.
+            std::thread::sleep(*wait);
+        }
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{}", line.trim_end());
         let _ = stdout.flush();
-        if matches!(
-            event.details(),
-            Details::TaskComplete { .. } | Details::TaskError { .. }
-        ) {
+        if terminal {
             FINISHED.fetch_add(1, Ordering::SeqCst);
         }
     })
@@ -290,18 +310,19 @@ impl Durable {
         }
     }
 
-    /// Envelopes ready, delayed or leased: work a worker may still run (dead letters excluded).
+    /// Envelopes ready, delayed or leased — work a worker may still run (dead letters
+    /// excluded) — and completions whose terminal event was not reported yet.
     async fn unfinished(&self) -> Result<u64, tasker::queue::QueueError> {
         match *self {
             #[cfg(feature = "postgres")]
             Durable::Postgres(ref queue) => {
                 let counts = queue.counts().await?;
-                Ok(counts.ready + counts.delayed + counts.leased)
+                Ok(counts.ready + counts.delayed + counts.leased + queue.unreported().await?)
             }
             #[cfg(feature = "sqlite")]
             Durable::Sqlite(ref queue) => {
                 let counts = queue.counts().await?;
-                Ok(counts.ready + counts.delayed + counts.leased)
+                Ok(counts.ready + counts.delayed + counts.leased + queue.unreported().await?)
             }
         }
     }
@@ -341,7 +362,7 @@ async fn produce(
 }
 
 /// `work`: runs `workers` workers on the durable queue, until killed or, with `until_empty`,
-/// until no work is left in the queue.
+/// until no work is left in the queue and every completion's terminal event was reported.
 async fn work(
     queue: Durable,
     workers: usize,
@@ -370,6 +391,7 @@ const USAGE: &str = "usage: worker                      a producer and a worker 
        worker produce --queue <url> [--tasks N] [--poison N] [--schema S]
        worker work --queue <url> [--workers N] [--until-empty] [--schema S]
                    [--lease-ms MS] [--step-ms MS] [--stall-after N] [--max-deliveries N]
+                   [--slow-terminal-ms MS]
 <url>: postgres://… (feature `postgres`) or sqlite:<path> (feature `sqlite`)";
 
 #[tokio::main]
@@ -415,6 +437,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--max-deliveries" => max_deliveries = value()?.parse()?,
             "--stall-after" => {
                 let _ = STALL_AFTER.set(value()?.parse()?);
+            }
+            "--slow-terminal-ms" => {
+                let _ = SLOW_TERMINAL.set(Duration::from_millis(value()?.parse()?));
             }
             _ => return Err(format!("unknown argument `{arg}`\n{USAGE}").into()),
         }

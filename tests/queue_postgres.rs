@@ -176,7 +176,7 @@ async fn migrations_create_the_schema_from_nothing_and_rerun_as_no_ops() {
         message.contains("does not exist") && message.contains("migrate()"),
         "{message}"
     );
-    assert_eq!(queue.migrate().await.unwrap(), 5);
+    assert_eq!(queue.migrate().await.unwrap(), 6);
     assert_eq!(queue.migrate().await.unwrap(), 0);
     // Several processes migrating at once take turns.
     let concurrent: Vec<_> = (0..3)
@@ -231,7 +231,7 @@ async fn a_schema_name_with_quotes_and_spaces_is_quoted_not_injected() {
     let Some(fixture) = fixture_in(schema).await else {
         return;
     };
-    assert_eq!(fixture.queue.migrate().await.unwrap(), 5);
+    assert_eq!(fixture.queue.migrate().await.unwrap(), 6);
     fixture
         .queue
         .push(queue_suite::envelope("a"))
@@ -385,7 +385,7 @@ async fn a_schema_name_is_measured_in_bytes_and_63_are_accepted() {
     let Some(fixture) = fixture_in(longest).await else {
         return;
     };
-    assert_eq!(fixture.queue.migrate().await.unwrap(), 5);
+    assert_eq!(fixture.queue.migrate().await.unwrap(), 6);
     fixture
         .queue
         .push(queue_suite::envelope("a"))
@@ -540,4 +540,42 @@ async fn rows_from_before_the_isolation_migration_keep_their_deliveries() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].task_id, old.task_id.to_string());
     assert_eq!(dead[0].delivery_attempt, queue_suite::MAX_DELIVERIES);
+}
+
+/// Another connection pool to the fixture's schema, as another process would open it.
+async fn reconnect(fixture: &Fixture) -> Arc<dyn Queue> {
+    Arc::new(
+        PostgresQueue::builder(&fixture.url)
+            .schema(&fixture.schema)
+            .pool_size(2)
+            .connect()
+            .await
+            .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreported_completion_is_emitted_once_by_another_runtime() {
+    let Some(fixture) = fresh().await else { return };
+    let queues: [Arc<dyn Queue>; 3] = [
+        fixture.queue.clone(),
+        reconnect(&fixture).await,
+        reconnect(&fixture).await,
+    ];
+    queue_suite::terminal::an_unreported_completion_is_emitted_once_by_another_runtime(queues)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reported_terminal_event_is_not_emitted_again() {
+    let Some(fixture) = fresh().await else { return };
+    let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reconnect(&fixture).await];
+    queue_suite::terminal::a_reported_terminal_event_is_not_emitted_again(queues).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtimes_looking_at_once_emit_each_unreported_event_once() {
+    let Some(fixture) = fresh().await else { return };
+    let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reconnect(&fixture).await];
+    queue_suite::terminal::runtimes_looking_at_once_emit_each_unreported_event_once(queues).await;
 }

@@ -198,3 +198,40 @@ async fn two_runtimes_on_one_file_run_every_task_once() {
     )
     .await;
 }
+
+/// Another connection to the fixture's file, as another process would open it.
+async fn reopen(fixture: &Fixture) -> Arc<dyn Queue> {
+    Arc::new(
+        SqliteQueue::builder(fixture.path())
+            .poll_interval(Duration::from_millis(20))
+            .open()
+            .await
+            .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreported_completion_is_emitted_once_by_another_runtime() {
+    let fixture = fresh().await.unwrap();
+    let queues: [Arc<dyn Queue>; 3] = [
+        fixture.queue.clone(),
+        reopen(&fixture).await,
+        reopen(&fixture).await,
+    ];
+    queue_suite::terminal::an_unreported_completion_is_emitted_once_by_another_runtime(queues)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reported_terminal_event_is_not_emitted_again() {
+    let fixture = fresh().await.unwrap();
+    let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reopen(&fixture).await];
+    queue_suite::terminal::a_reported_terminal_event_is_not_emitted_again(queues).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtimes_looking_at_once_emit_each_unreported_event_once() {
+    let fixture = fresh().await.unwrap();
+    let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reopen(&fixture).await];
+    queue_suite::terminal::runtimes_looking_at_once_emit_each_unreported_event_once(queues).await;
+}

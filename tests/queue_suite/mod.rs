@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod terminal;
+
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -18,6 +18,7 @@ mod postgres;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod terminal;
 
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ pub use postgres::{PostgresQueue, PostgresQueueBuilder, MAX_SCHEMA_NAME_BYTES};
 pub use sql::{Counts, DeadLetter, DEAD_LETTER_RAW_BYTES};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteQueue, SqliteQueueBuilder};
+pub use terminal::{TerminalEvent, TerminalEventError};
 
 /// The future type of [`Queue`]'s methods, for implementations outside this crate.
 pub use crate::runner::BoxFuture;
@@ -47,6 +49,10 @@ pub struct Completion {
     /// What went wrong, on failure.
     pub error: Option<String>,
 }
+
+/// What [`Queue::report_unreported`] hands each terminal event it takes to: the runtime's
+/// emitter (it may be called on a blocking thread).
+pub type EmitTerminal = std::sync::Arc<dyn Fn(&TerminalEvent) + Send + Sync>;
 
 /// Identifies one claim of one envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -184,6 +190,58 @@ pub trait Queue: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(), QueueError>> {
         let _ = completion;
         self.acknowledge(lease)
+    }
+
+    /// Whether this queue keeps completions' terminal events until they are reported (see
+    /// [`complete_reporting`](Self::complete_reporting)): the runtime hands terminal events to
+    /// it, marks them and looks for unreported ones only then. A queue that overrides
+    /// `complete_reporting`, [`mark_reported`](Self::mark_reported) and
+    /// [`report_unreported`](Self::report_unreported) returns `true`. By default, `false`.
+    fn keeps_terminal_events(&self) -> bool {
+        false
+    }
+
+    /// Completes a claimed envelope like [`complete`](Self::complete) and, in the same
+    /// transaction on a durable queue, keeps `terminal` — the task's `task.complete` or
+    /// `task.error`, which the worker emits once this returns `Ok` — as *unreported* until
+    /// [`mark_reported`](Self::mark_reported) names its task. Should the worker die in between,
+    /// another process finds it with [`report_unreported`](Self::report_unreported) and emits it
+    /// again, with the same ids. By default (a queue whose completions do not outlive the
+    /// process, such as [`MemoryQueue`]), [`complete`](Self::complete), keeping nothing.
+    fn complete_reporting(
+        &self,
+        lease: LeaseId,
+        completion: &Completion,
+        terminal: Option<&TerminalEvent>,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        let _ = terminal;
+        self.complete(lease, completion)
+    }
+
+    /// Marks the terminal events of the tasks `task_ids` reported (emitted), so that no process
+    /// emits them again. Workers call it in small batches, off the tasks' path. By default
+    /// nothing is kept, so nothing is marked.
+    fn mark_reported(&self, task_ids: &[uuid::Uuid]) -> BoxFuture<'_, Result<(), QueueError>> {
+        let _ = task_ids;
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Takes up to `limit` terminal events of this queue's completions left unreported for
+    /// longer than `grace` (their worker died between the completion's commit and the event's
+    /// emission, or before its mark was written), hands each to `emit`, and marks them
+    /// reported, holding them meanwhile so that no other process takes them too (a row lock
+    /// skipped by others on PostgreSQL, the write lock on SQLite). Returns how many it took:
+    /// `limit` means there may be more. A process killed after `emit` and before the marks
+    /// commit leaves them for another process, which emits them again, with the same ids. By
+    /// default there are none.
+    fn report_unreported(
+        &self,
+        grace: Duration,
+        limit: usize,
+        emit: EmitTerminal,
+    ) -> BoxFuture<'_, Result<usize, QueueError>> {
+        let _ = (grace, limit, emit);
+        Box::pin(std::future::ready(Ok(0)))
     }
 
     /// Puts a claimed envelope back, for another delivery after `delay`.

@@ -9,7 +9,10 @@ use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::sql::{self, Counts, DeadLetter, StoredEnvelope};
-use super::{Claim, Completion, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace};
+use super::{
+    Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
+    TerminalEvent,
+};
 use crate::runner::BoxFuture;
 use tasker_telemetry::context::Checkpoints;
 
@@ -88,6 +91,19 @@ ALTER TABLE {schema}.envelopes ALTER COLUMN counted_deliveries SET DEFAULT 1,
     ALTER COLUMN counted_deliveries SET NOT NULL;
 -- Whether the current lease's run is alone in its process.
 ALTER TABLE {schema}.envelopes ADD COLUMN IF NOT EXISTS alone boolean NOT NULL DEFAULT true;",
+    ),
+    (
+        6,
+        "terminal_events",
+        "CREATE TABLE IF NOT EXISTS {schema}.terminal_events (
+    -- A completion's terminal event, from its commit until it is reported (then the row goes).
+    task_id      text        PRIMARY KEY,
+    queue        text        NOT NULL,
+    event        text        NOT NULL,
+    completed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS terminal_events_due
+    ON {schema}.terminal_events (queue, completed_at);",
     ),
 ];
 
@@ -273,6 +289,9 @@ struct Statements {
     record_run: String,
     previous_run: String,
     complete: String,
+    unreported: String,
+    count_unreported: String,
+    mark_reported: String,
     result: String,
     requeue: String,
     dead: String,
@@ -363,17 +382,34 @@ impl Statements {
             ),
             // The result, the checkpoints' removal and the envelope's removal commit together,
             // and only while the lease is held.
+            // The terminal event, when there is one, is kept with the result until reported.
             complete: format!(
-                "WITH done AS (DELETE FROM {t} WHERE {held} RETURNING task_id),
+                "WITH done AS (DELETE FROM {t} WHERE {held} RETURNING task_id, queue),
                       gone AS (DELETE FROM {schema}.checkpoints
                                WHERE task_id IN (SELECT task_id FROM done)),
                       runs AS (DELETE FROM {schema}.runs
                                WHERE task_id IN (SELECT task_id FROM done)),
                       kept AS (INSERT INTO {schema}.results (task_id, succeeded, output, error)
                                SELECT task_id, $2, $3, $4 FROM done
+                               ON CONFLICT (task_id) DO NOTHING),
+                      held AS (INSERT INTO {schema}.terminal_events (task_id, queue, event)
+                               SELECT task_id, queue, $5::text FROM done
+                               WHERE $5::text IS NOT NULL
                                ON CONFLICT (task_id) DO NOTHING)
                  SELECT count(*) FROM done"
             ),
+            // Locked until the transaction that emits them marks them; other processes skip them.
+            unreported: format!(
+                "SELECT task_id, event FROM {schema}.terminal_events
+                 WHERE queue = $1 AND completed_at <= now() - $2 {micros}
+                 ORDER BY completed_at
+                 LIMIT $3
+                 FOR UPDATE SKIP LOCKED"
+            ),
+            count_unreported: format!(
+                "SELECT count(*) FROM {schema}.terminal_events WHERE queue = $1"
+            ),
+            mark_reported: format!("DELETE FROM {schema}.terminal_events WHERE task_id = ANY($1)"),
             result: format!(
                 "SELECT succeeded, output, error FROM {schema}.results WHERE task_id = $1"
             ),
@@ -558,6 +594,17 @@ impl PostgresQueue {
                 .and_then(|text| serde_json::from_str(text).ok()),
             error: column(&row, 2, "results.error")?,
         }))
+    }
+
+    /// How many completed tasks of this queue have a terminal event that was not reported yet
+    /// (emitted and not yet marked, or left by a worker that died before emitting it).
+    pub async fn unreported(&self) -> Result<u64, QueueError> {
+        let client = self.pool.get().await.map_err(backend)?;
+        let row = client
+            .query_one(&self.sql.count_unreported, &[&self.name])
+            .await
+            .map_err(backend)?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 
     /// How many envelopes of this queue are in each state.
@@ -762,14 +809,30 @@ impl Queue for PostgresQueue {
         lease: LeaseId,
         completion: &Completion,
     ) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.complete_reporting(lease, completion, None)
+    }
+
+    fn complete_reporting(
+        &self,
+        lease: LeaseId,
+        completion: &Completion,
+        terminal: Option<&TerminalEvent>,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
         let output = completion.output.as_ref().map(ToString::to_string);
         let (succeeded, error) = (completion.succeeded, completion.error.clone());
+        let terminal = terminal.map(TerminalEvent::encode);
         Box::pin(async move {
             let client = self.pool.get().await.map_err(backend)?;
             let removed: i64 = client
                 .query_one(
                     &self.sql.complete,
-                    &[&sql::lease_text(lease), &succeeded, &output, &error],
+                    &[
+                        &sql::lease_text(lease),
+                        &succeeded,
+                        &output,
+                        &error,
+                        &terminal,
+                    ],
                 )
                 .await
                 .map_err(backend)
@@ -778,6 +841,61 @@ impl Queue for PostgresQueue {
                 0 => Err(QueueError::LeaseLost(lease)),
                 _ => Ok(()),
             }
+        })
+    }
+
+    fn keeps_terminal_events(&self) -> bool {
+        true
+    }
+
+    fn mark_reported(&self, task_ids: &[uuid::Uuid]) -> BoxFuture<'_, Result<(), QueueError>> {
+        let task_ids: Vec<String> = task_ids.iter().map(ToString::to_string).collect();
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            client
+                .execute(&self.sql.mark_reported, &[&task_ids])
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn report_unreported(
+        &self,
+        grace: Duration,
+        limit: usize,
+        emit: EmitTerminal,
+    ) -> BoxFuture<'_, Result<usize, QueueError>> {
+        Box::pin(async move {
+            let mut client = self.pool.get().await.map_err(backend)?;
+            let transaction = client.transaction().await.map_err(backend)?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = transaction
+                .query(&self.sql.unreported, &[&self.name, &micros(grace), &limit])
+                .await
+                .map_err(backend)?;
+            let mut taken = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let (task_id, text): (&str, &str) = (row.get(0), row.get(1));
+                match TerminalEvent::decode(task_id, text) {
+                    Ok(event) => emit(&event),
+                    // It can never be emitted: say so, and let it go with the others.
+                    Err(error) => tracing::warn!(
+                        target: "tasker",
+                        %task_id,
+                        "[Tasker] {error}; it is not reported again"
+                    ),
+                }
+                taken.push(task_id.to_owned());
+            }
+            if !taken.is_empty() {
+                transaction
+                    .execute(&self.sql.mark_reported, &[&taken])
+                    .await
+                    .map_err(backend)?;
+            }
+            transaction.commit().await.map_err(backend)?;
+            Ok(taken.len())
         })
     }
 

@@ -10,7 +10,10 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::envelope::now_micros;
 use super::sql::{self, Counts, DeadLetter, StoredEnvelope};
-use super::{Claim, Completion, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace};
+use super::{
+    Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
+    TerminalEvent,
+};
 use crate::runner::BoxFuture;
 use tasker_telemetry::context::Checkpoints;
 
@@ -84,6 +87,19 @@ ALTER TABLE tasker_envelopes ADD COLUMN counted_deliveries INTEGER NOT NULL DEFA
 UPDATE tasker_envelopes SET counted_deliveries = delivery_attempt;
 -- Whether the current lease's run is alone in its process.
 ALTER TABLE tasker_envelopes ADD COLUMN alone INTEGER NOT NULL DEFAULT 1;",
+    ),
+    (
+        6,
+        "terminal_events",
+        "CREATE TABLE IF NOT EXISTS tasker_terminal_events (
+    -- A completion's terminal event, from its commit until it is reported (then the row goes).
+    task_id         TEXT    PRIMARY KEY,
+    queue           TEXT    NOT NULL,
+    event           TEXT    NOT NULL,
+    completed_at_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasker_terminal_events_due
+    ON tasker_terminal_events (queue, completed_at_us);",
     ),
 ];
 
@@ -328,6 +344,22 @@ impl SqliteQueue {
             output: output.and_then(|text| serde_json::from_str(&text).ok()),
             error,
         }))
+    }
+
+    /// How many completed tasks of this queue have a terminal event that was not reported yet
+    /// (emitted and not yet marked, or left by a worker that died before emitting it).
+    pub async fn unreported(&self) -> Result<u64, QueueError> {
+        let name = self.name.clone();
+        let count: i64 = self
+            .with(move |connection| {
+                connection.query_row(
+                    "SELECT count(*) FROM tasker_terminal_events WHERE queue = ?1",
+                    [name],
+                    |row| row.get(0),
+                )
+            })
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// How many envelopes of this queue are in each state.
@@ -711,8 +743,19 @@ impl Queue for SqliteQueue {
         lease: LeaseId,
         completion: &Completion,
     ) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.complete_reporting(lease, completion, None)
+    }
+
+    fn complete_reporting(
+        &self,
+        lease: LeaseId,
+        completion: &Completion,
+        terminal: Option<&TerminalEvent>,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
         let output = completion.output.as_ref().map(ToString::to_string);
         let (succeeded, error) = (completion.succeeded, completion.error.clone());
+        let terminal = terminal.map(TerminalEvent::encode);
+        let name = self.name.clone();
         Box::pin(async move {
             let removed = self
                 .with(move |connection| {
@@ -745,6 +788,15 @@ impl Queue for SqliteQueue {
                          VALUES (?1, ?2, ?3, ?4, ?5)",
                         params![task_id, succeeded, output, error, now],
                     )?;
+                    // The terminal event, when there is one, is kept until reported.
+                    if let Some(event) = terminal {
+                        transaction.execute(
+                            "INSERT OR IGNORE INTO tasker_terminal_events
+                                (task_id, queue, event, completed_at_us)
+                             VALUES (?1, ?2, ?3, ?4)",
+                            params![task_id, name, event, now],
+                        )?;
+                    }
                     let removed = transaction.execute(
                         concat!("DELETE FROM tasker_envelopes WHERE ", held!()),
                         params![lease, now],
@@ -758,6 +810,75 @@ impl Queue for SqliteQueue {
                 _ => Ok(()),
             }
         })
+    }
+
+    fn keeps_terminal_events(&self) -> bool {
+        true
+    }
+
+    fn mark_reported(&self, task_ids: &[uuid::Uuid]) -> BoxFuture<'_, Result<(), QueueError>> {
+        let task_ids: Vec<String> = task_ids.iter().map(ToString::to_string).collect();
+        Box::pin(self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            forget_terminal_events(&transaction, &task_ids)?;
+            transaction.commit()
+        }))
+    }
+
+    fn report_unreported(
+        &self,
+        grace: Duration,
+        limit: usize,
+        emit: EmitTerminal,
+    ) -> BoxFuture<'_, Result<usize, QueueError>> {
+        let name = self.name.clone();
+        let (grace, limit) = (micros(grace), i64::try_from(limit).unwrap_or(i64::MAX));
+        Box::pin(self.with(move |connection| {
+            // Nothing due: no write transaction, so an idle process stays quiet.
+            let cutoff = micros_now().saturating_sub(grace);
+            let due: bool = connection.query_row(
+                "SELECT EXISTS (SELECT 1 FROM tasker_terminal_events
+                                WHERE queue = ?1 AND completed_at_us <= ?2)",
+                params![name, cutoff],
+                |row| row.get(0),
+            )?;
+            if !due {
+                return Ok(0);
+            }
+            // The write lock keeps other processes from taking them until the marks commit.
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let rows: Vec<(String, String)> = {
+                let mut statement = transaction.prepare(
+                    "SELECT task_id, event FROM tasker_terminal_events
+                     WHERE queue = ?1 AND completed_at_us <= ?2
+                     ORDER BY completed_at_us LIMIT ?3",
+                )?;
+                let rows = statement
+                    .query_map(params![name, cutoff, limit], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                rows
+            };
+            let mut taken = Vec::with_capacity(rows.len());
+            for (task_id, text) in rows {
+                match TerminalEvent::decode(&task_id, &text) {
+                    Ok(event) => emit(&event),
+                    // It can never be emitted: say so, and let it go with the others.
+                    Err(error) => tracing::warn!(
+                        target: "tasker",
+                        %task_id,
+                        "[Tasker] {error}; it is not reported again"
+                    ),
+                }
+                taken.push(task_id);
+            }
+            forget_terminal_events(&transaction, &taken)?;
+            transaction.commit()?;
+            Ok(taken.len())
+        }))
     }
 
     fn checkpoints(
@@ -839,6 +960,19 @@ impl Queue for SqliteQueue {
             Ok(())
         })
     }
+}
+
+/// Removes the terminal events of `task_ids`: they were reported.
+fn forget_terminal_events(
+    transaction: &rusqlite::Transaction<'_>,
+    task_ids: &[String],
+) -> rusqlite::Result<()> {
+    let mut statement =
+        transaction.prepare_cached("DELETE FROM tasker_terminal_events WHERE task_id = ?1")?;
+    for task_id in task_ids {
+        statement.execute([task_id])?;
+    }
+    Ok(())
 }
 
 /// Runs `operation` on Tokio's blocking threads, its SQLite error as a [`QueueError::Backend`].

@@ -4,6 +4,7 @@ mod error;
 mod isolation;
 mod lease;
 mod registry;
+mod report;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,7 +27,7 @@ pub use error::{BuildError, EnqueueError, TaskError};
 use registry::{Registered, Registry};
 
 use crate::queue::{
-    Claim, Completion, Envelope, MemoryQueue, Queue, QueueError, MAX_CONTEXT_BYTES,
+    Claim, Completion, Envelope, MemoryQueue, Queue, QueueError, TerminalEvent, MAX_CONTEXT_BYTES,
 };
 use crate::repeated_failure::{FailureReport, RepeatedFailure};
 use crate::request::TaskRequest;
@@ -36,6 +37,7 @@ use crate::worker::{
     WithQueuedRun,
 };
 use lease::{Held, Lost};
+use report::Marks;
 
 /// Configures a [`Runtime`].
 #[derive(Clone)]
@@ -80,7 +82,9 @@ impl RuntimeBuilder {
     }
 
     /// How long a worker's claim lasts before another worker may take the task (default 30 s);
-    /// workers renew it while the task runs.
+    /// workers renew it while the task runs. On a durable queue it is also how often this
+    /// runtime (with workers) looks for terminal events left unreported, and how long one must
+    /// have been left so before this runtime emits it.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(10));
         self
@@ -94,21 +98,42 @@ impl RuntimeBuilder {
         let (stop, stopped) = watch::channel(false);
         let inner = Arc::new(Inner {
             queue: self.queue.unwrap_or_else(|| Arc::new(MemoryQueue::new())),
-            registry,
+            registry: Arc::new(registry),
             pending: Mutex::new(HashMap::new()),
             lease: self.lease,
             poll: self.poll,
             has_workers: self.workers > 0,
             claim_failures: Mutex::new(RepeatedFailure::new(CLAIM_FAILURE_REPORTS)),
             suspect_check: isolation::SuspectCheck::new(),
+            marks: Arc::default(),
         });
         let workers = (0..self.workers)
             .map(|_| handle.spawn(work(inner.clone(), stopped.clone())))
             .collect();
+        // On a queue that keeps terminal events, workers' terminal events are marked reported
+        // in batches, and a process with workers also emits those a dead worker left unreported.
+        let background = if self.workers > 0 && inner.queue.keeps_terminal_events() {
+            vec![
+                handle.spawn(report::mark_in_batches(
+                    inner.marks.clone(),
+                    inner.queue.clone(),
+                    stopped.clone(),
+                )),
+                handle.spawn(report::recover_unreported(
+                    inner.queue.clone(),
+                    inner.registry.clone(),
+                    inner.lease,
+                    stopped,
+                )),
+            ]
+        } else {
+            Vec::new()
+        };
         Ok(Runtime {
             inner,
             stop,
             workers: Mutex::new(workers),
+            background: Mutex::new(background),
         })
     }
 }
@@ -121,6 +146,8 @@ pub struct Runtime {
     inner: Arc<Inner>,
     stop: watch::Sender<bool>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// The marker of reported terminal events and the recovery of unreported ones.
+    background: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -133,7 +160,7 @@ impl std::fmt::Debug for Runtime {
 
 struct Inner {
     queue: Arc<dyn Queue>,
-    registry: Registry,
+    registry: Arc<Registry>,
     /// Requests enqueued here and not finished: who waits, and the producer's scope.
     pending: Mutex<HashMap<Uuid, Pending>>,
     lease: Duration,
@@ -145,6 +172,8 @@ struct Inner {
     claim_failures: Mutex<RepeatedFailure>,
     /// When the workers next ask whether tasks whose lease expired wait to run alone.
     suspect_check: isolation::SuspectCheck,
+    /// Terminal events emitted here, to mark reported.
+    marks: Arc<Marks>,
 }
 
 struct Pending {
@@ -323,6 +352,13 @@ impl Runtime {
         for worker in workers {
             let _ = worker.await;
         }
+        let background =
+            std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in background {
+            let _ = task.await;
+        }
+        // The marks of the last tasks, written after the marker's last batch.
+        self.inner.marks.flush(&*self.inner.queue).await;
         // Whoever still waits on a request that no worker here will run learns it now.
         self.inner.lock_pending().clear();
     }
@@ -402,13 +438,43 @@ impl Inner {
             output: result.as_ref().ok().cloned(),
             error: result.as_ref().err().map(ToString::to_string),
         };
-        match self.queue.complete(lease, &completion).await {
+        // The event gets its id now, and a durable queue keeps it with the completion, so
+        // that a process that finds it unreported (this one died first) emits it identically.
+        let event = {
+            let mut slot = lock_terminal(&terminal);
+            match std::mem::take(&mut *slot) {
+                Terminal::Held(event) => Some(event.with_id(crate::ids::new_id())),
+                other => {
+                    *slot = other;
+                    None
+                }
+            }
+        };
+        let stored = event
+            .as_ref()
+            .filter(|_| self.queue.keeps_terminal_events())
+            .and_then(TerminalEvent::from_event);
+        let completed = self
+            .queue
+            .complete_reporting(lease, &completion, stored.as_ref())
+            .await;
+        let event = match (&completed, event) {
+            (Err(_), Some(event)) => {
+                // Back in its slot, for the abandonment below to report.
+                *lock_terminal(&terminal) = Terminal::Held(event);
+                None
+            }
+            (_, event) => event,
+        };
+        match completed {
             Ok(()) => {
-                let held = std::mem::take(&mut *lock_terminal(&terminal));
-                if let Terminal::Held(event) = held {
+                if let Some(event) = &event {
                     Context::default()
                         .with_scope(scope)
-                        .in_scope(|| events::fire(&event));
+                        .in_scope(|| events::fire(event));
+                }
+                if stored.is_some() {
+                    self.marks.add(task_id);
                 }
             }
             Err(QueueError::LeaseLost(_)) => {
@@ -427,7 +493,9 @@ impl Inner {
                     target: "tasker",
                     %task_id,
                     "[Tasker] could not acknowledge task {task_id}: {error}; its terminal event \
-                     is not reported, since the request may be delivered again"
+                     is not reported here, since the request may be delivered again (should \
+                     the completion have committed anyway, a process with workers on the queue \
+                     reports it a lease length later)"
                 );
             }
         }
