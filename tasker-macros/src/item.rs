@@ -43,6 +43,29 @@ pub(crate) enum Argument {
     },
 }
 
+impl Argument {
+    /// The binding the body expects, when it differs from the name in the signature: a `mut`
+    /// name or a destructuring pattern (`let (a, b) = __tasker_arg_0;`). Every path that runs the
+    /// body makes it, from the argument itself or from the retry slot.
+    pub(crate) fn rebinding(&self) -> Option<(&Ident, &Pat)> {
+        let Argument::Owned { name, pattern, .. } = self else {
+            return None;
+        };
+        match pattern {
+            Pat::Ident(ident)
+                if ident.mutability.is_none()
+                    && ident.by_ref.is_none()
+                    && ident.subpat.is_none()
+                    && ident.ident == *name =>
+            {
+                None
+            }
+            _ => Some((name, pattern)),
+        }
+    }
+}
+
+/// The annotated function, with its arguments renamed for the expansion.
 pub(crate) struct Function {
     pub(crate) item: ItemFn,
     pub(crate) shape: Shape,

@@ -7,6 +7,8 @@
 #![deny(missing_docs)]
 
 #[doc(hidden)]
+pub mod arguments;
+#[doc(hidden)]
 pub mod batch;
 #[doc(hidden)]
 pub mod checkpoint;
@@ -29,12 +31,15 @@ mod task;
 mod timeout;
 mod worker;
 
+#[doc(hidden)]
+pub use arguments::Slot;
 pub use batch::{join_all, JoinAll};
 pub use descriptor::{
     no_runner, steps, tasks, StepDescriptor, StepRegistration, TaskDescriptor, TaskRegistration,
 };
 pub use diagnostics::{
-    field_value, skipped, FromTimeout, RetryArgument, SkippedOutput, TimeoutError, TimeoutOutput,
+    field_value, skip_predicate, skipped, FromTimeout, RetryArgument, SkipPredicate, SkippedOutput,
+    TimeoutError, TimeoutOutput,
 };
 pub use policy::RetryPolicy;
 pub use request::{RequestError, TaskRequest};
@@ -51,6 +56,7 @@ pub use worker::RunFailure;
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::arguments;
     pub use crate::batch;
     pub use crate::checkpoint;
     pub use crate::outcome;
