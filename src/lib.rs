@@ -97,8 +97,8 @@ pub mod __private {
     pub use tasker_runtime::{
         backoff, backoff_sync, classify, field_value, no_runner, observed, quiet,
         quiet_uncheckpointed, skip_predicate, skipped, Next, RetryArgument, RetryPolicy,
-        SkippedOutput, Slot, StepDescriptor, StepRegistration, StepRun, TaskDescriptor,
-        TaskRegistration, TaskRun, TaskRunner, TimeoutError, TimeoutOutput,
+        SkipPredicate, SkippedOutput, Slot, StepDescriptor, StepRegistration, StepRun,
+        TaskDescriptor, TaskRegistration, TaskRun, TaskRunner, TimeoutError, TimeoutOutput,
     };
     pub use tasker_telemetry::__private::inventory;
     pub use tasker_telemetry::SourceLocation;

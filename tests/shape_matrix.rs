@@ -25,6 +25,13 @@ impl fmt::Display for Flaky {
 
 impl std::error::Error for Flaky {}
 
+/// Steps with `timeout_ms` return it for an attempt that runs out of time (none does here).
+impl From<tasker::StepTimeout> for Flaky {
+    fn from(_: tasker::StepTimeout) -> Self {
+        Flaky
+    }
+}
+
 /// `Err(Flaky)` the first time, `Ok` after: a retried case's second attempt binds its
 /// arguments again.
 fn fail_once(failed: &AtomicBool) -> Result<(), Flaky> {
@@ -217,6 +224,39 @@ macro_rules! case {
             assert_eq!(lines(&capture.events()), retried(stringify!($name)));
         }
     };
+    // Attempts with a time limit, once and retried.
+    (step_timeout_once_async $name:ident [$($generics:tt)*] ($($params:tt)*) -> $ret:ty $body:block
+        skip($($skip:ident),*) call($($arg:expr),*) => $expected:expr) => {
+        #[tasker::step(max_attempts = 1, timeout_ms = 60000)]
+        async fn $name<$($generics)*>($($params)*) -> Result<$ret, Flaky> {
+            Ok($body)
+        }
+
+        #[tokio::test]
+        async fn runs_as_written() {
+            let capture = Capture::new();
+            assert_eq!(capture.wrap($name($($arg),*)).await, Ok($expected));
+            assert_eq!(lines(&capture.events()), once(stringify!($name), 1));
+        }
+    };
+    (step_timeout_retry_async $name:ident [$($generics:tt)*] ($($params:tt)*) -> $ret:ty $body:block
+        skip($($skip:ident),*) call($($arg:expr),*) => $expected:expr) => {
+        static FAILED: AtomicBool = AtomicBool::new(false);
+
+        #[tasker::step(max_attempts = 2, backoff_ms = 1, timeout_ms = 60000)]
+        async fn $name<$($generics)*>($($params)*) -> Result<$ret, Flaky> {
+            let value = $body;
+            fail_once(&FAILED)?;
+            Ok(value)
+        }
+
+        #[tokio::test]
+        async fn runs_as_written() {
+            let capture = Capture::new();
+            assert_eq!(capture.wrap($name($($arg),*)).await, Ok($expected));
+            assert_eq!(lines(&capture.events()), retried(stringify!($name)));
+        }
+    };
     (method_ref_retry_sync $name:ident [$($generics:tt)*] ($($params:tt)*) -> $ret:ty $body:block
         skip($($skip:ident),*) call($($arg:expr),*) => $expected:expr) => {
         static FAILED: AtomicBool = AtomicBool::new(false);
@@ -369,6 +409,8 @@ matrix! {
         step_single_sync,
         step_skip_if_sync,
         step_skip_if_retry_async,
+        step_timeout_once_async,
+        step_timeout_retry_async,
         method_ref_retry_sync,
         method_mut_once_async,
         method_mut_retry_async,

@@ -3,9 +3,9 @@
 //! `tasker::__private::StepRun`/`TaskRun`; every behaviour lives in `tasker-runtime`.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned as _;
-use syn::{parse_quote, Block, ItemFn, Path};
+use syn::{parse_quote, Block, Ident, ItemFn, Path, Type};
 
 use crate::attr::{PolicyArgs, StepArgs, TaskArgs};
 use crate::ctxt::Ctxt;
@@ -311,13 +311,14 @@ fn attempt(step: &Step<'_>) -> TokenStream {
         (true, true) => {
             // `attempt_timed` asks `From<StepTimeout>` of the error type itself; spanned at the
             // return type, a missing impl is reported there with a readable message.
-            let timed = respan(
-                quote!(__tasker_step.attempt_timed(__tasker_body).await),
-                error_type_span(&step.output),
-            );
+            // The future is named with that span where it is made and where it is used, so that
+            // both resolve alike when the user's tokens come from a `macro_rules!`.
+            let span = error_type_span(&step.output);
+            let future = Ident::new("__tasker_body", span);
+            let method = respan(quote!(attempt_timed), span);
             quote!({
-                let __tasker_body = async #body;
-                #timed
+                let #future = async #body;
+                __tasker_step.#method(#future).await
             })
         }
         (false, _) => quote!(__tasker_step.attempt_sync(|| #body)),
@@ -368,9 +369,15 @@ fn retry_loop(step: &Step<'_>, arguments: &RetryArguments) -> TokenStream {
             _ => None,
         })
         .collect();
-    let slot = |index: usize| format_ident!("__tasker_slot_{}", index);
-    let slots = owned.iter().enumerate().map(|(index, (name, _, _))| {
-        let slot = slot(index);
+    // The slots are named with the argument's span, where they are made and where they are used,
+    // so that a missing `Clone` is reported at the argument (`pattern: Type`), and so that both
+    // resolve alike when the user's tokens come from a `macro_rules!`.
+    let slot = |index: usize, ty: &Type| {
+        let (_, last) = span_range(quote!(#ty));
+        Ident::new(&format!("__tasker_slot_{index}"), last)
+    };
+    let slots = owned.iter().enumerate().map(|(index, (name, _, ty))| {
+        let slot = slot(index, ty);
         match arguments {
             RetryArguments::ByOutput(output) => {
                 quote!(let mut #slot = #p::Slot::<#output, _>::new(#name);)
@@ -379,19 +386,15 @@ fn retry_loop(step: &Step<'_>, arguments: &RetryArguments) -> TokenStream {
         }
     });
     let bindings = owned.iter().enumerate().map(|(index, (_, pattern, ty))| {
-        // A missing `Clone` is reported at the argument: the call spans `pattern: Type`.
         let (first, _) = span_range(quote!(#pattern));
-        let (_, last) = span_range(quote!(#ty));
-        let slot = slot(index);
+        let borrow = respan(quote!(&mut), first);
+        let slot = slot(index, ty);
         match arguments {
             RetryArguments::ByOutput(_) => {
-                let receiver = respan(quote!(#slot), first);
-                let call = respan(quote!(.argument(&__tasker_step)), last);
-                quote!(let #pattern = #receiver #call;)
+                let method = respan(quote!(argument), slot.span());
+                quote!(let #pattern = (#borrow #slot).#method(&__tasker_step);)
             }
             RetryArguments::Cloned => {
-                let borrow = respan(quote!(&mut), first);
-                let slot = respan(quote!(#slot), last);
                 quote!(let #pattern = __tasker_step.argument(#borrow #slot);)
             }
         }

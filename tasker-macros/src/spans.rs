@@ -5,20 +5,16 @@ use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use syn::spanned::Spanned as _;
 use syn::{GenericArgument, PathArguments, Type};
 
-/// `tokens` with every span located at `span`, so that a trait error inside them is reported at
-/// the user's token `span` comes from instead of at the attribute. Only the location moves: names
-/// still resolve as the macro's own, so `__tasker_step` is found even when the user's tokens come
-/// from a `macro_rules!` (whose hygiene would hide the expansion's locals).
+/// `tokens` with every span set to `span`, so that a trait error inside them is reported at the
+/// user's token `span` comes from instead of at the attribute. Never give it the expansion's own
+/// locals (`__tasker_step`): with the user's span they would resolve with the user's hygiene, and
+/// a step written inside a `macro_rules!` could not see them.
 pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
-    relocate(tokens, Span::call_site().located_at(span))
-}
-
-fn relocate(tokens: TokenStream, span: Span) -> TokenStream {
     tokens
         .into_iter()
         .map(|token| match token {
             TokenTree::Group(group) => {
-                let mut respanned = Group::new(group.delimiter(), relocate(group.stream(), span));
+                let mut respanned = Group::new(group.delimiter(), respan(group.stream(), span));
                 respanned.set_span(span);
                 TokenTree::Group(respanned)
             }

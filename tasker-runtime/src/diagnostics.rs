@@ -54,8 +54,8 @@ pub fn skipped<T: SkippedOutput>() -> T {
 /// A `skip_if` predicate is called with a reference to each of the step's arguments, before the
 /// step runs: it cannot take them by value, since the step still needs them.
 #[diagnostic::on_unimplemented(
-    message = "a `skip_if` predicate must take the step's arguments by reference and return `bool`, but `{Self}` does not",
-    label = "this predicate is called with `{Arguments}`",
+    message = "a `skip_if` predicate must take each argument of the step by reference and return `bool`, but `{Self}` does not",
+    label = "`skip_if` calls this with a reference to each argument of the step",
     note = "declare the predicate as `fn(&T, ...) -> bool`, with one reference per argument of the step in order (`&self` first in a method): it runs before the step, which still needs its arguments"
 )]
 pub trait SkipPredicate<Arguments> {
