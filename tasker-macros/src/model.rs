@@ -26,7 +26,7 @@ pub(crate) enum Attempts {
 pub(crate) enum RetryArguments {
     /// Asked of the output type at compile time: cloned for a `Result`, moved for any other
     /// type (which cannot fail, so runs once).
-    ByOutput(Type),
+    ByOutput(Box<Type>),
     /// The output cannot be named (it contains `impl Trait`) and may be a `Result`: cloned.
     Cloned,
 }
@@ -65,7 +65,7 @@ impl<'a> Step<'a> {
                 ));
             }
             Attempts::Retry(match &annotation {
-                Some(ty) => RetryArguments::ByOutput(ty.clone()),
+                Some(ty) => RetryArguments::ByOutput(Box::new(ty.clone())),
                 None => RetryArguments::Cloned,
             })
         } else if args.skip_if.is_none()
