@@ -316,3 +316,56 @@ pub(crate) fn replace_inner_async_block(block: &mut Block, new: Block) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arguments(item: ItemFn) -> Vec<Option<(String, String)>> {
+        let mut cx = Ctxt::default();
+        let function = Function::analyze(&mut cx, item, "step");
+        assert!(cx.check().is_ok());
+        function
+            .arguments
+            .iter()
+            .map(|argument| {
+                argument
+                    .rebinding()
+                    .map(|(name, pattern)| (name.to_string(), quote::quote!(#pattern).to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mut_names_and_patterns_are_bound_again_and_plain_names_are_not() {
+        let item = syn::parse_quote! {
+            fn f(&self, plain: u32, mut counter: u32, (a, _): (u32, u32), _: u8, r: &u32, mut m: &mut u32) {}
+        };
+        assert_eq!(
+            arguments(item),
+            [
+                None,
+                None,
+                Some(("counter".to_owned(), "mut counter".to_owned())),
+                Some(("__tasker_arg_3".to_owned(), "(a , _)".to_owned())),
+                Some(("__tasker_arg_4".to_owned(), "_".to_owned())),
+                None,
+                None,
+            ]
+        );
+    }
+
+    #[test]
+    fn the_signature_keeps_plain_names_without_mut() {
+        let mut cx = Ctxt::default();
+        let item = syn::parse_quote!(
+            fn f(mut counter: u32, (a, b): (u32, u32)) {}
+        );
+        let function = Function::analyze(&mut cx, item, "step");
+        let inputs = &function.item.sig.inputs;
+        assert_eq!(
+            quote::quote!(#inputs).to_string(),
+            "counter : u32 , __tasker_arg_1 : (u32 , u32)"
+        );
+    }
+}

@@ -173,3 +173,35 @@ pub(crate) fn contains_impl_trait_or_lifetime(ty: &Type) -> bool {
     syn::visit::Visit::visit_type(&mut finder, ty);
     finder.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_types_that_cannot_name_a_result_are_certainly_not_one() {
+        let types: [Type; 7] = [
+            syn::parse_quote!(()),
+            syn::parse_quote!((u32, String)),
+            syn::parse_quote!(&'a str),
+            syn::parse_quote!([u8; 4]),
+            syn::parse_quote!(impl Iterator<Item = u32>),
+            syn::parse_quote!(Box<dyn Fn()>),
+            syn::parse_quote!(!),
+        ];
+        let expected = [true, true, true, true, true, false, true];
+        for (ty, expected) in types.iter().zip(expected) {
+            assert_eq!(certainly_not_result(ty), expected, "{}", quote!(#ty));
+        }
+        // A path may be an alias of a `Result`: only the type system can tell.
+        for ty in [
+            syn::parse_quote!(u32),
+            syn::parse_quote!(io::Result<()>),
+            syn::parse_quote!(Count),
+            syn::parse_quote!(Self),
+        ] {
+            let ty: Type = ty;
+            assert!(!certainly_not_result(&ty), "{}", quote!(#ty));
+        }
+    }
+}
