@@ -369,9 +369,9 @@ fn retry_loop(step: &Step<'_>, arguments: &RetryArguments) -> TokenStream {
             _ => None,
         })
         .collect();
-    // The slots are named with the argument's span, where they are made and where they are used,
-    // so that a missing `Clone` is reported at the argument (`pattern: Type`), and so that both
-    // resolve alike when the user's tokens come from a `macro_rules!`.
+    // The slots are named with the span of the argument's type, where they are made and where
+    // they are used: a missing `Clone` is reported at the argument, and both resolve alike when
+    // the user's tokens come from a `macro_rules!`.
     let slot = |index: usize, ty: &Type| {
         let (_, last) = span_range(quote!(#ty));
         Ident::new(&format!("__tasker_slot_{index}"), last)
