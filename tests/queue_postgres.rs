@@ -283,3 +283,50 @@ async fn two_runtimes_on_one_database_run_every_task_once() {
     )
     .await;
 }
+
+/// Renames the checkpoints table of the fixture's schema away (`true`) or back, from a
+/// connection of its own.
+fn checkpoint_outage(url: String, schema: String) -> queue_suite::Outage {
+    Arc::new(move |broken: bool| {
+        let (url, schema) = (url.clone(), schema.replace('"', "\"\""));
+        Box::pin(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let driver = tokio::spawn(connection);
+            let (from, to) = if broken {
+                ("checkpoints", "checkpoints_away")
+            } else {
+                ("checkpoints_away", "checkpoints")
+            };
+            client
+                .batch_execute(&format!("ALTER TABLE \"{schema}\".{from} RENAME TO {to}"))
+                .await
+                .unwrap();
+            drop(client);
+            let _ = driver.await;
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_write_that_fails_briefly_is_retried_before_its_step_completes() {
+    let Some(fixture) = fresh().await else { return };
+    let outage = checkpoint_outage(fixture.url.clone(), fixture.schema.clone());
+    queue_suite::a_checkpoint_write_that_fails_briefly_is_retried_before_its_step_completes(
+        fixture.queue.clone(),
+        outage,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_that_cannot_be_written_within_the_lease_stops_the_run() {
+    let Some(fixture) = fresh().await else { return };
+    let outage = checkpoint_outage(fixture.url.clone(), fixture.schema.clone());
+    queue_suite::a_checkpoint_that_cannot_be_written_within_the_lease_stops_the_run(
+        fixture.queue.clone(),
+        outage,
+    )
+    .await;
+}

@@ -153,3 +153,47 @@ async fn two_runtimes_on_one_file_run_every_task_once() {
     )
     .await;
 }
+
+/// Renames the checkpoints table of the queue in `path` away (`true`) or back, from a
+/// connection of its own.
+fn checkpoint_outage(path: PathBuf) -> queue_suite::Outage {
+    Arc::new(move |broken: bool| {
+        let path = path.clone();
+        Box::pin(async move {
+            let (from, to) = if broken {
+                ("tasker_checkpoints", "tasker_checkpoints_away")
+            } else {
+                ("tasker_checkpoints_away", "tasker_checkpoints")
+            };
+            tokio::task::spawn_blocking(move || {
+                let connection = rusqlite::Connection::open(path).unwrap();
+                connection.busy_timeout(Duration::from_secs(10)).unwrap();
+                connection
+                    .execute_batch(&format!("ALTER TABLE {from} RENAME TO {to}"))
+                    .unwrap();
+            })
+            .await
+            .unwrap();
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_write_that_fails_briefly_is_retried_before_its_step_completes() {
+    let fixture = fresh().await.unwrap();
+    queue_suite::a_checkpoint_write_that_fails_briefly_is_retried_before_its_step_completes(
+        fixture.queue.clone(),
+        checkpoint_outage(fixture.path()),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_that_cannot_be_written_within_the_lease_stops_the_run() {
+    let fixture = fresh().await.unwrap();
+    queue_suite::a_checkpoint_that_cannot_be_written_within_the_lease_stops_the_run(
+        fixture.queue.clone(),
+        checkpoint_outage(fixture.path()),
+    )
+    .await;
+}

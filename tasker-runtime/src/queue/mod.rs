@@ -130,9 +130,9 @@ pub trait Queue: Send + Sync + 'static {
 
     /// The step checkpoints of task `task_id`, claimed under `lease`: the outputs its completed
     /// steps recorded during earlier deliveries, and where new ones are recorded — only while
-    /// `lease` is held: a record the queue refuses because the lease ended never finishes (the
-    /// step does not complete; the worker stops the task once its renewal finds the lease
-    /// gone). `None` (the default) for a queue that keeps none, such as [`MemoryQueue`], whose
+    /// `lease` is held: a record after the lease ended is refused with
+    /// [`CheckpointError::LeaseLost`](tasker_telemetry::context::CheckpointError), and the step
+    /// does not complete (the worker stops the task). `None` (the default) for a queue that keeps none, such as [`MemoryQueue`], whose
     /// envelopes do not outlive the process. Completing or acknowledging a task's envelope
     /// removes its checkpoints.
     fn checkpoints(

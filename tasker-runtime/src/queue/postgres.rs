@@ -10,7 +10,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use super::sql::{self, Counts};
 use super::{Claim, Completion, Envelope, LeaseId, Queue, QueueError, RunTrace};
 use crate::runner::BoxFuture;
-use tasker_telemetry::context::Checkpoints;
+use tasker_telemetry::context::{CheckpointError, Checkpoints};
 
 /// The versioned migrations, in order: `(version, name, SQL)`, the SQL with `{schema}` where the
 /// quoted schema name goes. Each is idempotent, so the script [`PostgresQueue::migration_sql`]
@@ -851,7 +851,9 @@ impl Checkpoints for PostgresCheckpoints {
         position: u32,
         step: &'static str,
         output: serde_json::Value,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), CheckpointError>> + Send + 'static>,
+    > {
         let (pool, statement, lease) = (
             self.pool.clone(),
             self.statement.clone(),
@@ -870,14 +872,9 @@ impl Checkpoints for PostgresCheckpoints {
             }
             .await;
             match stored {
-                Ok(true) => {}
-                // The lease ended: the step never completes here; the worker stops the task.
-                Ok(false) => std::future::pending::<()>().await,
-                Err(error) => tracing::warn!(
-                    target: "tasker",
-                    "[Tasker] could not record the checkpoint of step `{step}`: {error}; it runs \
-                     again if the task is delivered again"
-                ),
+                Ok(true) => Ok(()),
+                Ok(false) => Err(CheckpointError::LeaseLost),
+                Err(error) => Err(CheckpointError::Backend(error.to_string())),
             }
         })
     }

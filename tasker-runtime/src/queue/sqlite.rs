@@ -10,7 +10,7 @@ use super::envelope::now_micros;
 use super::sql::{self, Counts};
 use super::{Claim, Completion, Envelope, LeaseId, Queue, QueueError, RunTrace};
 use crate::runner::BoxFuture;
-use tasker_telemetry::context::Checkpoints;
+use tasker_telemetry::context::{CheckpointError, Checkpoints};
 
 /// The versioned migrations, in order: `(version, name, SQL)`. Each is idempotent.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -489,7 +489,9 @@ impl Checkpoints for SqliteCheckpoints {
         position: u32,
         step: &'static str,
         output: serde_json::Value,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), CheckpointError>> + Send + 'static>,
+    > {
         let connection = self.connection.clone();
         let lease = sql::lease_text(self.lease);
         Box::pin(async move {
@@ -521,14 +523,9 @@ impl Checkpoints for SqliteCheckpoints {
             })
             .await;
             match stored {
-                Ok(true) => {}
-                // The lease ended: the step never completes here; the worker stops the task.
-                Ok(false) => std::future::pending::<()>().await,
-                Err(error) => tracing::warn!(
-                    target: "tasker",
-                    "[Tasker] could not record the checkpoint of step `{step}`: {error}; it runs \
-                     again if the task is delivered again"
-                ),
+                Ok(true) => Ok(()),
+                Ok(false) => Err(CheckpointError::LeaseLost),
+                Err(error) => Err(CheckpointError::Backend(error.to_string())),
             }
         })
     }

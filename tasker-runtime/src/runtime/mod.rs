@@ -1,5 +1,6 @@
 //! The runtime: enqueue task requests by name, and run them on workers.
 
+mod durable;
 mod error;
 mod lease;
 mod registry;
@@ -13,7 +14,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use serde_json::Value;
-use tasker_telemetry::context::{CheckpointedRun, Context, QueuedInfo, ScopeTag};
+use tasker_telemetry::context::{CheckpointedRun, Checkpoints, Context, QueuedInfo, ScopeTag};
 use tasker_telemetry::{
     events, propagation, Details, Event, InitializeStatus, TaskOrigin, TaskRef,
 };
@@ -33,6 +34,7 @@ use crate::worker::{
     abandon_run, lock_terminal, with_queued_run, QueuedRun, RunFailure, Terminal, TerminalSlot,
     WithQueuedRun,
 };
+use durable::{read_checkpoints, CheckpointStop, DurableCheckpoints};
 use lease::{Held, Lost};
 
 /// Configures a [`Runtime`].
@@ -455,7 +457,9 @@ impl Inner {
                 version: envelope.task_version,
             }));
         };
+        let checkpoint_stop = Arc::new(CheckpointStop::default());
         let held = Held {
+            checkpoints: &checkpoint_stop,
             queue: &*self.queue,
             lease,
             length: self.lease,
@@ -466,20 +470,19 @@ impl Inner {
             scope,
         };
         let failure = Arc::new(Mutex::new(None));
-        // Checkpoints of earlier deliveries, on a queue that keeps them; without them the task
-        // simply runs every step.
-        let checkpoints = match self.queue.checkpoints(envelope.task_id, lease).await {
-            Ok(checkpoints) => checkpoints,
-            Err(error) => {
-                tracing::warn!(
-                    target: "tasker",
-                    task_id = %envelope.task_id,
-                    "[Tasker] could not read the checkpoints of task {}: {error}; its steps run again",
-                    envelope.task_id,
-                );
-                None
-            }
-        };
+        // Checkpoints of earlier deliveries, on a queue that keeps them. A run without the ones
+        // it has would run completed steps again, so a read that keeps failing until the lease
+        // would end stops the run before it starts, as a lost lease does.
+        let checkpoints =
+            read_checkpoints(&*self.queue, envelope.task_id, lease, asked + self.lease)
+                .await?
+                .map(|checkpoints| {
+                    Arc::new(DurableCheckpoints::new(
+                        checkpoints,
+                        self.lease,
+                        checkpoint_stop.clone(),
+                    )) as Arc<dyn Checkpoints>
+                });
         let _checkpointing = checkpoints.is_some().then(CheckpointedRun::begin);
         let info = QueuedInfo {
             bypass_steps: envelope.bypass_steps.clone(),
