@@ -348,6 +348,8 @@ fn event_kind_catalog_lists_every_lifecycle_event_in_order() {
             "task.enqueue",
             "task.start",
             "task.handle",
+            "task.retry",
+            "task.backoff",
             "task.finalize",
             "task.complete",
             "task.error",
