@@ -309,38 +309,16 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
     });
 
     let run = if retries {
-        let owned: Vec<_> = function
-            .arguments
-            .iter()
-            .filter_map(|argument| match argument {
-                Argument::Owned { name, pattern, ty } => Some((name, pattern, ty)),
-                _ => None,
-            })
-            .collect();
-        // One slot per by-value argument, named by position: `__tasker_slot_0`, ….
-        let slot = |index: usize| format_ident!("__tasker_slot_{}", index);
-        let slots = owned.iter().enumerate().map(|(index, (name, _, _))| {
-            let slot = slot(index);
-            quote!(let mut #slot = ::core::option::Option::Some(#name);)
-        });
-        let bindings = owned.iter().enumerate().map(|(index, (_, pattern, ty))| {
-            let slot = slot(index);
-            // A missing `Clone` is reported at the argument: `&mut slot` spans `pattern: Type`.
-            let (first, _) = span_range(quote!(#pattern));
-            let (_, last) = span_range(quote!(#ty));
-            let borrow = respan(quote!(&mut), first);
-            let slot = respan(quote!(#slot), last);
-            quote!(let #pattern = __tasker_step.argument(#borrow #slot);)
-        });
+        let (slots, bindings) = retried_arguments(&function, &quote!(__tasker_step));
         let backoff = if is_async {
             quote!(#p::backoff(__tasker_wait).await)
         } else {
             quote!(#p::backoff_sync(__tasker_wait))
         };
         quote! {
-            #(#slots)*
+            #slots
             loop {
-                #(#bindings)*
+                #bindings
                 let __tasker_result #annotation = #attempt;
                 #record
                 #[allow(unreachable_code)]
@@ -395,6 +373,36 @@ fn expand_step(args: &StepArgs, mut function: Function) -> TokenStream {
     quote!(#item)
 }
 
+/// The by-value arguments of a function that may run more than once: one slot each, filled
+/// before the loop (`slots`), and, at the top of each attempt, the argument bound again from
+/// its slot by `run.argument(&mut slot)` (`bindings`) — a clone while attempts remain.
+fn retried_arguments(function: &Function, run: &TokenStream) -> (TokenStream, TokenStream) {
+    let owned: Vec<_> = function
+        .arguments
+        .iter()
+        .filter_map(|argument| match argument {
+            Argument::Owned { name, pattern, ty } => Some((name, pattern, ty)),
+            _ => None,
+        })
+        .collect();
+    // One slot per by-value argument, named by position: `__tasker_slot_0`, ….
+    let slot = |index: usize| format_ident!("__tasker_slot_{}", index);
+    let slots = owned.iter().enumerate().map(|(index, (name, _, _))| {
+        let slot = slot(index);
+        quote!(let mut #slot = ::core::option::Option::Some(#name);)
+    });
+    let bindings = owned.iter().enumerate().map(|(index, (_, pattern, ty))| {
+        let slot = slot(index);
+        // A missing `Clone` is reported at the argument: `&mut slot` spans `pattern: Type`.
+        let (first, _) = span_range(quote!(#pattern));
+        let (_, last) = span_range(quote!(#ty));
+        let borrow = respan(quote!(&mut), first);
+        let slot = respan(quote!(#slot), last);
+        quote!(let #pattern = #run.argument(#borrow #slot);)
+    });
+    (quote!(#(#slots)*), quote!(#(#bindings)*))
+}
+
 fn expand_task(args: &TaskArgs, mut function: Function) -> TokenStream {
     let p = private(&args.krate);
     let name = args.name.as_ref().map_or_else(
@@ -417,12 +425,59 @@ fn expand_task(args: &TaskArgs, mut function: Function) -> TokenStream {
     let policy = policy_tokens(&p, quote!(TASK_DEFAULT), &args.policy);
     let timeout = timeout_tokens(&args.policy);
     let body = function.body().clone();
-    let run = if function.is_async() {
-        quote!(__tasker_task.run(async #body).await)
-    } else {
-        quote!(__tasker_task.run_sync(|| #body))
+    let is_async = function.is_async();
+    let run = match (is_async, args.policy.timeout_ms.is_some()) {
+        (true, false) => quote!(__tasker_task.run(async #body).await),
+        (true, true) => {
+            // `run_timed` asks `From<TaskTimeout>` of the error type itself; spanned at the
+            // return type, a missing impl is reported there with a readable message.
+            let timed = respan(
+                quote!(__tasker_task.run_timed(__tasker_body).await),
+                error_type_span(&function.return_type()),
+            );
+            quote!({
+                let __tasker_body = async #body;
+                #timed
+            })
+        }
+        (false, _) => quote!(__tasker_task.run_sync(|| #body)),
     };
     let annotation = function.return_annotation().map(|ty| quote!(: #ty));
+    let classify = quote! {
+        #p::classify!(&__tasker_result, |__tasker_outcome| __tasker_task.finish(__tasker_outcome))
+    };
+    let attempts = if args.policy.retries(false) {
+        // Each attempt re-runs the body, as a step's do (`#[task(max_attempts = …)]`).
+        let (slots, bindings) = retried_arguments(&function, &quote!(__tasker_task));
+        let backoff = if is_async {
+            quote!(#p::backoff(__tasker_wait).await)
+        } else {
+            quote!(#p::backoff_sync(__tasker_wait))
+        };
+        quote! {
+            #slots
+            loop {
+                __tasker_task.begin_attempt();
+                #bindings
+                let __tasker_result #annotation = #run;
+                #[allow(unreachable_code)]
+                match #classify {
+                    #p::Next::Return => return __tasker_result,
+                    #p::Next::Retry(__tasker_wait) => #backoff,
+                }
+            }
+        }
+    } else {
+        quote! {
+            let __tasker_result #annotation = #run;
+            #[allow(unreachable_code)]
+            let __tasker_value = {
+                let _ = #classify;
+                __tasker_result
+            };
+            __tasker_value
+        }
+    };
     let runner = task_runner(&p, &function);
     let new_body: Block = parse_quote! {{
         static __TASKER_TASK: #p::TaskDescriptor = #p::TaskDescriptor {
@@ -435,13 +490,7 @@ fn expand_task(args: &TaskArgs, mut function: Function) -> TokenStream {
         #runner
         #p::inventory::submit! { #p::TaskRegistration::new(&__TASKER_TASK, __tasker_runner) }
         let mut __tasker_task = #p::TaskRun::start(&__TASKER_TASK);
-        let __tasker_result #annotation = #run;
-        #[allow(unreachable_code)]
-        let __tasker_value = {
-            #p::classify!(&__tasker_result, |__tasker_outcome| __tasker_task.finish(__tasker_outcome));
-            __tasker_result
-        };
-        __tasker_value
+        #attempts
     }};
     install_body(&mut function, new_body);
     let item = &function.item;

@@ -34,7 +34,8 @@ pub use descriptor::{
     no_runner, steps, tasks, StepDescriptor, StepRegistration, TaskDescriptor, TaskRegistration,
 };
 pub use diagnostics::{
-    field_value, skipped, FromTimeout, RetryArgument, SkippedOutput, TimeoutError, TimeoutOutput,
+    field_value, skipped, FromTaskTimeout, FromTimeout, RetryArgument, SkippedOutput,
+    TaskTimeoutError, TimeoutError, TimeoutOutput,
 };
 pub use policy::RetryPolicy;
 pub use request::{RequestError, TaskRequest};
@@ -45,8 +46,8 @@ pub use step::{
     backoff, backoff_sync, observed, quiet, quiet_uncheckpointed, Attempt, Next, Start, StepRun,
     TimedAttempt,
 };
-pub use task::{Body, TaskRun};
-pub use timeout::StepTimeout;
+pub use task::{Body, TaskRun, TimedBody};
+pub use timeout::{StepTimeout, TaskTimeout, TIMEOUT_CLASS};
 pub use worker::RunFailure;
 
 #[doc(hidden)]

@@ -238,6 +238,18 @@ impl TaskFrame {
         };
     }
 
+    /// Starts counting the steps of another attempt of the task: `task.finalize` and
+    /// `task.error` describe the attempt that ended the task.
+    pub fn begin_attempt(&self) {
+        self.completed_steps.store(0, Ordering::Relaxed);
+        self.failed_steps.store(0, Ordering::Relaxed);
+        self.skipped_steps.store(0, Ordering::Relaxed);
+        self.error_steps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// `(completed, failed, skipped)` step counts so far.
     pub fn counts(&self) -> (u32, u32, u32) {
         (

@@ -48,6 +48,15 @@ pub struct Envelope {
     pub enqueued_at_us: u64,
     /// Which delivery this is, from 1; a queue increments it when it hands the envelope out again.
     pub delivery_attempt: u32,
+    /// The task's attempt this delivery runs, from 1 (`#[task(max_attempts = …)]`): a worker
+    /// whose attempt failed with attempts left hands the envelope back with the next one.
+    /// Absent from envelopes written before task retries, which are first attempts.
+    #[serde(default = "first_attempt")]
+    pub task_attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 /// Why bytes are not an envelope.
@@ -99,6 +108,7 @@ impl Envelope {
             trace_context: None,
             enqueued_at_us: now_micros(),
             delivery_attempt: 1,
+            task_attempt: 1,
         }
     }
 

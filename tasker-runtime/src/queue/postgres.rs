@@ -243,6 +243,7 @@ struct Statements {
     complete: String,
     result: String,
     requeue: String,
+    requeue_attempt: String,
     dead: String,
     counts: String,
 }
@@ -353,6 +354,20 @@ impl Statements {
                  SELECT count(*) FROM held"
             ),
             previous_run: format!("SELECT trace FROM {schema}.runs WHERE task_id = $1"),
+            requeue_attempt: format!(
+                "UPDATE {t} SET
+                    envelope = (envelope::jsonb
+                        || jsonb_build_object('task_attempt', $4::integer))::text,
+                    delivery_attempt = delivery_attempt + 1,
+                    state = CASE WHEN delivery_attempt + 1 > $3 THEN 'dead' ELSE 'ready' END,
+                    dead_at = CASE WHEN delivery_attempt + 1 > $3 THEN now() END,
+                    last_error = CASE WHEN delivery_attempt + 1 > $3
+                        THEN 'requeued after its last delivery' END,
+                    available_at = now() + $2 {micros},
+                    lease_id = NULL, lease_until = NULL
+                 WHERE {held}
+                 RETURNING state"
+            ),
             requeue: format!(
                 "UPDATE {t} SET
                     delivery_attempt = delivery_attempt + 1,
@@ -743,19 +758,55 @@ impl Queue for PostgresQueue {
     }
 
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.put_back(lease, delay, None)
+    }
+
+    fn requeue_attempt(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: u32,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.put_back(lease, delay, Some(task_attempt))
+    }
+}
+
+impl PostgresQueue {
+    /// Hands a claimed envelope out again after `delay`, for `task_attempt` when given.
+    fn put_back(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: Option<u32>,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
             let client = self.pool.get().await.map_err(backend)?;
-            let row = client
-                .query_opt(
-                    &self.sql.requeue,
-                    &[
-                        &sql::lease_text(lease),
-                        &micros(delay),
-                        &self.max_deliveries,
-                    ],
-                )
-                .await
-                .map_err(backend)?;
+            let (lease_text, delay_micros) = (sql::lease_text(lease), micros(delay));
+            let row = match task_attempt {
+                None => {
+                    client
+                        .query_opt(
+                            &self.sql.requeue,
+                            &[&lease_text, &delay_micros, &self.max_deliveries],
+                        )
+                        .await
+                }
+                Some(task_attempt) => {
+                    let task_attempt = i32::try_from(task_attempt).unwrap_or(i32::MAX);
+                    client
+                        .query_opt(
+                            &self.sql.requeue_attempt,
+                            &[
+                                &lease_text,
+                                &delay_micros,
+                                &self.max_deliveries,
+                                &task_attempt,
+                            ],
+                        )
+                        .await
+                }
+            }
+            .map_err(backend)?;
             let Some(row) = row else {
                 return Err(QueueError::LeaseLost(lease));
             };

@@ -746,6 +746,46 @@ impl Queue for SqliteQueue {
         ))
     }
 
+    fn requeue_attempt(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: u32,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        let delay = micros(delay);
+        let max = self.max_deliveries;
+        Box::pin(async move {
+            self.on_held(
+                lease,
+                concat!(
+                    "UPDATE tasker_envelopes SET
+                        envelope = json_set(envelope, '$.task_attempt', ?5),
+                        delivery_attempt = delivery_attempt + 1,
+                        state = CASE WHEN delivery_attempt + 1 > ?4 THEN 'dead' ELSE 'ready' END,
+                        dead_at_us = CASE WHEN delivery_attempt + 1 > ?4 THEN ?2 END,
+                        last_error = CASE WHEN delivery_attempt + 1 > ?4
+                            THEN 'requeued after its last delivery' END,
+                        available_at_us = ?2 + ?3,
+                        lease_id = NULL, lease_until_us = NULL
+                     WHERE ",
+                    held!()
+                ),
+                move |lease, now| {
+                    vec![
+                        lease.into(),
+                        now.into(),
+                        delay.into(),
+                        max.into(),
+                        i64::from(task_attempt).into(),
+                    ]
+                },
+            )
+            .await?;
+            self.wake.notify_waiters();
+            Ok(())
+        })
+    }
+
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
         let delay = micros(delay);
         let max = self.max_deliveries;

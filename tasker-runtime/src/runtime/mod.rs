@@ -31,8 +31,8 @@ use crate::queue::{
 use crate::request::TaskRequest;
 use crate::runner::{BoxFuture, RunOutput};
 use crate::worker::{
-    abandon_run, lock_terminal, with_queued_run, QueuedRun, RunFailure, Terminal, TerminalSlot,
-    WithQueuedRun,
+    abandon_run, lock_terminal, with_queued_run, QueuedRetry, QueuedRun, RetrySlot, RunFailure,
+    Terminal, TerminalSlot, WithQueuedRun,
 };
 use durable::{read_checkpoints, CheckpointStop, DurableCheckpoints};
 use lease::{Held, Lost};
@@ -224,6 +224,7 @@ impl Runtime {
             trace_context,
             enqueued_at_us: crate::queue::now_micros(),
             delivery_attempt: 1,
+            task_attempt: 1,
         };
         let (sender, receiver) = oneshot::channel();
         if self.inner.has_workers {
@@ -349,9 +350,10 @@ impl Inner {
             .get(&task_id)
             .map_or_else(ScopeTag::default, |pending| pending.scope);
         let terminal = TerminalSlot::default();
+        let retry = RetrySlot::default();
         let result = match Context::default()
             .with_scope(scope)
-            .wrap(self.execute(claim, asked, timer, &terminal, scope))
+            .wrap(self.execute(claim, asked, timer, &terminal, &retry, scope))
             .await
         {
             Ok(result) => result,
@@ -388,6 +390,31 @@ impl Inner {
                 "[Tasker] no worker that took it knows task `{name}` version `{version}`; \
                  dropping the request after {delivery} deliveries"
             );
+        }
+        let next = *retry.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(QueuedRetry { attempt, backoff }) = next {
+            // The attempt failed with attempts left (its `task.retry`/`task.backoff` are out):
+            // the queue delivers the next attempt after the wait; whoever waits keeps waiting.
+            match self.queue.requeue_attempt(lease, backoff, attempt).await {
+                Ok(()) => return,
+                Err(QueueError::LeaseLost(_)) => {
+                    abandon_run(&terminal, scope);
+                    tracing::warn!(
+                        target: "tasker",
+                        %task_id,
+                        "[Tasker] task {task_id} could not be handed back for attempt {attempt}: \
+                         its lease expired and another worker may have taken it over"
+                    );
+                    return;
+                }
+                Err(error) => tracing::warn!(
+                    target: "tasker",
+                    %task_id,
+                    "[Tasker] could not hand task {task_id} back for attempt {attempt}: {error}; \
+                     completing it with the failure of attempt {} instead",
+                    attempt - 1
+                ),
+            }
         }
         // The terminal event follows the queue's acceptance of the completion: a worker whose
         // lease expired (another worker took the task over) does not report a completion.
@@ -438,6 +465,7 @@ impl Inner {
         asked: std::time::Instant,
         timer: &mut Pin<Box<tokio::time::Sleep>>,
         terminal: &TerminalSlot,
+        retry: &RetrySlot,
         scope: ScopeTag,
     ) -> Result<Result<Value, TaskError>, Lost> {
         let Claim {
@@ -503,6 +531,8 @@ impl Inner {
             info,
             failure: failure.clone(),
             terminal: terminal.clone(),
+            attempt: envelope.task_attempt,
+            retry: retry.clone(),
         };
         let context = envelope.context;
         let runner = runner.clone();
@@ -584,6 +614,8 @@ fn report_invalid_context(
         info,
         failure: Arc::default(),
         terminal,
+        attempt: 1,
+        retry: Arc::default(),
     };
     with_queued_run(run, || {
         let mut task = crate::TaskRun::start(descriptor);

@@ -53,7 +53,8 @@ pub enum Rule {
     AfterStepEnd,
     /// The steps named by `step.find_viable` start after it.
     FindViableBeforeItsSteps,
-    /// `task.finalize` counts the step calls that completed, failed and were skipped.
+    /// `task.finalize` counts the step calls that completed, failed and were skipped (in the
+    /// task's last attempt).
     FinalizeCounts,
     /// Exactly one `task.complete` or `task.error`, right after `task.finalize`, and last.
     OneTerminal,
@@ -445,6 +446,8 @@ impl LifecycleValidator {
                     );
                 }
                 self.task_max_attempts = Some(max_attempts);
+                // `task.finalize` counts the steps of the attempt that ends the task.
+                (self.completed, self.failed, self.skipped) = (0, 0, 0);
                 Phase::TaskRetrying(attempt)
             }
             (EventKind::TaskBackoff, Phase::TaskRetrying(retrying)) => {
