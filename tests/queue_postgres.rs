@@ -330,3 +330,22 @@ async fn a_checkpoint_that_cannot_be_written_within_the_lease_stops_the_run() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_queued_attempt_is_delivered_again_and_replays_its_steps() {
+    let Some(fixture) = fresh().await else { return };
+    queue_suite::a_failed_queued_attempt_is_delivered_again_and_replays_its_steps(
+        fixture.queue.clone(),
+        true,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_task_that_times_out_in_every_attempt_ends_with_a_timeout() {
+    let Some(fixture) = fresh().await else { return };
+    queue_suite::a_queued_task_that_times_out_in_every_attempt_ends_with_a_timeout(
+        fixture.queue.clone(),
+    )
+    .await;
+}

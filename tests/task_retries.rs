@@ -191,3 +191,130 @@ async fn a_task_whose_only_attempt_times_out_ends_with_a_timeout_error() {
         ]
     );
 }
+
+mod queued {
+    //! The same keys on a task run by a worker from the embedded `MemoryQueue` (which keeps no
+    //! checkpoints: the next attempt runs its steps again).
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use tasker::testing::Capture;
+    use tasker::{Runtime, TaskRequest};
+
+    use crate::support::lines;
+
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[tasker::step(max_attempts = 1)]
+    async fn queued_count(order: u32) -> u32 {
+        order + 1
+    }
+
+    #[tasker::task(
+        name = "queued_flaky",
+        version = "1.0.0",
+        max_attempts = 2,
+        backoff_ms = 20,
+        jitter = 0.0
+    )]
+    async fn queued_flaky(order: u32) -> Result<u32, String> {
+        let total = queued_count(order).await;
+        if CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err("busy".to_owned());
+        }
+        Ok(total)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_queued_attempt_is_delivered_again_after_its_backoff() {
+        let capture = Capture::new();
+        capture
+            .wrap(async {
+                let runtime = Runtime::builder().workers(1).build().unwrap();
+                let handle = runtime
+                    .enqueue(TaskRequest::new("queued_flaky", &4u32).unwrap())
+                    .await
+                    .unwrap();
+                let output = tokio::time::timeout(Duration::from_secs(10), handle.wait())
+                    .await
+                    .expect("the second attempt finished within 10 s")
+                    .unwrap();
+                assert_eq!(output, serde_json::json!(5));
+                runtime.shutdown().await;
+            })
+            .await;
+        let events = capture.events();
+        assert_eq!(tasker::testing::validate_task(&events), Ok(()));
+        assert_eq!(
+            lines(&events),
+            [
+                "task.initialize success",
+                "task.enqueue memory",
+                "task.start",
+                "task.handle",
+                "step.handle queued_count 1/1",
+                "step.complete queued_count 1",
+                "task.retry 2/2 alloc::string::String \"busy\"",
+                "task.backoff 2 20ms",
+                "task.handle",
+                "step.handle queued_count 1/1",
+                "step.complete queued_count 1",
+                "task.finalize completed=1 failed=0 skipped=0",
+                "task.complete",
+            ]
+        );
+    }
+
+    #[tasker::task(
+        name = "queued_always_busy",
+        version = "1.0.0",
+        max_attempts = 2,
+        backoff_ms = 1,
+        jitter = 0.0
+    )]
+    async fn queued_always_busy(order: u32) -> Result<u32, String> {
+        Err(format!("busy with {order}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queued_task_out_of_attempts_ends_with_its_last_error() {
+        let capture = Capture::new();
+        capture
+            .wrap(async {
+                let runtime = Runtime::builder().workers(1).build().unwrap();
+                let handle = runtime
+                    .enqueue(TaskRequest::new("queued_always_busy", &9u32).unwrap())
+                    .await
+                    .unwrap();
+                let result = tokio::time::timeout(Duration::from_secs(10), handle.wait())
+                    .await
+                    .expect("the last attempt finished within 10 s");
+                assert_eq!(
+                    result,
+                    Err(tasker::TaskError::Failed {
+                        class: "alloc::string::String".to_owned(),
+                        message: "busy with 9".to_owned(),
+                    })
+                );
+                runtime.shutdown().await;
+            })
+            .await;
+        let events = capture.events();
+        assert_eq!(tasker::testing::validate_task(&events), Ok(()));
+        assert_eq!(
+            lines(&events),
+            [
+                "task.initialize success",
+                "task.enqueue memory",
+                "task.start",
+                "task.handle",
+                "task.retry 2/2 alloc::string::String \"busy with 9\"",
+                "task.backoff 2 1ms",
+                "task.handle",
+                "task.finalize completed=0 failed=0 skipped=0",
+                "task.error alloc::string::String \"busy with 9\" steps=[]",
+            ]
+        );
+    }
+}

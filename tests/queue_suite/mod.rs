@@ -728,3 +728,167 @@ pub async fn a_checkpoint_that_cannot_be_written_within_the_lease_stops_the_run(
     assert_eq!(abandoned, 1);
     assert_eq!(output, json!(142));
 }
+
+/// How often `suite_retry_reserve` ran, by order.
+static RETRY_RESERVES: Mutex<Option<HashMap<u32, u32>>> = Mutex::new(None);
+
+#[tasker::step(max_attempts = 1)]
+async fn suite_retry_reserve(order: u32) -> u32 {
+    *RETRY_RESERVES
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .entry(order)
+        .or_default() += 1;
+    order * 10
+}
+
+/// Fails its first attempt after its step completed; the second attempt, delivered again by
+/// the queue, replays the step's checkpoint (on a queue that keeps them).
+#[tasker::task(
+    name = "suite_retried",
+    version = "1.0.0",
+    max_attempts = 2,
+    backoff_ms = 50,
+    jitter = 0.0
+)]
+async fn suite_retried(order: u32) -> Result<u32, String> {
+    static ATTEMPTS: Mutex<Option<HashMap<u32, u32>>> = Mutex::new(None);
+    let reservation = suite_retry_reserve(order).await;
+    let attempt = {
+        let mut attempts = ATTEMPTS.lock().unwrap();
+        let attempt = attempts
+            .get_or_insert_with(HashMap::new)
+            .entry(order)
+            .or_default();
+        *attempt += 1;
+        *attempt
+    };
+    if attempt == 1 {
+        return Err(format!("the carrier refused order {order}"));
+    }
+    Ok(reservation + 1)
+}
+
+/// A queued task whose attempt failed is handed back to the queue after its backoff, not
+/// completed: the next delivery runs attempt 2 — `task.handle` without another `task.start` —
+/// replaying the step the first attempt completed when the queue keeps checkpoints
+/// (`checkpointed`), or running it again otherwise.
+pub async fn a_failed_queued_attempt_is_delivered_again_and_replays_its_steps(
+    queue: Arc<dyn Queue>,
+    checkpointed: bool,
+) {
+    let log = Arc::new(TaskLog::default());
+    let _subscription = tasker::events::subscribe(Observe(log.clone()));
+    let order = 1000 + fastrand_order();
+    let worker = Runtime::builder()
+        .workers(1)
+        .shared_queue(queue)
+        .build()
+        .unwrap();
+    let handle = worker
+        .enqueue(TaskRequest::new("suite_retried", &order).unwrap())
+        .await
+        .unwrap();
+    *log.task_id.lock().unwrap() = Some(handle.task_id());
+    let output = tokio::time::timeout(Duration::from_secs(30), handle.wait())
+        .await
+        .expect("the task finished within 30 s")
+        .unwrap();
+    assert_eq!(output, json!(order * 10 + 1));
+    let second_reserve = if checkpointed {
+        vec!["step.skip suite_retry_reserve"]
+    } else {
+        vec![
+            "step.handle suite_retry_reserve",
+            "step.complete suite_retry_reserve",
+        ]
+    };
+    let mut expected = vec![
+        "task.start",
+        "task.handle",
+        "step.handle suite_retry_reserve",
+        "step.complete suite_retry_reserve",
+        "task.retry",
+        "task.backoff",
+        "task.handle",
+    ];
+    expected.extend(second_reserve);
+    expected.extend(["task.finalize", "task.complete"]);
+    assert_eq!(log.lines(), expected);
+    let runs = RETRY_RESERVES.lock().unwrap().as_ref().unwrap()[&order];
+    assert_eq!(runs, if checkpointed { 1 } else { 2 });
+    worker.shutdown().await;
+}
+
+/// An order number no other test of this binary uses.
+fn fastrand_order() -> u32 {
+    use std::sync::atomic::AtomicU32;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
+#[tasker::step(max_attempts = 1)]
+async fn suite_wait_for_a_carrier() {
+    std::future::pending::<()>().await
+}
+
+/// Hangs in every attempt.
+#[tasker::task(
+    name = "suite_hangs",
+    version = "1.0.0",
+    timeout_ms = 100,
+    max_attempts = 2,
+    backoff_ms = 10,
+    jitter = 0.0
+)]
+async fn suite_hangs(order: u32) -> Result<u32, tasker::TaskTimeout> {
+    suite_wait_for_a_carrier().await;
+    Ok(order)
+}
+
+/// A queued task whose every attempt times out is stopped at its `timeout_ms` each time, not
+/// held by its worker: two deliveries, then `task.error` with class `tasker::Timeout`.
+pub async fn a_queued_task_that_times_out_in_every_attempt_ends_with_a_timeout(
+    queue: Arc<dyn Queue>,
+) {
+    let log = Arc::new(TaskLog::default());
+    let _subscription = tasker::events::subscribe(Observe(log.clone()));
+    let worker = Runtime::builder()
+        .workers(1)
+        .shared_queue(queue)
+        .build()
+        .unwrap();
+    let handle = worker
+        .enqueue(TaskRequest::new("suite_hangs", &5u32).unwrap())
+        .await
+        .unwrap();
+    *log.task_id.lock().unwrap() = Some(handle.task_id());
+    let result = tokio::time::timeout(Duration::from_secs(30), handle.wait())
+        .await
+        .expect("the timeouts ended the task within 30 s");
+    assert_eq!(
+        result,
+        Err(tasker::TaskError::Failed {
+            class: "tasker::Timeout".to_owned(),
+            message: "task `suite_hangs` timed out after 100 ms (attempt 2)".to_owned(),
+        })
+    );
+    assert_eq!(
+        log.lines(),
+        [
+            "task.start",
+            "task.handle",
+            "step.handle suite_wait_for_a_carrier",
+            "step.error suite_wait_for_a_carrier tasker::Cancelled",
+            "task.retry",
+            "task.backoff",
+            "task.handle",
+            "step.handle suite_wait_for_a_carrier",
+            "step.error suite_wait_for_a_carrier tasker::Cancelled",
+            "task.finalize",
+            "task.error",
+        ]
+    );
+    worker.shutdown().await;
+}
