@@ -223,6 +223,16 @@ mod tests {
         })
     }
 
+    #[test]
+    fn an_envelope_written_before_task_retries_is_a_first_attempt() {
+        let mut json: Value =
+            serde_json::from_slice(&Envelope::new("order", "1.0.0", Value::Null).encode())
+                .unwrap();
+        json.as_object_mut().unwrap().remove("task_attempt");
+        let envelope = Envelope::decode(json.to_string().as_bytes()).unwrap();
+        assert_eq!(envelope.task_attempt, 1);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -236,6 +246,7 @@ mod tests {
             baggage in proptest::option::of(".*"),
             enqueued_at_us in any::<u64>(),
             delivery_attempt in 1..u32::MAX,
+            task_attempt in 1..u32::MAX,
             id in any::<u128>(),
         ) {
             let envelope = Envelope {
@@ -252,6 +263,7 @@ mod tests {
                 }),
                 enqueued_at_us,
                 delivery_attempt,
+                task_attempt,
             };
             prop_assert_eq!(Envelope::decode(&envelope.encode()).unwrap(), envelope);
         }
