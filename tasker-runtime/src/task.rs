@@ -136,10 +136,9 @@ impl TaskRun {
             terminal: Some(queued.terminal),
             retry: Some(queued.retry),
         });
-        // A later attempt continues the task that started in an earlier delivery.
-        if run.attempt == 1 {
-            run.emit(Details::TaskStart);
-        }
+        // Every delivery begins processing, a later attempt's too (its trace follows the
+        // earlier delivery's).
+        run.emit(Details::TaskStart);
         run.emit(Details::TaskHandle);
         run
     }

@@ -771,7 +771,7 @@ async fn suite_retried(order: u32) -> Result<u32, String> {
 }
 
 /// A queued task whose attempt failed is handed back to the queue after its backoff, not
-/// completed: the next delivery runs attempt 2 — `task.handle` without another `task.start` —
+/// completed: the next delivery runs attempt 2 (its own `task.start` and `task.handle`),
 /// replaying the step the first attempt completed when the queue keeps checkpoints
 /// (`checkpointed`), or running it again otherwise.
 pub async fn a_failed_queued_attempt_is_delivered_again_and_replays_its_steps(
@@ -811,6 +811,7 @@ pub async fn a_failed_queued_attempt_is_delivered_again_and_replays_its_steps(
         "step.complete suite_retry_reserve",
         "task.retry",
         "task.backoff",
+        "task.start",
         "task.handle",
     ];
     expected.extend(second_reserve);
@@ -883,6 +884,7 @@ pub async fn a_queued_task_that_times_out_in_every_attempt_ends_with_a_timeout(
             "step.error suite_wait_for_a_carrier tasker::Cancelled",
             "task.retry",
             "task.backoff",
+            "task.start",
             "task.handle",
             "step.handle suite_wait_for_a_carrier",
             "step.error suite_wait_for_a_carrier tasker::Cancelled",

@@ -226,8 +226,7 @@ mod tests {
     #[test]
     fn an_envelope_written_before_task_retries_is_a_first_attempt() {
         let mut json: Value =
-            serde_json::from_slice(&Envelope::new("order", "1.0.0", Value::Null).encode())
-                .unwrap();
+            serde_json::from_slice(&Envelope::new("order", "1.0.0", Value::Null).encode()).unwrap();
         json.as_object_mut().unwrap().remove("task_attempt");
         let envelope = Envelope::decode(json.to_string().as_bytes()).unwrap();
         assert_eq!(envelope.task_attempt, 1);

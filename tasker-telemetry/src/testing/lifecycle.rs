@@ -25,7 +25,8 @@ pub enum Rule {
     /// `task.enqueue` comes at most once, between `task.initialize` and `task.start`.
     EnqueueBetweenInitializeAndStart,
     /// `task.start` follows `task.initialize` (and `task.enqueue`) once; it comes again only
-    /// when a worker delivers the request again after a delivery that ended cancelled.
+    /// when a worker delivers the request again after a delivery that ended cancelled, or
+    /// delivers the next attempt after `task.backoff`.
     StartOnce,
     /// `task.handle` comes once, right after `task.start`.
     HandleAfterStart,
@@ -400,6 +401,11 @@ impl LifecycleValidator {
                 self.steps.clear();
                 self.announced.clear();
                 (self.completed, self.failed, self.skipped) = (0, 0, 0);
+                Phase::Started
+            }
+            (EventKind::TaskStart, Phase::TaskBackingOff(attempt)) => {
+                // A worker's delivery of the task's next attempt.
+                self.task_attempt = attempt;
                 Phase::Started
             }
             (EventKind::TaskStart, _) => {

@@ -678,3 +678,28 @@ fn a_task_retry_waits_for_its_steps_to_end() {
         Rule::HandleClosed,
     );
 }
+
+#[test]
+fn a_queued_task_retried_by_a_later_delivery_validates() {
+    let mut events = vec![init(), enqueue(), start(), task_handle()];
+    events.extend(call_done("reserve", 0));
+    events.extend([task_retry(2, 2), task_backoff(2), start(), task_handle()]);
+    events.push(Event::new(
+        Some(TASK),
+        Some(step("reserve", 1)),
+        Details::StepSkip {
+            reason: Cow::Borrowed("replayed"),
+        },
+    ));
+    events.extend([finalize(0, 0, 1), complete()]);
+    assert_eq!(validate_task(&events), Ok(()));
+    // task.start after task.backoff is a delivery of the next attempt; task.handle must follow.
+    assert_violation(
+        &task(
+            vec![task_retry(2, 2), task_backoff(2), start(), start()],
+            vec![],
+        ),
+        6,
+        Rule::StartOnce,
+    );
+}
