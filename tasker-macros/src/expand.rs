@@ -35,6 +35,7 @@ pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
         Err(error) => return with_item(error, item),
     };
     check_timeout(&mut cx, &args.policy, &function, "task");
+    check_retried_receiver(&mut cx, &args.policy, &function, "task", false);
     match cx.check() {
         Ok(()) => expand_task(&args, function),
         Err(error) => with_item(error, item),
@@ -48,12 +49,25 @@ fn with_item(error: syn::Error, item: TokenStream) -> TokenStream {
 
 fn check_step(cx: &mut Ctxt, args: &StepArgs, function: &Function) {
     check_timeout(cx, &args.policy, function, "step");
-    if args.policy.retries(true) {
+    check_retried_receiver(cx, &args.policy, function, "step", true);
+}
+
+/// A function that may run more than once cannot take `self` by value.
+fn check_retried_receiver(
+    cx: &mut Ctxt,
+    policy: &PolicyArgs,
+    function: &Function,
+    what: &str,
+    retries_by_default: bool,
+) {
+    if policy.retries(retries_by_default) {
         if let Some(span) = function.receiver_by_value() {
             cx.syn_error(syn::Error::new(
                 span,
-                "retrying a step re-runs its body, which would use `self` again after it was \
-                 moved; take `&self` or `&mut self`, or set `max_attempts = 1`",
+                format!(
+                    "retrying a {what} re-runs its body, which would use `self` again after it \
+                     was moved; take `&self` or `&mut self`, or set `max_attempts = 1`"
+                ),
             ));
         }
     }
