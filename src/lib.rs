@@ -97,8 +97,8 @@ pub mod __private {
     pub use tasker_runtime::{
         backoff, backoff_sync, classify, field_value, no_runner, observed, quiet,
         quiet_uncheckpointed, skipped, Next, RetryArgument, RetryPolicy, SkippedOutput,
-        StepDescriptor, StepRegistration, StepRun, TaskDescriptor, TaskRegistration, TaskRun,
-        TaskRunner, TaskTimeoutError, TimeoutError, TimeoutOutput,
+        StepDescriptor, StepRegistration, StepRun, TaskDescriptor, TaskRegistration,
+        TaskRetryArgument, TaskRun, TaskRunner, TaskTimeoutError, TimeoutError, TimeoutOutput,
     };
     pub use tasker_telemetry::__private::inventory;
     pub use tasker_telemetry::SourceLocation;

@@ -26,6 +26,24 @@ impl<T: Clone> RetryArgument for T {
     }
 }
 
+/// The by-value arguments of a task with `max_attempts > 1` are given to every attempt.
+#[diagnostic::on_unimplemented(
+    message = "retrying a task re-runs its body, so its by-value argument of type `{Self}` must be `Clone`",
+    label = "this argument is passed to every attempt",
+    note = "borrow the argument instead (`&{Self}`), implement or derive `Clone`, or remove `max_attempts` (a task runs once by default)"
+)]
+pub trait TaskRetryArgument: Sized {
+    /// A copy for one more attempt.
+    fn clone_for_task_retry(&self) -> Self;
+}
+
+impl<T: Clone> TaskRetryArgument for T {
+    #[inline]
+    fn clone_for_task_retry(&self) -> Self {
+        self.clone()
+    }
+}
+
 /// A skipped step returns `Default::default()`, or `Ok(Default::default())` for a `Result`
 /// (see [`skip`](crate::skip)).
 #[diagnostic::on_unimplemented(

@@ -35,7 +35,7 @@ pub use descriptor::{
 };
 pub use diagnostics::{
     field_value, skipped, FromTaskTimeout, FromTimeout, RetryArgument, SkippedOutput,
-    TaskTimeoutError, TimeoutError, TimeoutOutput,
+    TaskRetryArgument, TaskTimeoutError, TimeoutError, TimeoutOutput,
 };
 pub use policy::RetryPolicy;
 pub use request::{RequestError, TaskRequest};

@@ -16,7 +16,7 @@ use tasker_telemetry::{
 };
 
 use crate::descriptor::TaskDescriptor;
-use crate::diagnostics::{FromTaskTimeout, RetryArgument, TaskTimeoutError, TimeoutOutput};
+use crate::diagnostics::{FromTaskTimeout, TaskRetryArgument, TaskTimeoutError, TimeoutOutput};
 use crate::ids;
 use crate::outcome::{DescribeError, FixedError, Outcome};
 use crate::scoped::run_in;
@@ -151,10 +151,10 @@ impl TaskRun {
     /// Gives a by-value argument to the next attempt: a clone while more attempts may follow,
     /// the original on the last one.
     #[inline]
-    pub fn argument<T: RetryArgument>(&self, slot: &mut Option<T>) -> T {
+    pub fn argument<T: TaskRetryArgument>(&self, slot: &mut Option<T>) -> T {
         if self.attempt < self.descriptor.policy.max_attempts {
             if let Some(value) = slot.as_ref() {
-                return value.clone_for_retry();
+                return value.clone_for_task_retry();
             }
         }
         // The slot is only emptied on the last attempt, after which the task returns.
