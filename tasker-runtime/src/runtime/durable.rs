@@ -147,6 +147,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
+    use crate::runner::BoxFuture;
 
     /// Fails its first `failures` records with a database error.
     struct Flaky {
@@ -225,6 +226,97 @@ mod tests {
         assert_eq!(
             stop.error(),
             Some(CheckpointError::Backend("no such table".to_owned()))
+        );
+    }
+
+    /// A `MemoryQueue` whose first `failures` checkpoint reads fail with a database error.
+    struct UnreadableFor {
+        queue: crate::queue::MemoryQueue,
+        failures: u32,
+        reads: AtomicU32,
+    }
+
+    impl Queue for UnreadableFor {
+        fn name(&self) -> &str {
+            self.queue.name()
+        }
+        fn push(&self, envelope: crate::queue::Envelope) -> BoxFuture<'_, Result<(), QueueError>> {
+            self.queue.push(envelope)
+        }
+        fn claim(
+            &self,
+            lease: Duration,
+            wait: Duration,
+        ) -> BoxFuture<'_, Result<Option<crate::queue::Claim>, QueueError>> {
+            self.queue.claim(lease, wait)
+        }
+        fn renew(&self, lease: LeaseId, length: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+            self.queue.renew(lease, length)
+        }
+        fn acknowledge(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
+            self.queue.acknowledge(lease)
+        }
+        fn requeue(
+            &self,
+            lease: LeaseId,
+            delay: Duration,
+        ) -> BoxFuture<'_, Result<(), QueueError>> {
+            self.queue.requeue(lease, delay)
+        }
+        fn checkpoints(
+            &self,
+            _: uuid::Uuid,
+            _: LeaseId,
+        ) -> BoxFuture<'_, Result<Option<Arc<dyn Checkpoints>>, QueueError>> {
+            let read = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
+            let result = if read <= self.failures {
+                Err(QueueError::Backend("no such table".to_owned()))
+            } else {
+                let flaky = Flaky {
+                    failures: 0,
+                    tries: AtomicU32::new(0),
+                    refuse: false,
+                };
+                Ok(Some(Arc::new(flaky) as Arc<dyn Checkpoints>))
+            };
+            Box::pin(std::future::ready(result))
+        }
+    }
+
+    async fn read_from(failures: u32, limit: Duration) -> (Result<bool, String>, u32) {
+        let queue = UnreadableFor {
+            queue: crate::queue::MemoryQueue::new(),
+            failures,
+            reads: AtomicU32::new(0),
+        };
+        let until = Instant::now() + limit;
+        let read = tokio::time::timeout(
+            Duration::from_secs(10),
+            read_checkpoints(&queue, uuid::Uuid::nil(), LeaseId(1), until),
+        )
+        .await
+        .expect("the reads end within 10 s")
+        .map(|checkpoints| checkpoints.is_some())
+        .map_err(|lost| lost.to_string());
+        (read, queue.reads.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn checkpoints_the_database_could_not_read_for_a_while_are_read_on_a_later_try() {
+        assert_eq!(read_from(2, Duration::from_secs(10)).await, (Ok(true), 3));
+    }
+
+    #[tokio::test]
+    async fn checkpoints_unreadable_until_the_lease_would_end_do_not_start_the_run() {
+        let (read, _) = read_from(u32::MAX, Duration::from_millis(200)).await;
+        assert_eq!(
+            read,
+            Err(
+                "the checkpoints of its earlier deliveries could not be read before its lease \
+                 would end (queue backend error: no such table); the task did not start and runs \
+                 on its next delivery"
+                    .to_owned()
+            )
         );
     }
 
