@@ -280,6 +280,13 @@ impl TaskRun {
         live.frame.begin_attempt();
         match &live.retry {
             Some(slot) => {
+                // Should the queue refuse the hand-back, the worker completes the task with it.
+                if let Some(failure) = &live.failure {
+                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(RunFailure {
+                        class: error.class().to_owned(),
+                        message: error.message(),
+                    });
+                }
                 // A worker's run: the queue delivers the next attempt after the wait; this run
                 // ends here without a terminal event.
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(QueuedRetry {
