@@ -4,7 +4,7 @@
 //! recovers from a flaky inventory service after two retries, skips gift wrapping, and reserves
 //! stock and charges the card concurrently; the second order's card is declined on every
 //! attempt, so it fails for good. With the default logger every lifecycle event is printed as
-//! `[Tasker] <event>: <payload>`; a custom adapter tallies the event kinds.
+//! `[Tasker] <event>` with its payload as fields; a custom adapter tallies the event kinds.
 //!
 //! Run it with `cargo run --example order_fulfillment`. With `-- --console` (or
 //! `TASKER_CONSOLE=1`) the console trace view replaces the logger: each order's tree of steps,

@@ -26,10 +26,17 @@
 //! killed worker's tasks wait that long before another worker takes them), `--step-ms` makes
 //! each step take that long, and `--stall-after N` makes the `label` step of every task started
 //! after this process finished N tasks wait for ever — a worker stuck mid-task, holding leases,
-//! for a test to kill.
+//! for a test to kill. `produce --poison N` makes order N a poison one: its task aborts the
+//! process that runs it (`std::process::abort`); `--max-deliveries` sets the queue's limit
+//! (default 10); `--slow-terminal-ms` makes the printer wait that long before printing each
+//! `task.complete`/`task.error`, widening the moment between a completion's commit and its event
+//! for a test's kills to land in.
 //!
 //! Every event is printed as one line, `<role> <event> <task id> [<step> [<reason>]]`, written
-//! out as it happens: a process killed with SIGKILL has printed every event it emitted.
+//! out as it happens: a process killed with SIGKILL has printed every event it emitted. A
+//! queued task's `task.complete`/`task.error` ends with `event_id=<id>`: a process that emits it
+//! again (its worker died before marking it reported) prints the same id. `--until-empty` also
+//! waits until every completion's terminal event has been reported.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -45,6 +52,9 @@ use tasker::telemetry::{Details, Event};
 struct Order {
     id: u64,
     items: Vec<String>,
+    /// A poison order: its task aborts the process that runs it (`produce --poison`).
+    #[serde(default)]
+    poison: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +69,8 @@ enum OrderError {
 static STEP_TIME: OnceLock<Duration> = OnceLock::new();
 /// After how many finished tasks `label` stalls (`--stall-after`).
 static STALL_AFTER: OnceLock<u64> = OnceLock::new();
+/// How long the printer waits before printing a terminal event (`--slow-terminal-ms`).
+static SLOW_TERMINAL: OnceLock<Duration> = OnceLock::new();
 /// Tasks this process finished (`task.complete` or `task.error`).
 static FINISHED: AtomicU64 = AtomicU64::new(0);
 /// Orders whose reservation already failed once in this process.
@@ -98,6 +110,11 @@ async fn reserve(order: &Order) -> Result<String, OrderError> {
 #[tasker::step(max_attempts = 1)]
 async fn label(order: &Order, parcels: usize, shelf: String) -> String {
     take_step_time().await;
+    if order.poison {
+        // In the last step, so that the tasks claimed with it have started too.
+        eprintln!("worker example: order {} is poison: aborting", order.id);
+        std::process::abort();
+    }
     if STALL_AFTER
         .get()
         .is_some_and(|after| FINISHED.load(Ordering::SeqCst) >= *after)
@@ -126,14 +143,27 @@ fn print_events(role: &'static str) -> tasker::events::Subscription {
             Details::StepSkip { reason } => reason.as_ref(),
             _ => "",
         };
+        // A queued task's terminal event carries an id, the same if another process emits it
+        // again (its worker died before marking it reported).
+        let id = event
+            .event_id()
+            .map(|id| format!(" event_id={id}"))
+            .unwrap_or_default();
         let line = format!("{role:<8} {:<16} {task} {step} {reason}", event.name());
+        let line = format!("{}{id}", line.trim_end());
+        let terminal = matches!(
+            event.details(),
+            Details::TaskComplete { .. } | Details::TaskError { .. }
+        );
+        if let Some(wait) = SLOW_TERMINAL.get().filter(|_| terminal) {
+            // Observers run as the event is emitted: a kill now falls after the completion's
+            // commit and before the event is out, the window a recovery must cover.
+            std::thread::sleep(*wait);
+        }
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{}", line.trim_end());
         let _ = stdout.flush();
-        if matches!(
-            event.details(),
-            Details::TaskComplete { .. } | Details::TaskError { .. }
-        ) {
+        if terminal {
             FINISHED.fetch_add(1, Ordering::SeqCst);
         }
     })
@@ -150,6 +180,7 @@ async fn producer() -> Result<(), Box<dyn std::error::Error>> {
         let order = Order {
             id,
             items: items.into_iter().map(String::from).collect(),
+            poison: false,
         };
         runtime
             .enqueue(tasker::TaskRequest::new("ship", &order)?)
@@ -221,13 +252,18 @@ enum Durable {
 
 impl Durable {
     /// Opens `postgres://…` (or `postgresql://…`) or `sqlite:<path>`, applying migrations.
-    async fn open(url: &str, schema: &str) -> Result<Durable, Box<dyn std::error::Error>> {
+    async fn open(
+        url: &str,
+        schema: &str,
+        max_deliveries: u32,
+    ) -> Result<Durable, Box<dyn std::error::Error>> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             #[cfg(feature = "postgres")]
             {
                 let queue = tasker::queue::PostgresQueue::builder(url)
                     .schema(schema)
                     .poll_interval(Duration::from_millis(200))
+                    .max_deliveries(max_deliveries)
                     .connect()
                     .await?;
                 queue.migrate().await?;
@@ -235,7 +271,7 @@ impl Durable {
             }
             #[cfg(not(feature = "postgres"))]
             {
-                let _ = schema;
+                let _ = (schema, max_deliveries);
                 return Err(format!(
                     "`--queue {url}` needs PostgreSQL support: run the example with \
                      `--features postgres`"
@@ -248,6 +284,7 @@ impl Durable {
             {
                 let queue = tasker::queue::SqliteQueue::builder(path)
                     .poll_interval(Duration::from_millis(50))
+                    .max_deliveries(max_deliveries)
                     .open()
                     .await?;
                 return Ok(Durable::Sqlite(Arc::new(queue)));
@@ -273,25 +310,31 @@ impl Durable {
         }
     }
 
-    /// Envelopes ready, delayed or leased: work a worker may still run (dead letters excluded).
+    /// Envelopes ready, delayed or leased — work a worker may still run (dead letters
+    /// excluded) — and completions whose terminal event was not reported yet.
     async fn unfinished(&self) -> Result<u64, tasker::queue::QueueError> {
         match *self {
             #[cfg(feature = "postgres")]
             Durable::Postgres(ref queue) => {
                 let counts = queue.counts().await?;
-                Ok(counts.ready + counts.delayed + counts.leased)
+                Ok(counts.ready + counts.delayed + counts.leased + queue.unreported().await?)
             }
             #[cfg(feature = "sqlite")]
             Durable::Sqlite(ref queue) => {
                 let counts = queue.counts().await?;
-                Ok(counts.ready + counts.delayed + counts.leased)
+                Ok(counts.ready + counts.delayed + counts.leased + queue.unreported().await?)
             }
         }
     }
 }
 
-/// `produce`: enqueues `tasks` orders on the durable queue and exits.
-async fn produce(queue: Durable, tasks: u64) -> Result<(), Box<dyn std::error::Error>> {
+/// `produce`: enqueues `tasks` orders on the durable queue (order `poison` aborting the process
+/// that runs it) and exits.
+async fn produce(
+    queue: Durable,
+    tasks: u64,
+    poison: Option<u64>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let _events = print_events("producer");
     let runtime = tasker::Runtime::builder()
         .workers(0)
@@ -304,7 +347,14 @@ async fn produce(queue: Durable, tasks: u64) -> Result<(), Box<dyn std::error::E
             (0..id % 3 + 1).map(|n| format!("item-{id}-{n}")).collect()
         };
         runtime
-            .enqueue(tasker::TaskRequest::new("ship", &Order { id, items })?)
+            .enqueue(tasker::TaskRequest::new(
+                "ship",
+                &Order {
+                    id,
+                    items,
+                    poison: poison == Some(id),
+                },
+            )?)
             .await?;
     }
     runtime.shutdown().await;
@@ -312,7 +362,7 @@ async fn produce(queue: Durable, tasks: u64) -> Result<(), Box<dyn std::error::E
 }
 
 /// `work`: runs `workers` workers on the durable queue, until killed or, with `until_empty`,
-/// until no work is left in the queue.
+/// until no work is left in the queue and every completion's terminal event was reported.
 async fn work(
     queue: Durable,
     workers: usize,
@@ -338,9 +388,10 @@ async fn work(
 }
 
 const USAGE: &str = "usage: worker                      a producer and a worker joined by a pipe
-       worker produce --queue <url> [--tasks N] [--schema S]
+       worker produce --queue <url> [--tasks N] [--poison N] [--schema S]
        worker work --queue <url> [--workers N] [--until-empty] [--schema S]
-                   [--lease-ms MS] [--step-ms MS] [--stall-after N]
+                   [--lease-ms MS] [--step-ms MS] [--stall-after N] [--max-deliveries N]
+                   [--slow-terminal-ms MS]
 <url>: postgres://… (feature `postgres`) or sqlite:<path> (feature `sqlite`)";
 
 #[tokio::main]
@@ -365,6 +416,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (mut url, mut schema, mut tasks, mut workers, mut until_empty) =
         (None, "tasker".to_string(), 20_u64, 2_usize, false);
     let mut lease = Duration::from_secs(30);
+    let (mut poison, mut max_deliveries) = (None, 10_u32);
     let mut rest = args[1..].iter();
     while let Some(arg) = rest.next() {
         let mut value = || {
@@ -381,16 +433,21 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--step-ms" => {
                 let _ = STEP_TIME.set(Duration::from_millis(value()?.parse()?));
             }
+            "--poison" => poison = Some(value()?.parse()?),
+            "--max-deliveries" => max_deliveries = value()?.parse()?,
             "--stall-after" => {
                 let _ = STALL_AFTER.set(value()?.parse()?);
+            }
+            "--slow-terminal-ms" => {
+                let _ = SLOW_TERMINAL.set(Duration::from_millis(value()?.parse()?));
             }
             _ => return Err(format!("unknown argument `{arg}`\n{USAGE}").into()),
         }
     }
     let url = url.ok_or_else(|| format!("{mode} needs --queue <url>\n{USAGE}"))?;
-    let queue = Durable::open(&url, &schema).await?;
+    let queue = Durable::open(&url, &schema, max_deliveries).await?;
     if mode == "produce" {
-        produce(queue, tasks).await
+        produce(queue, tasks, poison).await
     } else {
         work(queue, workers, until_empty, lease).await
     }

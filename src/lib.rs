@@ -93,12 +93,13 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use serde_json;
-    pub use tasker_runtime::__private::{batch, checkpoint, outcome, runner, skip};
+    pub use tasker_runtime::__private::{arguments, batch, checkpoint, outcome, runner, skip};
     pub use tasker_runtime::{
         backoff, backoff_sync, classify, field_value, no_runner, observed, quiet,
-        quiet_uncheckpointed, skipped, Next, RetryArgument, RetryPolicy, SkippedOutput,
-        StepDescriptor, StepRegistration, StepRun, TaskDescriptor, TaskRegistration,
-        TaskRetryArgument, TaskRun, TaskRunner, TaskTimeoutError, TimeoutError, TimeoutOutput,
+        quiet_uncheckpointed, skip_predicate, skipped, Next, RetryArgument, RetryPolicy,
+        SkipPredicate, SkippedOutput, Slot, StepDescriptor, StepRegistration, StepRun,
+        TaskDescriptor, TaskRegistration, TaskRetryArgument, TaskRun, TaskRunner, TaskTimeoutError,
+        TimeoutError, TimeoutOutput,
     };
     pub use tasker_telemetry::__private::inventory;
     pub use tasker_telemetry::SourceLocation;

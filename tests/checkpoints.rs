@@ -399,7 +399,7 @@ async fn a_steps_checkpoint_is_durable_before_its_step_complete_and_failures_rec
         .await
         .unwrap();
     *task_id.lock().unwrap() = Some(handle.task_id());
-    let result = handle.wait().await;
+    let result = support::within("the task's outcome", handle.wait()).await;
     runtime.shutdown().await;
     drop(subscription);
     assert!(result.is_err(), "shipping is refused: {result:?}");

@@ -25,8 +25,15 @@ async fn run_two(runtime: &Runtime) -> (uuid::Uuid, uuid::Uuid) {
         .await
         .unwrap();
     let ids = (ok.task_id(), failed.task_id());
-    assert_eq!(ok.wait().await, Ok(serde_json::json!(7)));
-    assert!(matches!(failed.wait().await, Err(TaskError::Failed { .. })));
+    // Bounded waits: a regression fails the test instead of hanging it.
+    let deadline = std::time::Duration::from_secs(30);
+    let ok = tokio::time::timeout(deadline, ok.wait()).await;
+    assert_eq!(ok.expect("the first task ended"), Ok(serde_json::json!(7)));
+    let failed = tokio::time::timeout(deadline, failed.wait()).await;
+    assert!(matches!(
+        failed.expect("the second task ended"),
+        Err(TaskError::Failed { .. })
+    ));
     ids
 }
 

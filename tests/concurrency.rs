@@ -190,3 +190,83 @@ async fn a_thousand_concurrent_tasks_each_keep_their_own_ordered_events() {
         assert_eq!(lines(task_events), CONCURRENT_ORDER);
     }
 }
+
+/// Fails its first attempt, then backs off for a second; reports each attempt on `progress`.
+#[tasker::step(max_attempts = 2, backoff_ms = 1000, jitter = 0.0)]
+fn flaky_sync(
+    progress: &std::sync::mpsc::Sender<&'static str>,
+    tries: &std::sync::atomic::AtomicU32,
+) -> Result<u32, std::io::Error> {
+    let attempt = tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    if attempt == 1 {
+        let _ = progress.send("attempt 1 failed");
+        return Err(std::io::Error::other("card network down"));
+    }
+    let _ = progress.send("attempt 2 succeeded");
+    Ok(attempt)
+}
+
+const FLAKY_SYNC: [&str; 6] = [
+    "step.handle flaky_sync 1/2",
+    "step.error flaky_sync 1 std::io::error::Error \"card network down\" retryable=true",
+    "step.retry flaky_sync 2/2",
+    "step.backoff flaky_sync 2",
+    "step.handle flaky_sync 2/2",
+    "step.complete flaky_sync 2",
+];
+
+/// Every wait of the two tests below.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[test]
+fn a_sync_step_backing_off_on_a_tokio_worker_lets_other_tasks_run() {
+    // One worker: while the step backs off, only a freed worker can run the other task.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let capture = Capture::new();
+    let (progress, reports) = std::sync::mpsc::channel();
+    let step_progress = progress.clone();
+    let step = runtime.spawn(capture.wrap(async move {
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        flaky_sync(&step_progress, &tries).map_err(|error| error.to_string())
+    }));
+    assert_eq!(reports.recv_timeout(DEADLINE), Ok("attempt 1 failed"));
+    runtime.spawn(async move {
+        let _ = progress.send("other task ran");
+    });
+    assert_eq!(
+        reports.recv_timeout(DEADLINE),
+        Ok("other task ran"),
+        "the other task ran only after the backoff: the step slept on the worker"
+    );
+    assert_eq!(reports.recv_timeout(DEADLINE), Ok("attempt 2 succeeded"));
+    let output = runtime.block_on(async { tokio::time::timeout(DEADLINE, step).await });
+    assert_eq!(output.expect("the step ended").expect("no panic"), Ok(2));
+    assert_eq!(lines(&capture.events()), FLAKY_SYNC);
+}
+
+#[test]
+fn a_sync_step_backing_off_on_a_current_thread_runtime_keeps_its_events() {
+    // No other thread can take the runtime's tasks here: the backoff blocks it (documented on
+    // `backoff_sync`) but must neither panic nor change the step's events.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let capture = Capture::new();
+    let (progress, reports) = std::sync::mpsc::channel();
+    let step = capture.wrap(async move {
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        flaky_sync(&progress, &tries).map_err(|error| error.to_string())
+    });
+    let output = runtime.block_on(async { tokio::time::timeout(DEADLINE, step).await });
+    assert_eq!(output.expect("the step ended"), Ok(2));
+    assert_eq!(
+        reports.try_iter().collect::<Vec<_>>(),
+        ["attempt 1 failed", "attempt 2 succeeded"]
+    );
+    assert_eq!(lines(&capture.events()), FLAKY_SYNC);
+}

@@ -1,5 +1,7 @@
-//! The default adapter: one `tracing` line per event, target `tasker`, level INFO, formatted
-//! `[Tasker] <event>: <payload as JSON>`, with the payload's keys also as structured fields.
+//! The default adapter: one `tracing` line per event, target `tasker`, the message
+//! `[Tasker] <event>` with the payload's keys as structured fields (or, in the opt-in JSON
+//! format, `[Tasker] <event>: <payload as JSON>` and the same fields); ERROR for `task.error` and
+//! `step.max_retries_reached`, WARN for `step.error`, INFO for the rest.
 //!
 //! Each test installs a `tracing_subscriber::fmt` subscriber writing to memory for its own thread
 //! (`tracing::subscriber::with_default`) and runs a sync task there, so only its own lines land in
@@ -14,6 +16,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde_json::{json, Value};
 use support::LogBuffer as Buffer;
+use tasker::telemetry::adapters::LogFormat;
 use tasker::telemetry::{Adapter, Event};
 use tasker::testing::Capture;
 use tasker::{Configuration, TelemetryAdapter};
@@ -168,8 +171,65 @@ impl Captured {
 // Tests.
 
 #[test]
-fn logger_prints_one_info_line_per_event_with_its_json_and_fields() {
+fn logger_prints_one_compact_line_per_event_with_its_payload_as_fields() {
     let _guard = configured(|config| config.telemetry_adapters = vec![TelemetryAdapter::Default]);
+    let capture = Capture::new();
+
+    let (result, lines) = with_text_log(&capture, || order(25));
+
+    assert_eq!(result.expect("the retried step succeeds"), 25);
+    let captured = Captured {
+        json: capture.json(),
+    };
+    let task = string(&captured.json[0]["task_id"]);
+    let step = string(&captured.json[4]["step_id"]);
+    let task_fields = format!(r#"task_id={task} task_name="logger_order" task_version="1.0.0""#);
+    let step_fields = format!(r#"{task_fields} step_id={step} step_name="charge""#);
+    let expected = [
+        format!(
+            r#" INFO tasker: [Tasker] task.initialize event="task.initialize" {task_fields} status="success""#
+        ),
+        format!(r#" INFO tasker: [Tasker] task.start event="task.start" {task_fields}"#),
+        format!(r#" INFO tasker: [Tasker] task.handle event="task.handle" {task_fields}"#),
+        format!(
+            r#" INFO tasker: [Tasker] app.cart_checked event="app.cart_checked" {task_fields} payload={{"items":2,"password":"[FILTERED]"}}"#
+        ),
+        format!(
+            r#" INFO tasker: [Tasker] step.handle event="step.handle" {step_fields} attempt=1 max_attempts=2"#
+        ),
+        format!(
+            r#" WARN tasker: [Tasker] step.error event="step.error" {step_fields} attempt=1 error_class="std::io::error::Error" error_message="card declined" retryable=true"#
+        ),
+        format!(
+            r#" INFO tasker: [Tasker] step.retry event="step.retry" {step_fields} attempt=2 max_attempts=2"#
+        ),
+        format!(
+            r#" INFO tasker: [Tasker] step.backoff event="step.backoff" {step_fields} attempt=2 backoff_ms=1"#
+        ),
+        format!(
+            r#" INFO tasker: [Tasker] step.handle event="step.handle" {step_fields} attempt=2 max_attempts=2"#
+        ),
+        format!(
+            r#" INFO tasker: [Tasker] step.complete event="step.complete" {step_fields} attempt=2 duration_ms={}"#,
+            captured.field_ms(9)
+        ),
+        format!(
+            r#" INFO tasker: [Tasker] task.finalize event="task.finalize" {task_fields} completed_steps=1 failed_steps=0 skipped_steps=0"#
+        ),
+        format!(
+            r#" INFO tasker: [Tasker] task.complete event="task.complete" {task_fields} duration_ms={}"#,
+            captured.field_ms(11)
+        ),
+    ];
+    assert_eq!(lines, expected);
+}
+
+#[test]
+fn the_json_log_format_prints_the_ruby_style_line_with_the_same_fields() {
+    let _guard = configured(|config| {
+        config.telemetry_adapters = vec![TelemetryAdapter::Default];
+        config.log_format = LogFormat::Json;
+    });
     let capture = Capture::new();
 
     let (result, lines) = with_text_log(&capture, || order(25));
@@ -208,7 +268,7 @@ fn logger_prints_one_info_line_per_event_with_its_json_and_fields() {
             ts(4)
         ),
         format!(
-            r#" INFO tasker: [Tasker] step.error: {{"event":"step.error","timestamp":"{}",{step_keys},"attempt":1,"error_class":"std::io::error::Error","error_message":"card declined","retryable":true}} event="step.error" {step_fields} attempt=1 error_class="std::io::error::Error" error_message="card declined" retryable=true"#,
+            r#" WARN tasker: [Tasker] step.error: {{"event":"step.error","timestamp":"{}",{step_keys},"attempt":1,"error_class":"std::io::error::Error","error_message":"card declined","retryable":true}} event="step.error" {step_fields} attempt=1 error_class="std::io::error::Error" error_message="card declined" retryable=true"#,
             ts(5)
         ),
         format!(
@@ -254,15 +314,16 @@ fn json_formatter_gets_every_payload_key_as_a_typed_field() {
     let events = capture.events();
     assert_eq!(lines.len(), events.len());
     for (line, event) in lines.iter().zip(&events) {
-        assert_eq!(line["level"], "INFO");
+        let level = if event.name() == "step.error" {
+            "WARN"
+        } else {
+            "INFO"
+        };
+        assert_eq!(line["level"], level, "{}", event.name());
         assert_eq!(line["target"], "tasker");
         assert_eq!(
             line["fields"]["message"],
-            format!(
-                "[Tasker] {}: {}",
-                event.name(),
-                serde_json::to_string(event).expect("events serialize")
-            )
+            format!("[Tasker] {}", event.name())
         );
     }
     let captured = Captured {
@@ -468,7 +529,7 @@ fn panicking_adapter_is_reported_once_through_the_logger() {
     );
     // The report follows the logger's line for the event that first panicked; every event is
     // still logged.
-    assert!(lines[0].starts_with(" INFO tasker: [Tasker] task.initialize: "));
+    assert!(lines[0].starts_with(" INFO tasker: [Tasker] task.initialize event="));
     assert!(lines[1].starts_with("ERROR"));
     assert_eq!(lines.len(), 12 + 1);
     assert_eq!(

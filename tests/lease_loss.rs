@@ -118,7 +118,12 @@ async fn wait_for_ever(reservation: u32) -> u32 {
 /// Waits until its renewals queue has seen `renewals` of them.
 #[tasker::step(max_attempts = 1)]
 async fn wait_for_renewals(queue: &Renewals, renewals: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
     while queue.asked.load(Ordering::SeqCst) < renewals {
+        assert!(
+            Instant::now() < deadline,
+            "waited 30 s for {renewals} renewals"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     renewals
@@ -317,7 +322,12 @@ async fn a_renewal_that_fails_for_a_while_is_retried_and_the_task_finishes() {
         .unwrap();
     let task_id = handle.task_id();
     *log.task_id.lock().unwrap() = Some(task_id);
-    assert_eq!(handle.wait().await.unwrap(), serde_json::json!(4));
+    assert_eq!(
+        support::within("the task's outcome", handle.wait())
+            .await
+            .unwrap(),
+        serde_json::json!(4)
+    );
     worker.shutdown().await;
     assert_eq!(
         log.lines(),

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tasker::queue::{Counts, PostgresQueue, Queue, QueueError};
+use tasker::queue::{BoxFuture, Counts, DeadLetter, PostgresQueue, Queue, QueueError};
 
 fn database_url() -> Option<String> {
     match std::env::var("TASKER_TEST_DATABASE_URL") {
@@ -107,6 +107,58 @@ async fn fresh() -> Option<Fixture> {
 
 queue_suite!(fresh);
 
+/// Runs `statement` on the fixture's database in a connection of its own.
+async fn execute(
+    url: &str,
+    statement: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    client.execute(statement, params).await.unwrap();
+    drop(client);
+    let _ = driver.await;
+}
+
+fn quoted(schema: &str) -> String {
+    format!("\"{}\"", schema.replace('"', "\"\""))
+}
+
+impl queue_suite::Table for Fixture {
+    fn queue(&self) -> Arc<dyn Queue> {
+        self.queue.clone()
+    }
+
+    fn insert<'a>(
+        &'a self,
+        task_id: &'a str,
+        value: &'a queue_suite::Stored,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            // A text column holds only UTF-8 text.
+            let queue_suite::Stored::Text(text) = value else {
+                return false;
+            };
+            let statement = format!(
+                "INSERT INTO {}.envelopes (queue, task_id, envelope) VALUES ($1, $2, $3)",
+                quoted(&self.schema)
+            );
+            execute(&self.url, &statement, &[&self.queue.name(), &task_id, text]).await;
+            true
+        })
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
+        Box::pin(self.queue.dead_letters())
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Counts> {
+        Box::pin(async { self.queue.counts().await.unwrap() })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_create_the_schema_from_nothing_and_rerun_as_no_ops() {
     let Some(fixture) = fixture_in(new_schema()).await else {
@@ -124,7 +176,7 @@ async fn migrations_create_the_schema_from_nothing_and_rerun_as_no_ops() {
         message.contains("does not exist") && message.contains("migrate()"),
         "{message}"
     );
-    assert_eq!(queue.migrate().await.unwrap(), 4);
+    assert_eq!(queue.migrate().await.unwrap(), 6);
     assert_eq!(queue.migrate().await.unwrap(), 0);
     // Several processes migrating at once take turns.
     let concurrent: Vec<_> = (0..3)
@@ -179,7 +231,7 @@ async fn a_schema_name_with_quotes_and_spaces_is_quoted_not_injected() {
     let Some(fixture) = fixture_in(schema).await else {
         return;
     };
-    assert_eq!(fixture.queue.migrate().await.unwrap(), 4);
+    assert_eq!(fixture.queue.migrate().await.unwrap(), 6);
     fixture
         .queue
         .push(queue_suite::envelope("a"))
@@ -210,7 +262,9 @@ async fn dead_letters_keep_the_envelope_and_its_deliveries() {
     }
     let dead = queue.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].task_id, doomed.task_id);
+    let kept = dead[0].envelope.as_ref().unwrap();
+    assert_eq!(kept.task_id, doomed.task_id);
+    assert_eq!(kept.delivery_attempt, queue_suite::MAX_DELIVERIES + 1);
     assert_eq!(dead[0].delivery_attempt, queue_suite::MAX_DELIVERIES + 1);
     assert_eq!(
         queue.counts().await.unwrap(),
@@ -348,4 +402,246 @@ async fn a_queued_task_that_times_out_in_every_attempt_ends_with_a_timeout() {
         fixture.queue.clone(),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_name_longer_than_postgres_keeps_is_refused_naming_it() {
+    let schema = format!("tasker_{}", "s".repeat(57));
+    assert_eq!(schema.len(), 64);
+    let error = PostgresQueue::builder("postgres://postgres@127.0.0.1:1/none")
+        .schema(&schema)
+        .connect()
+        .await
+        .expect_err("64 bytes is one too many");
+    assert_eq!(
+        error,
+        QueueError::SchemaNameTooLong {
+            schema: schema.clone(),
+            length: 64,
+            limit: 63,
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "the PostgreSQL schema name `{schema}` is 64 bytes long; PostgreSQL keeps at most 63 \
+             bytes of a name (it would silently cut it short): choose a shorter one"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_name_is_measured_in_bytes_and_63_are_accepted() {
+    let two_byte = "é".repeat(32);
+    let error = PostgresQueue::builder("postgres://postgres@127.0.0.1:1/none")
+        .schema(&two_byte)
+        .connect()
+        .await
+        .expect_err("32 two-byte characters are 64 bytes");
+    assert_eq!(
+        error,
+        QueueError::SchemaNameTooLong {
+            schema: two_byte,
+            length: 64,
+            limit: 63,
+        }
+    );
+    let longest = format!("{}x", "é".repeat(31));
+    assert_eq!(longest.len(), 63);
+    let Some(fixture) = fixture_in(longest).await else {
+        return;
+    };
+    assert_eq!(fixture.queue.migrate().await.unwrap(), 6);
+    fixture
+        .queue
+        .push(queue_suite::envelope("a"))
+        .await
+        .unwrap();
+}
+
+/// An envelope column a DBA made `bytea`: each claimed row is buried saying what the column
+/// holds (no panic, no error for every claim), and `dead_letters()` lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_column_altered_to_bytea_buries_rows_instead_of_panicking() {
+    let Some(fixture) = fresh().await else { return };
+    let queue = &fixture.queue;
+    let sent = queue_suite::envelope("altered");
+    queue.push(sent.clone()).await.unwrap();
+    execute(
+        &fixture.url,
+        &format!(
+            "ALTER TABLE {}.envelopes ALTER COLUMN envelope TYPE bytea \
+             USING convert_to(envelope, 'UTF8')",
+            quoted(&fixture.schema)
+        ),
+        &[],
+    )
+    .await;
+    assert!(queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_none());
+    let dead = queue.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let encoded = sent.encode();
+    assert_eq!(
+        dead[0].reason,
+        "unreadable envelope: the `envelope` column holds a value of type bytea, not text"
+    );
+    assert_eq!(dead[0].task_id, sent.task_id.to_string());
+    assert_eq!(
+        (dead[0].raw.clone(), dead[0].size),
+        (encoded.clone(), encoded.len())
+    );
+    assert_eq!(dead[0].envelope, None);
+}
+
+/// An envelope column a DBA made `jsonb` still holds envelopes: claims go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_column_altered_to_jsonb_is_still_read() {
+    let Some(fixture) = fresh().await else { return };
+    let queue = &fixture.queue;
+    let sent = queue_suite::envelope("jsonb");
+    queue.push(sent.clone()).await.unwrap();
+    execute(
+        &fixture.url,
+        &format!(
+            "ALTER TABLE {}.envelopes ALTER COLUMN envelope TYPE jsonb USING envelope::jsonb",
+            quoted(&fixture.schema)
+        ),
+        &[],
+    )
+    .await;
+    let claim = queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.envelope, sent);
+    queue.acknowledge(claim.lease).await.unwrap();
+}
+
+/// A result column a DBA altered is a backend error naming the column, not a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_column_of_another_type_is_an_error_naming_it() {
+    let Some(fixture) = fresh().await else { return };
+    let queue = &fixture.queue;
+    let sent = queue_suite::envelope("altered");
+    queue.push(sent.clone()).await.unwrap();
+    let claim = queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    let done = tasker::queue::Completion {
+        succeeded: true,
+        output: Some(serde_json::json!(7)),
+        error: None,
+    };
+    queue.complete(claim.lease, &done).await.unwrap();
+    execute(
+        &fixture.url,
+        &format!(
+            "ALTER TABLE {}.results ALTER COLUMN succeeded TYPE integer \
+             USING succeeded::integer",
+            quoted(&fixture.schema)
+        ),
+        &[],
+    )
+    .await;
+    let error = queue.result(sent.task_id).await.unwrap_err();
+    assert_eq!(
+        error,
+        QueueError::Backend(
+            "cannot read column `results.succeeded`: PostgreSQL: error deserializing column 0: \
+             cannot convert between the Rust type `bool` and the Postgres type `int4`"
+                .to_owned()
+        )
+    );
+}
+
+/// Rows enqueued before migration 5 keep their count: their deliveries so far count toward
+/// `max_deliveries`, and a lease a worker of the older version held counts as a lone run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_from_before_the_isolation_migration_keep_their_deliveries() {
+    let Some(fixture) = fresh().await else { return };
+    let queue = &fixture.queue;
+    let old = queue_suite::envelope("old");
+    queue.push(old.clone()).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&fixture.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    // The schema as migration 4 left it, with the envelope delivered for the last time by a
+    // worker whose lease expired.
+    let schema = format!("\"{}\"", fixture.schema);
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE {schema}.envelopes DROP COLUMN counted_deliveries, DROP COLUMN alone;
+             DELETE FROM {schema}.migrations WHERE version = 5;
+             UPDATE {schema}.envelopes SET state = 'leased', delivery_attempt = {},
+                lease_id = 'old', lease_until = now() - interval '1 second'",
+            queue_suite::MAX_DELIVERIES
+        ))
+        .await
+        .unwrap();
+    drop(client);
+    let _ = driver.await;
+    assert_eq!(queue.migrate().await.unwrap(), 1);
+    assert!(
+        !queue.suspects_waiting().await.unwrap(),
+        "its last delivery counted: nothing waits"
+    );
+    assert!(queue
+        .claim_isolated(
+            queue_suite::LEASE,
+            Duration::ZERO,
+            tasker::queue::Isolation::Alone
+        )
+        .await
+        .unwrap()
+        .is_none());
+    let dead = queue.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].task_id, old.task_id.to_string());
+    assert_eq!(dead[0].delivery_attempt, queue_suite::MAX_DELIVERIES);
+}
+
+/// Another connection pool to the fixture's schema, as another process would open it.
+async fn reconnect(fixture: &Fixture) -> Arc<dyn Queue> {
+    Arc::new(
+        PostgresQueue::builder(&fixture.url)
+            .schema(&fixture.schema)
+            .pool_size(2)
+            .connect()
+            .await
+            .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreported_completion_is_emitted_once_by_another_runtime() {
+    let Some(fixture) = fresh().await else { return };
+    let queues: [Arc<dyn Queue>; 3] = [
+        fixture.queue.clone(),
+        reconnect(&fixture).await,
+        reconnect(&fixture).await,
+    ];
+    queue_suite::terminal::an_unreported_completion_is_emitted_once_by_another_runtime(queues)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reported_terminal_event_is_not_emitted_again() {
+    let Some(fixture) = fresh().await else { return };
+    let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reconnect(&fixture).await];
+    queue_suite::terminal::a_reported_terminal_event_is_not_emitted_again(queues).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtimes_looking_at_once_emit_each_unreported_event_once() {
+    let Some(fixture) = fresh().await else { return };
+    let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reconnect(&fixture).await];
+    queue_suite::terminal::runtimes_looking_at_once_emit_each_unreported_event_once(queues).await;
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tasker::queue::{Counts, Queue, SqliteQueue};
+use tasker::queue::{BoxFuture, Counts, DeadLetter, Queue, QueueError, SqliteQueue};
 
 /// A queue in a file of its own, removed with the fixture.
 struct Fixture {
@@ -60,6 +60,49 @@ async fn fresh() -> Option<Fixture> {
 
 queue_suite!(fresh);
 
+impl queue_suite::Table for Fixture {
+    fn queue(&self) -> Arc<dyn Queue> {
+        self.queue.clone()
+    }
+
+    fn insert<'a>(
+        &'a self,
+        task_id: &'a str,
+        value: &'a queue_suite::Stored,
+    ) -> BoxFuture<'a, bool> {
+        use queue_suite::Stored;
+        use rusqlite::types::Value;
+        // Bytes that are not UTF-8 go in as a BLOB cast to text: SQLite keeps them unchecked.
+        let (value, expression) = match value {
+            Stored::Text(text) => (Value::Text(text.clone()), "?3"),
+            Stored::Blob(bytes) => (Value::Blob(bytes.clone()), "?3"),
+            Stored::InvalidUtf8(bytes) => (Value::Blob(bytes.clone()), "CAST(?3 AS TEXT)"),
+        };
+        let statement = format!(
+            "INSERT INTO tasker_envelopes (queue, task_id, envelope, available_at_us, \
+             enqueued_at_us) VALUES (?1, ?2, {expression}, ?4, ?4)"
+        );
+        let connection = rusqlite::Connection::open(self.path()).unwrap();
+        connection.busy_timeout(Duration::from_secs(10)).unwrap();
+        let now = tasker::queue::now_micros() as i64;
+        connection
+            .execute(
+                &statement,
+                rusqlite::params![self.queue.name(), task_id, value, now],
+            )
+            .unwrap();
+        Box::pin(std::future::ready(true))
+    }
+
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
+        Box::pin(self.queue.dead_letters())
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Counts> {
+        Box::pin(async { self.queue.counts().await.unwrap() })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_create_the_tables_in_a_new_file_and_rerun_as_no_ops() {
     let dir = new_dir();
@@ -100,7 +143,9 @@ async fn dead_letters_keep_the_envelope_and_its_deliveries() {
     }
     let dead = queue.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].task_id, doomed.task_id);
+    let kept = dead[0].envelope.as_ref().unwrap();
+    assert_eq!(kept.task_id, doomed.task_id);
+    assert_eq!(kept.delivery_attempt, queue_suite::MAX_DELIVERIES + 1);
     assert_eq!(dead[0].delivery_attempt, queue_suite::MAX_DELIVERIES + 1);
     assert_eq!(
         queue.counts().await.unwrap(),
@@ -215,4 +260,41 @@ async fn a_queued_task_that_times_out_in_every_attempt_ends_with_a_timeout() {
         fixture.queue.clone(),
     )
     .await;
+}
+
+/// Another connection to the fixture's file, as another process would open it.
+async fn reopen(fixture: &Fixture) -> Arc<dyn Queue> {
+    Arc::new(
+        SqliteQueue::builder(fixture.path())
+            .poll_interval(Duration::from_millis(20))
+            .open()
+            .await
+            .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreported_completion_is_emitted_once_by_another_runtime() {
+    let fixture = fresh().await.unwrap();
+    let queues: [Arc<dyn Queue>; 3] = [
+        fixture.queue.clone(),
+        reopen(&fixture).await,
+        reopen(&fixture).await,
+    ];
+    queue_suite::terminal::an_unreported_completion_is_emitted_once_by_another_runtime(queues)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reported_terminal_event_is_not_emitted_again() {
+    let fixture = fresh().await.unwrap();
+    let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reopen(&fixture).await];
+    queue_suite::terminal::a_reported_terminal_event_is_not_emitted_again(queues).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtimes_looking_at_once_emit_each_unreported_event_once() {
+    let fixture = fresh().await.unwrap();
+    let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reopen(&fixture).await];
+    queue_suite::terminal::runtimes_looking_at_once_emit_each_unreported_event_once(queues).await;
 }

@@ -167,10 +167,12 @@ proptest! {
             env::TELEMETRY_ADAPTERS,
             env::TELEMETRY_ADAPTER_CLASSES,
             env::FILTER_PARAMETERS,
+            env::CONSOLE_COLOR,
+            env::LOG_FORMAT,
         ]),
         value in prop_oneof![
             ".{0,30}",
-            "(default|opentelemetry|custom|true|false|yes|0|1| |,){0,6}",
+            "(default|opentelemetry|custom|true|false|yes|0|1|compact|json|never| |,){0,6}",
         ],
     ) {
         let result = Configuration::from_lookup(|name| (name == variable).then(|| value.clone()));
@@ -266,7 +268,8 @@ fn a_request_with_an_invalid_traceparent_still_runs() {
             )
             .await
             .unwrap();
-        assert!(handle.wait().await.is_ok());
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(30), handle.wait()).await;
+        assert!(waited.expect("the task ended within 30 s").is_ok());
         runtime.shutdown().await;
         assert_eq!(capture.assert_valid_tasks(), 1);
     });

@@ -47,6 +47,26 @@ impl Adapter for SpanLedger {
 
 tasker::register_adapter!(SpanLedger);
 
+/// How long any wait in this file may take: a regression fails the test instead of hanging CI.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// `future`, or a panic naming `what` if it takes longer than [`DEADLINE`].
+async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(DEADLINE, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not happen within {DEADLINE:?}"))
+}
+
+/// Polls `condition` until it holds, for at most [`DEADLINE`].
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    within(what, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+}
+
 /// Every test here wants the same configuration: the span ledger alone.
 fn configure() {
     static CONFIGURED: OnceLock<()> = OnceLock::new();
@@ -102,7 +122,7 @@ impl Recorder {
 
     /// Waits (bounded) until `count` tasks have a terminal event.
     async fn wait_for_terminals(&self, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + DEADLINE;
         loop {
             let terminals = self
                 .events()
@@ -172,15 +192,16 @@ async fn shutdown_during_backoff_finishes_claimed_tasks_and_keeps_queued_ones_fo
     let mut handles = Vec::new();
     for _ in 0..6 {
         let request = TaskRequest::new("shutdown_backoff", &()).unwrap();
-        handles.push(runtime.enqueue(request).await.unwrap());
+        handles.push(within("enqueue", runtime.enqueue(request)).await.unwrap());
     }
-    while IN_BACKOFF.load(Ordering::SeqCst) < 2 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    runtime.shutdown().await;
+    until("two tasks in their backoff", || {
+        IN_BACKOFF.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    within("shutdown", runtime.shutdown()).await;
     let mut outcomes = Vec::new();
     for handle in handles {
-        outcomes.push(handle.wait().await);
+        outcomes.push(within("a task's outcome", handle.wait()).await);
     }
     let finished = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
     let abandoned = outcomes
@@ -201,7 +222,7 @@ async fn shutdown_during_backoff_finishes_claimed_tasks_and_keeps_queued_ones_fo
         .build()
         .unwrap();
     recorder.wait_for_terminals(6).await;
-    next.shutdown().await;
+    within("the next runtime's shutdown", next.shutdown()).await;
     assert!(queue.is_empty());
     let events = recorder.events();
     assert_eq!(assert_valid_tasks(&events), 6);
@@ -239,15 +260,21 @@ async fn shutdown_in_flight(millis: u64) -> u64 {
 async fn shutdown_waits_for_in_flight_steps_and_closes_their_spans() {
     let recorder = Recorder::of("shutdown_in_flight");
     let runtime = Runtime::builder().workers(1).build().unwrap();
-    let handle = runtime
-        .enqueue(TaskRequest::new("shutdown_in_flight", &300u64).unwrap())
-        .await
-        .unwrap();
-    while STEP_STARTED.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    runtime.shutdown().await;
-    assert_eq!(handle.wait().await, Ok(serde_json::json!(300)));
+    let handle = within(
+        "enqueue",
+        runtime.enqueue(TaskRequest::new("shutdown_in_flight", &300u64).unwrap()),
+    )
+    .await
+    .unwrap();
+    until("the step started", || {
+        STEP_STARTED.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    within("shutdown", runtime.shutdown()).await;
+    assert_eq!(
+        within("the task's outcome", handle.wait()).await,
+        Ok(serde_json::json!(300))
+    );
     assert_eq!(assert_valid_tasks(&recorder.events()), 1);
     recorder.assert_nothing_open();
 }
@@ -265,14 +292,16 @@ async fn a_dropped_task_handle_neither_cancels_nor_repeats_the_task() {
     let recorder = Recorder::of("shutdown_handle_dropped");
     let runtime = Runtime::builder().workers(2).build().unwrap();
     for _ in 0..3 {
-        let handle = runtime
-            .enqueue(TaskRequest::new("shutdown_handle_dropped", &20u64).unwrap())
-            .await
-            .unwrap();
+        let handle = within(
+            "enqueue",
+            runtime.enqueue(TaskRequest::new("shutdown_handle_dropped", &20u64).unwrap()),
+        )
+        .await
+        .unwrap();
         drop(handle);
     }
     recorder.wait_for_terminals(3).await;
-    runtime.shutdown().await;
+    within("shutdown", runtime.shutdown()).await;
     assert_eq!(DROPPED_HANDLE_RUNS.load(Ordering::SeqCst), 3);
     let events = recorder.events();
     assert_eq!(assert_valid_tasks(&events), 3);
@@ -323,13 +352,16 @@ fn an_aborted_worker_cancels_its_task_and_another_worker_runs_it_again() {
             .shared_queue(queue.clone())
             .build()
             .unwrap();
-        let handle = runtime
-            .enqueue(TaskRequest::new("shutdown_aborted_worker", &()).unwrap())
-            .await
-            .unwrap();
-        while ABORT_STEP_RUNNING.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        let handle = within(
+            "enqueue",
+            runtime.enqueue(TaskRequest::new("shutdown_aborted_worker", &()).unwrap()),
+        )
+        .await
+        .unwrap();
+        until("the first delivery's step runs", || {
+            ABORT_STEP_RUNNING.load(Ordering::SeqCst) > 0
+        })
+        .await;
         (runtime, handle)
     });
     let (first_runtime, handle) = first;
@@ -344,7 +376,7 @@ fn an_aborted_worker_cancels_its_task_and_another_worker_runs_it_again() {
         .unwrap();
     rescue.block_on(async {
         assert_eq!(
-            handle.wait().await,
+            within("the aborted task's outcome", handle.wait()).await,
             Err(TaskError::Abandoned),
             "the aborted runtime's handle learns that it will not get the result"
         );
@@ -355,7 +387,7 @@ fn an_aborted_worker_cancels_its_task_and_another_worker_runs_it_again() {
             .build()
             .unwrap();
         recorder.wait_for_terminals(2).await;
-        runtime.shutdown().await;
+        within("shutdown", runtime.shutdown()).await;
     });
     assert!(queue.is_empty(), "the second delivery was acknowledged");
     assert_eq!(ABORT_RUNS.load(Ordering::SeqCst), 2);

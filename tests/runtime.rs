@@ -92,14 +92,17 @@ async fn enqueued_task_returns_its_output_as_json() {
         .await
         .unwrap();
     assert_eq!(
-        handle.wait().await,
+        support::within("the task's outcome", handle.wait()).await,
         Ok(serde_json::json!({"order_id": 7, "items": 2}))
     );
     let words = runtime
         .enqueue(TaskRequest::new("count_words", &"one two three").unwrap())
         .await
         .unwrap();
-    assert_eq!(words.wait().await, Ok(serde_json::json!(3)));
+    assert_eq!(
+        support::within("the task's outcome", words.wait()).await,
+        Ok(serde_json::json!(3))
+    );
     runtime.shutdown().await;
 }
 
@@ -112,7 +115,9 @@ async fn producer_and_worker_events_share_one_task_id_in_order() {
         .await
         .unwrap();
     let task_id = handle.task_id();
-    handle.wait().await.unwrap();
+    support::within("the task's outcome", handle.wait())
+        .await
+        .unwrap();
     let events = capture.events();
     assert!(events.iter().all(|event| event.task_id() == Some(task_id)));
     assert_eq!(
@@ -144,7 +149,7 @@ async fn failed_and_panicking_tasks_report_why() {
         .await
         .unwrap();
     assert_eq!(
-        failed.wait().await,
+        support::within("the task's outcome", failed.wait()).await,
         Err(TaskError::Failed {
             class: "runtime::EmptyOrder".into(),
             message: "order 9 has no items".into()
@@ -155,7 +160,7 @@ async fn failed_and_panicking_tasks_report_why() {
         .await
         .unwrap();
     assert_eq!(
-        panicked.wait().await,
+        support::within("the task's outcome", panicked.wait()).await,
         Err(TaskError::Panicked {
             message: "bad input".into()
         })
@@ -183,7 +188,9 @@ async fn bypassed_skippable_steps_emit_skip_and_do_not_run() {
         )
         .await
         .unwrap();
-    handle.wait().await.unwrap();
+    support::within("the task's outcome", handle.wait())
+        .await
+        .unwrap();
     assert_eq!(
         lines(&capture.events())[4..],
         [
@@ -289,7 +296,10 @@ async fn the_producers_trace_context_is_what_the_worker_sees() {
         )
         .await
         .unwrap();
-    assert_eq!(handle.wait().await, Ok(serde_json::json!(traceparent)));
+    assert_eq!(
+        support::within("the task's outcome", handle.wait()).await,
+        Ok(serde_json::json!(traceparent))
+    );
     runtime.shutdown().await;
 }
 
@@ -377,7 +387,10 @@ async fn ten_thousand_tasks_through_eight_workers_run_exactly_once() {
         handles.push(runtime.enqueue(request).await.unwrap());
     }
     for (number, handle) in handles.into_iter().enumerate() {
-        assert_eq!(handle.wait().await, Ok(serde_json::json!(number)));
+        assert_eq!(
+            support::within("the task's outcome", handle.wait()).await,
+            Ok(serde_json::json!(number))
+        );
     }
     runtime.shutdown().await;
     let mut runs = std::mem::take(&mut *RUNS.lock().unwrap());
@@ -421,7 +434,7 @@ async fn shutdown_finishes_claimed_tasks_and_leaves_the_rest_queued() {
     let mut finished = 0;
     let mut abandoned = 0;
     for handle in handles {
-        match handle.wait().await {
+        match support::within("the task's outcome", handle.wait()).await {
             Ok(value) => {
                 assert_eq!(value, serde_json::json!(100));
                 finished += 1;

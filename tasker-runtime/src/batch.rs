@@ -60,7 +60,12 @@ fn find_viable(names: Vec<&'static str>) {
     ));
 }
 
-/// A future, or its output once it finished.
+/// A future, or its output once it finished: one argument of [`join!`](crate::join).
+///
+/// Support for the macro's generated code, not an API: the only way to get the output out is
+/// through [`JoinTuple::take_outputs`], which gives `None` (and changes nothing) until every
+/// future has finished, so a pinned future is never moved.
+#[doc(hidden)]
 #[derive(Debug)]
 pub enum MaybeDone<F: Future> {
     /// Still running.
@@ -94,22 +99,28 @@ impl<F: Future> MaybeDone<F> {
         }
     }
 
-    /// Takes the output of a finished future.
-    pub fn take_output(self: Pin<&mut Self>) -> Option<F::Output> {
-        // SAFETY: only a `Done` value (no future left) is moved out.
+    fn is_done(&self) -> bool {
+        matches!(self, MaybeDone::Done(_))
+    }
+
+    /// Takes the output of a finished future; `None`, touching nothing, otherwise.
+    fn take_output(self: Pin<&mut Self>) -> Option<F::Output> {
+        // SAFETY: the value is moved out only when it is `Done`, which holds no future; the
+        // output itself is not structurally pinned.
         let this = unsafe { self.get_unchecked_mut() };
+        if !this.is_done() {
+            return None;
+        }
         match std::mem::replace(this, MaybeDone::Gone) {
             MaybeDone::Done(output) => Some(output),
-            other => {
-                *this = other;
-                None
-            }
+            MaybeDone::Future(_) | MaybeDone::Gone => None,
         }
     }
 }
 
 /// A fixed set of futures joined by [`join!`](crate::join): implemented for tuples of
-/// [`MaybeDone`] of up to 12 futures.
+/// [`MaybeDone`] of up to 12 futures. Support for the macro's generated code.
+#[doc(hidden)]
 pub trait JoinTuple {
     /// The tuple of outputs.
     type Output;
@@ -117,7 +128,7 @@ pub trait JoinTuple {
     const LEN: usize;
     /// Polls future `index`; `true` once it has finished.
     fn poll_one(self: Pin<&mut Self>, index: usize, cx: &mut PollContext<'_>) -> bool;
-    /// Takes every output; call once all have finished.
+    /// Takes every output once all have finished; before that `None`, and nothing is taken.
     fn take_outputs(self: Pin<&mut Self>) -> Option<Self::Output>;
 }
 
@@ -139,6 +150,11 @@ macro_rules! join_tuple {
             fn take_outputs(self: Pin<&mut Self>) -> Option<Self::Output> {
                 // SAFETY: as above; only finished outputs are moved out.
                 let this = unsafe { self.get_unchecked_mut() };
+                // All or nothing: an output taken before a later one turns out unfinished would
+                // be lost.
+                if !($(this.$index.is_done())&&+) {
+                    return None;
+                }
                 Some(($(unsafe { Pin::new_unchecked(&mut this.$index) }.take_output()?,)+))
             }
         }
@@ -281,7 +297,7 @@ impl<F: Future> Future for JoinAll<F> {
         for index in 0..count {
             finished &= slot(futures, index).poll_done(cx);
         }
-        if !finished {
+        if !finished || !futures.iter().all(MaybeDone::is_done) {
             return Poll::Pending;
         }
         let outputs: Option<Vec<_>> = (0..count)
@@ -291,5 +307,76 @@ impl<F: Future> Future for JoinAll<F> {
             Some(outputs) => Poll::Ready(outputs),
             None => Poll::Pending,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    /// Ready on its second poll.
+    struct SecondPoll {
+        value: u32,
+        polled: bool,
+    }
+
+    impl Future for SecondPoll {
+        type Output = u32;
+        fn poll(mut self: Pin<&mut Self>, _cx: &mut PollContext<'_>) -> Poll<u32> {
+            if std::mem::replace(&mut self.polled, true) {
+                Poll::Ready(self.value)
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    #[test]
+    fn outputs_are_taken_all_at_once_or_not_at_all() {
+        let mut cx = PollContext::from_waker(Waker::noop());
+        let mut pair = Box::pin((
+            MaybeDone::new(std::future::ready(1u32)),
+            MaybeDone::new(SecondPoll {
+                value: 2,
+                polled: false,
+            }),
+        ));
+        assert!(pair.as_mut().poll_one(0, &mut cx));
+        assert!(!pair.as_mut().poll_one(1, &mut cx));
+        assert_eq!(
+            pair.as_mut().take_outputs(),
+            None,
+            "the second is unfinished"
+        );
+        assert!(
+            matches!(pair.0, MaybeDone::Done(1)),
+            "the first output is kept"
+        );
+        assert!(
+            matches!(pair.1, MaybeDone::Future(_)),
+            "the future is left in place"
+        );
+        assert!(pair.as_mut().poll_one(1, &mut cx));
+        assert_eq!(pair.as_mut().take_outputs(), Some((1, 2)));
+        assert_eq!(pair.as_mut().take_outputs(), None, "taken once");
+    }
+
+    #[test]
+    fn an_unfinished_future_gives_no_output_and_stays_where_it_is() {
+        let mut cx = PollContext::from_waker(Waker::noop());
+        let mut one = Box::pin(MaybeDone::new(SecondPoll {
+            value: 7,
+            polled: false,
+        }));
+        assert!(!one.as_mut().poll_done(&mut cx));
+        assert_eq!(one.as_mut().take_output(), None);
+        assert!(matches!(
+            *one,
+            MaybeDone::Future(SecondPoll { polled: true, .. })
+        ));
+        assert!(one.as_mut().poll_done(&mut cx));
+        assert_eq!(one.as_mut().take_output(), Some(7));
+        assert!(matches!(*one, MaybeDone::Gone));
     }
 }

@@ -69,6 +69,58 @@ pub fn skipped<T: SkippedOutput>() -> T {
     T::skipped()
 }
 
+/// A `skip_if` predicate is called with a reference to each of the step's arguments, before the
+/// step runs: it cannot take them by value, since the step still needs them.
+#[diagnostic::on_unimplemented(
+    message = "a `skip_if` predicate must take each argument of the step by reference and return `bool`, but `{Self}` does not",
+    label = "`skip_if` calls this with a reference to each argument of the step",
+    note = "declare the predicate as `fn(&T, ...) -> bool`, with one reference per argument of the step in order (`&self` first in a method): it runs before the step, which still needs its arguments"
+)]
+pub trait SkipPredicate<Arguments> {
+    /// Whether the step is skipped.
+    fn skips(self, arguments: Arguments) -> bool;
+}
+
+macro_rules! skip_predicate {
+    ($($argument:ident),*) => {
+        impl<'a, F, $($argument: ?Sized),*> SkipPredicate<($(&'a $argument,)*)> for F
+        where
+            F: FnOnce($(&'a $argument),*) -> bool,
+        {
+            #[inline]
+            #[allow(non_snake_case)]
+            fn skips(self, ($($argument,)*): ($(&'a $argument,)*)) -> bool {
+                self($($argument),*)
+            }
+        }
+    };
+}
+
+skip_predicate!();
+skip_predicate!(A);
+skip_predicate!(A, B);
+skip_predicate!(A, B, C);
+skip_predicate!(A, B, C, D);
+skip_predicate!(A, B, C, D, E);
+skip_predicate!(A, B, C, D, E, G);
+skip_predicate!(A, B, C, D, E, G, H);
+skip_predicate!(A, B, C, D, E, G, H, I);
+skip_predicate!(A, B, C, D, E, G, H, I, J);
+skip_predicate!(A, B, C, D, E, G, H, I, J, K);
+skip_predicate!(A, B, C, D, E, G, H, I, J, K, L);
+skip_predicate!(A, B, C, D, E, G, H, I, J, K, L, M);
+
+/// Whether `predicate`, called with `arguments` (one reference per argument of the step), skips
+/// the step. Implemented for up to 12 arguments; `#[step]` calls a predicate of a longer step
+/// directly.
+#[inline]
+pub fn skip_predicate<Arguments, P: SkipPredicate<Arguments>>(
+    predicate: P,
+    arguments: Arguments,
+) -> bool {
+    predicate.skips(arguments)
+}
+
 /// A step with `timeout_ms` returns a `Result`, so that a timed-out attempt can be an `Err`.
 #[diagnostic::on_unimplemented(
     message = "a step with `timeout_ms` must return a `Result`, but it returns `{Self}`",
@@ -189,6 +241,17 @@ mod tests {
             boxed.unwrap_err().to_string(),
             "step `charge` timed out after 5 ms (attempt 2)"
         );
+    }
+
+    fn no_gift(gift: &bool, _note: &str) -> bool {
+        !*gift
+    }
+
+    #[test]
+    fn skip_predicate_is_called_with_each_argument_by_reference() {
+        assert!(skip_predicate(no_gift, (&false, "plain")));
+        assert!(!skip_predicate(no_gift, (&true, "wrapped")));
+        assert!(skip_predicate(|| true, ()));
     }
 
     #[test]

@@ -712,9 +712,25 @@ pub async fn backoff(wait: Duration) {
     }
 }
 
-/// Waits before the next attempt of a sync step.
+/// Waits before the next attempt of a sync step, without holding up the Tokio runtime it may be
+/// called from.
+///
+/// - On a multi-thread runtime (a worker, or inside `block_on`) the wait runs in
+///   `tokio::task::block_in_place`: the worker hands its other tasks to another thread first.
+/// - On a current-thread runtime no other thread can take them, so the wait blocks the runtime,
+///   as the sync step's body itself does; make the step `async` to free it.
+/// - Outside any runtime it is a plain sleep.
+///
+/// The step's events and attempts are the same in every case.
 pub fn backoff_sync(wait: Duration) {
-    if !wait.is_zero() {
-        std::thread::sleep(wait);
+    if wait.is_zero() {
+        return;
+    }
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        // `block_in_place` panics only on a thread that runs a current-thread runtime with a
+        // multi-thread handle entered inside it, which no supported set-up does.
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| std::thread::sleep(wait)),
+        _ => std::thread::sleep(wait),
     }
 }

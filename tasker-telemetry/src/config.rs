@@ -1,6 +1,7 @@
 //! Configuration, mirroring Tasker's: `enable_telemetry`, `telemetry_adapters`,
 //! `telemetry_adapter_classes`.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwapOption;
 
 use crate::adapter::{find_adapter, registered_adapters, Adapter, AdapterRegistration};
-use crate::adapters::{ColorChoice, ConsoleAdapter, LoggerAdapter};
+use crate::adapters::{ColorChoice, ConsoleAdapter, LogFormat, LoggerAdapter};
 use crate::filter::DEFAULT_FILTER_PARAMETERS;
 use crate::isolate::{panic_message, Isolated};
 use crate::propagation::{self, Propagator};
@@ -133,6 +134,17 @@ pub enum ConfigError {
         /// What would be valid.
         reason: String,
     },
+    /// A variable whose value is not valid UTF-8.
+    #[error(
+        "{variable} is not valid UTF-8 (its value, shown lossily: {value:?}); Tasker's variables \
+         must be text"
+    )]
+    NotUnicode {
+        /// The variable.
+        variable: &'static str,
+        /// Its value, invalid bytes replaced by U+FFFD.
+        value: String,
+    },
     /// An empty pattern in `filter_parameters`, which would mask every value.
     #[error(
         "filter_parameters contains an empty pattern, which would mask every key; remove it \
@@ -200,6 +212,10 @@ pub struct Configuration {
     pub filter_parameters: Vec<String>,
     /// Whether `TelemetryAdapter::Console` colours its trees. Default: `Auto` (on a terminal).
     pub console_color: ColorChoice,
+    /// How `TelemetryAdapter::Default` (the logger) writes its lines. Default: `Compact`, the
+    /// event's name with its payload as `tracing` fields; `Json` adds the payload as JSON to the
+    /// message, as Tasker's Ruby logger does.
+    pub log_format: LogFormat,
     /// The tracer provider of the OpenTelemetry adapter; `None`: the global one, as installed
     /// when `configure` runs.
     #[cfg(feature = "opentelemetry")]
@@ -218,6 +234,7 @@ impl Default for Configuration {
             telemetry_adapter_classes: Vec::new(),
             filter_parameters: DEFAULT_FILTER_PARAMETERS.map(String::from).to_vec(),
             console_color: ColorChoice::Auto,
+            log_format: LogFormat::Compact,
             #[cfg(feature = "opentelemetry")]
             tracer_provider: None,
             #[cfg(feature = "opentelemetry")]
@@ -234,27 +251,66 @@ pub mod env {
     pub const TELEMETRY_ADAPTERS: &str = "TASKER_TELEMETRY_ADAPTERS";
     /// Comma-separated class names, one per `custom`.
     pub const TELEMETRY_ADAPTER_CLASSES: &str = "TASKER_TELEMETRY_ADAPTER_CLASSES";
-    /// Comma-separated sensitive-key patterns, replacing the defaults.
+    /// Comma-separated sensitive-key patterns, replacing the defaults, or `none` to mask
+    /// nothing. A value with no pattern in it (empty, only commas or blanks) is an error:
+    /// masking fails closed.
     pub const FILTER_PARAMETERS: &str = "TASKER_FILTER_PARAMETERS";
     /// `auto`, `always` or `never`: colours of the console trace view.
     pub const CONSOLE_COLOR: &str = "TASKER_CONSOLE_COLOR";
+    /// `compact` or `json`: how the default logger writes its lines.
+    pub const LOG_FORMAT: &str = "TASKER_LOG_FORMAT";
 }
 
 impl Configuration {
     /// The defaults overridden by the `TASKER_*` variables that are set (see [`env`](mod@env)).
     ///
     /// Only parsing happens here; the result is validated when it is applied with `configure`.
+    /// A variable whose value is not valid UTF-8 is an error, not "unset".
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_os_lookup(|name| std::env::var_os(name))
     }
 
     /// [`Configuration::from_env`] reading variables through `lookup`, for tests and embedding.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_os_lookup(|name| lookup(name).map(OsString::from))
+    }
+
+    /// [`Configuration::from_env`] reading variables through `lookup`, as the operating system
+    /// stores them (so a value that is not UTF-8 can be tested).
+    ///
+    /// ```
+    /// # #[cfg(unix)] {
+    /// use std::os::unix::ffi::OsStringExt;
+    /// use tasker_telemetry::{ConfigError, Configuration};
+    /// let error = Configuration::from_os_lookup(|name| {
+    ///     (name == "TASKER_ENABLE_TELEMETRY").then(|| std::ffi::OsString::from_vec(b"on\xff".to_vec()))
+    /// })
+    /// .unwrap_err();
+    /// assert_eq!(
+    ///     error,
+    ///     ConfigError::NotUnicode {
+    ///         variable: "TASKER_ENABLE_TELEMETRY",
+    ///         value: "on\u{fffd}".into()
+    ///     }
+    /// );
+    /// # }
+    /// ```
+    pub fn from_os_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Self, ConfigError> {
+        let lookup = |variable: &'static str| -> Result<Option<String>, ConfigError> {
+            match lookup(variable).map(OsString::into_string) {
+                None => Ok(None),
+                Some(Ok(value)) => Ok(Some(value)),
+                Some(Err(raw)) => Err(ConfigError::NotUnicode {
+                    variable,
+                    value: raw.to_string_lossy().into_owned(),
+                }),
+            }
+        };
         let mut config = Configuration::default();
-        if let Some(value) = lookup(env::ENABLE_TELEMETRY) {
+        if let Some(value) = lookup(env::ENABLE_TELEMETRY)? {
             config.enable_telemetry = parse_bool(env::ENABLE_TELEMETRY, &value)?;
         }
-        if let Some(value) = lookup(env::TELEMETRY_ADAPTERS) {
+        if let Some(value) = lookup(env::TELEMETRY_ADAPTERS)? {
             config.telemetry_adapters = split_list(&value)
                 .map(|word| {
                     word.parse().map_err(|_| ConfigError::InvalidEnvironment {
@@ -268,19 +324,31 @@ impl Configuration {
                 })
                 .collect::<Result<_, _>>()?;
         }
-        if let Some(value) = lookup(env::TELEMETRY_ADAPTER_CLASSES) {
+        if let Some(value) = lookup(env::TELEMETRY_ADAPTER_CLASSES)? {
             config.telemetry_adapter_classes = split_list(&value).map(String::from).collect();
         }
-        if let Some(value) = lookup(env::FILTER_PARAMETERS) {
-            config.filter_parameters = split_list(&value).map(String::from).collect();
+        if let Some(value) = lookup(env::FILTER_PARAMETERS)? {
+            config.filter_parameters = parse_filter_parameters(&value)?;
         }
-        if let Some(value) = lookup(env::CONSOLE_COLOR) {
+        if let Some(value) = lookup(env::CONSOLE_COLOR)? {
             config.console_color =
                 value
                     .parse()
                     .map_err(|error: crate::adapters::UnknownColorChoice| {
                         ConfigError::InvalidEnvironment {
                             variable: env::CONSOLE_COLOR,
+                            value: value.clone(),
+                            reason: error.to_string(),
+                        }
+                    })?;
+        }
+        if let Some(value) = lookup(env::LOG_FORMAT)? {
+            config.log_format =
+                value
+                    .parse()
+                    .map_err(|error: crate::adapters::UnknownLogFormat| {
+                        ConfigError::InvalidEnvironment {
+                            variable: env::LOG_FORMAT,
                             value: value.clone(),
                             reason: error.to_string(),
                         }
@@ -346,7 +414,7 @@ impl Configuration {
             .into_iter()
             .map(|planned| match planned {
                 Planned::Logger => Ok((
-                    Box::new(LoggerAdapter) as Box<dyn Adapter>,
+                    Box::new(LoggerAdapter::new(self.log_format)) as Box<dyn Adapter>,
                     Isolated::new("adapter default".into()),
                 )),
                 Planned::Console => Ok((
@@ -396,6 +464,35 @@ fn split_list(value: &str) -> impl Iterator<Item = &str> {
         .map(str::trim)
         .filter(|item| !item.is_empty())
 }
+
+/// `TASKER_FILTER_PARAMETERS`: patterns, or `none`. Masking fails closed: a value that names
+/// no pattern (a stray `,,` or an empty assignment) is refused rather than read as "mask
+/// nothing".
+fn parse_filter_parameters(value: &str) -> Result<Vec<String>, ConfigError> {
+    let invalid = |reason: &str| ConfigError::InvalidEnvironment {
+        variable: env::FILTER_PARAMETERS,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let patterns: Vec<String> = split_list(value).map(String::from).collect();
+    let none = |pattern: &String| pattern.eq_ignore_ascii_case(NO_FILTERING);
+    match patterns.as_slice() {
+        [] => Err(invalid(
+            "it names no pattern; write comma-separated fragments of sensitive keys, such as \
+             `passw,secret,token` (a key containing one, ignoring case, is masked), or `none` to \
+             mask nothing",
+        )),
+        [only] if none(only) => Ok(Vec::new()),
+        _ if patterns.iter().any(none) => Err(invalid(
+            "`none` turns masking off and cannot be combined with patterns; write either \
+             `none` or the patterns",
+        )),
+        _ => Ok(patterns),
+    }
+}
+
+/// The word of `TASKER_FILTER_PARAMETERS` that turns masking off.
+const NO_FILTERING: &str = "none";
 
 fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
@@ -602,5 +699,115 @@ mod tests {
             config.build().unwrap_err(),
             ConfigError::EmptyFilterParameter
         );
+    }
+
+    #[test]
+    fn filter_parameters_with_no_pattern_are_refused_naming_the_value() {
+        for value in ["", ",,", " , ,", "  "] {
+            let error = Configuration::from_lookup(lookup(&[("TASKER_FILTER_PARAMETERS", value)]))
+                .unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "TASKER_FILTER_PARAMETERS={value:?} is not valid: it names no pattern; write \
+                     comma-separated fragments of sensitive keys, such as `passw,secret,token` \
+                     (a key containing one, ignoring case, is masked), or `none` to mask nothing"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn filter_parameters_none_alone_turns_masking_off() {
+        for value in ["none", " NONE ", "none,"] {
+            let config =
+                Configuration::from_lookup(lookup(&[("TASKER_FILTER_PARAMETERS", value)])).unwrap();
+            assert_eq!(config.filter_parameters, Vec::<String>::new(), "{value:?}");
+        }
+        let error =
+            Configuration::from_lookup(lookup(&[("TASKER_FILTER_PARAMETERS", "token,none")]))
+                .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "TASKER_FILTER_PARAMETERS=\"token,none\" is not valid: `none` turns masking off and \
+             cannot be combined with patterns; write either `none` or the patterns"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_non_utf8_value_of_any_variable_is_an_error_naming_it() {
+        use std::os::unix::ffi::OsStringExt;
+        for variable in [
+            env::ENABLE_TELEMETRY,
+            env::TELEMETRY_ADAPTERS,
+            env::TELEMETRY_ADAPTER_CLASSES,
+            env::FILTER_PARAMETERS,
+            env::CONSOLE_COLOR,
+            env::LOG_FORMAT,
+        ] {
+            let error = Configuration::from_os_lookup(|name| {
+                (name == variable).then(|| OsString::from_vec(b"tok\xffen".to_vec()))
+            })
+            .unwrap_err();
+            assert_eq!(
+                error,
+                ConfigError::NotUnicode {
+                    variable,
+                    value: "tok\u{fffd}en".to_owned()
+                }
+            );
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "{variable} is not valid UTF-8 (its value, shown lossily: \"tok\u{fffd}en\"); \
+                     Tasker's variables must be text"
+                )
+            );
+        }
+    }
+
+    /// The process environment itself, in a child process (variables are process-global): the
+    /// child is this test binary running [`from_env_in_child`] only.
+    #[cfg(unix)]
+    #[test]
+    fn from_env_reports_a_non_utf8_variable_instead_of_ignoring_it() {
+        use std::os::unix::ffi::OsStringExt;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "config::tests::from_env_in_child", "--nocapture"])
+            .env("TASKER_TEST_FROM_ENV_CHILD", "1")
+            .env(
+                env::FILTER_PARAMETERS,
+                OsString::from_vec(b"passw,tok\xffen".to_vec()),
+            )
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the child test did not finish within 30 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}");
+        assert!(
+            stdout.contains(
+                "from_env: Err(NotUnicode { variable: \"TASKER_FILTER_PARAMETERS\", value: \
+                 \"passw,tok\u{fffd}en\" })"
+            ),
+            "{stdout}"
+        );
+    }
+
+    /// Half of the test above; does nothing unless that test started it.
+    #[test]
+    fn from_env_in_child() {
+        if std::env::var_os("TASKER_TEST_FROM_ENV_CHILD").is_some() {
+            println!("from_env: {:?}", Configuration::from_env().map(drop));
+        }
     }
 }

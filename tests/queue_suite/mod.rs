@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod terminal;
+
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +17,8 @@ use serde_json::{json, Value};
 
 pub use crate::support::task_log::{Observe, TaskLog};
 use tasker::queue::{
-    BoxFuture, Claim, Completion, Counts, Envelope, LeaseId, Queue, QueueError, RunTrace,
+    BoxFuture, Claim, Completion, Counts, DeadLetter, Envelope, Isolation, LeaseId, Queue,
+    QueueError, RunTrace, DEAD_LETTER_RAW_BYTES, MAX_ENVELOPE_BYTES,
 };
 use tasker::telemetry::context::{CheckpointError, Checkpoints};
 use tasker::telemetry::propagation::TraceContext;
@@ -43,12 +46,31 @@ macro_rules! queue_suite {
             unknown_leases_are_lost,
             deliveries_past_the_limit_are_dead_lettered,
             an_expired_last_delivery_is_dead_lettered,
+            an_expired_lease_that_ran_beside_others_does_not_count,
+            an_expired_lease_that_ran_alone_counts,
+            an_expired_lease_is_handed_only_to_a_claimer_that_runs_alone,
+            requeues_of_shared_runs_count,
             envelopes_round_trip_through_the_backend,
             concurrent_claims_never_share_an_envelope,
             the_next_delivery_carries_the_run_an_earlier_one_recorded,
             checkpoints_are_recorded_only_while_the_lease_is_held,
             a_task_whose_lease_is_taken_stops_without_a_terminal_event,
         );
+        queue_suite!(@table_tests $fresh;
+            unreadable_rows_are_buried_and_every_good_envelope_is_claimed,
+            dead_letters_list_a_dead_envelope_and_buried_rows_with_their_fields,
+        );
+    };
+    (@table_tests $fresh:ident; $($name:ident,)*) => {
+        mod table {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(fixture) = super::$fresh().await else { return };
+                    crate::queue_suite::$name(&fixture).await;
+                }
+            )*
+        }
     };
     (@tests $fresh:ident; $($name:ident,)*) => {
         mod behaviour {
@@ -210,6 +232,133 @@ pub async fn an_expired_last_delivery_is_dead_lettered(queue: Arc<dyn Queue>) {
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(queue.claim(LEASE, Duration::ZERO).await.unwrap().is_none());
+}
+
+/// A lease short enough to expire within a test.
+const SHORT_LEASE: Duration = Duration::from_millis(100);
+
+/// Claims with `isolation`, waiting up to two seconds: the claim, or `None`.
+async fn claim_as(queue: &Arc<dyn Queue>, isolation: Isolation, lease: Duration) -> Option<Claim> {
+    queue
+        .claim_isolated(lease, Duration::from_secs(2), isolation)
+        .await
+        .unwrap()
+}
+
+/// Waits until a lease of `SHORT_LEASE` taken just before has expired.
+async fn expire() {
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(50)).await;
+}
+
+/// A crash while the run shared its process is not counted: after it, the envelope still gets
+/// `MAX_DELIVERIES` lone deliveries before it is dead-lettered, while `delivery_attempt` counts
+/// every delivery.
+pub async fn an_expired_lease_that_ran_beside_others_does_not_count(queue: Arc<dyn Queue>) {
+    queue.push(envelope("innocent")).await.unwrap();
+    let shared = claim_as(&queue, Isolation::Shared, SHORT_LEASE)
+        .await
+        .unwrap();
+    assert_eq!(shared.envelope.delivery_attempt, 1);
+    expire().await;
+    let mut deliveries = vec![1];
+    while let Some(claim) = queue
+        .claim_isolated(SHORT_LEASE, Duration::ZERO, Isolation::Alone)
+        .await
+        .unwrap()
+    {
+        assert_eq!(claim.envelope.task_id, shared.envelope.task_id);
+        deliveries.push(claim.envelope.delivery_attempt);
+        assert!(
+            deliveries.len() <= 10,
+            "never dead-lettered: {deliveries:?}"
+        );
+        expire().await;
+    }
+    assert_eq!(
+        deliveries,
+        (1..=MAX_DELIVERIES + 1).collect::<Vec<_>>(),
+        "the shared delivery did not count; the {MAX_DELIVERIES} lone ones did"
+    );
+    assert!(!queue.suspects_waiting().await.unwrap(), "dead-lettered");
+}
+
+/// A crash while the run was alone in its process counts, as every expiry did before.
+pub async fn an_expired_lease_that_ran_alone_counts(queue: Arc<dyn Queue>) {
+    queue.push(envelope("poison")).await.unwrap();
+    let mut deliveries = Vec::new();
+    while let Some(claim) = queue
+        .claim_isolated(SHORT_LEASE, Duration::ZERO, Isolation::Alone)
+        .await
+        .unwrap()
+    {
+        deliveries.push(claim.envelope.delivery_attempt);
+        assert!(
+            deliveries.len() <= 10,
+            "never dead-lettered: {deliveries:?}"
+        );
+        expire().await;
+    }
+    assert_eq!(deliveries, (1..=MAX_DELIVERIES).collect::<Vec<_>>());
+    assert!(!queue.suspects_waiting().await.unwrap());
+}
+
+/// An envelope whose lease expired is a suspect: a shared claimer is not handed it (but gets
+/// the envelopes that are ready), the queue says a suspect waits, and a lone claimer takes it.
+pub async fn an_expired_lease_is_handed_only_to_a_claimer_that_runs_alone(queue: Arc<dyn Queue>) {
+    assert!(!queue.suspects_waiting().await.unwrap(), "an empty queue");
+    let suspect = envelope("suspect");
+    queue.push(suspect.clone()).await.unwrap();
+    queue.push(envelope("ready")).await.unwrap();
+    let first = claim_as(&queue, Isolation::Shared, SHORT_LEASE)
+        .await
+        .unwrap();
+    assert_eq!(first.envelope.task_id, suspect.task_id);
+    assert!(
+        !queue.suspects_waiting().await.unwrap(),
+        "a lease still held is no suspect"
+    );
+    expire().await;
+    assert!(queue.suspects_waiting().await.unwrap());
+    let ready = claim_as(&queue, Isolation::Shared, LEASE).await.unwrap();
+    assert_eq!(ready.envelope.task_name, "ready");
+    let started = Instant::now();
+    assert!(
+        queue
+            .claim_isolated(LEASE, Duration::from_millis(300), Isolation::Shared)
+            .await
+            .unwrap()
+            .is_none(),
+        "a shared claimer is not handed the suspect"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "the shared claim waited out its wait"
+    );
+    let alone = claim_as(&queue, Isolation::Alone, LEASE).await.unwrap();
+    assert_eq!(alone.envelope.task_id, suspect.task_id);
+    assert_eq!(alone.envelope.delivery_attempt, 2);
+    assert!(!queue.suspects_waiting().await.unwrap(), "taken");
+    queue.acknowledge(alone.lease).await.unwrap();
+    queue.acknowledge(ready.lease).await.unwrap();
+    assert!(queue.claim(LEASE, Duration::ZERO).await.unwrap().is_none());
+}
+
+/// An explicit requeue counts, shared or not: the task's own run handed it back.
+pub async fn requeues_of_shared_runs_count(queue: Arc<dyn Queue>) {
+    queue.push(envelope("handed back")).await.unwrap();
+    for delivery in 1..=MAX_DELIVERIES {
+        let claim = claim_as(&queue, Isolation::Shared, LEASE).await.unwrap();
+        assert_eq!(claim.envelope.delivery_attempt, delivery);
+        queue.requeue(claim.lease, Duration::ZERO).await.unwrap();
+    }
+    assert!(
+        queue
+            .claim_isolated(LEASE, Duration::from_millis(100), Isolation::Alone)
+            .await
+            .unwrap()
+            .is_none(),
+        "an envelope requeued {MAX_DELIVERIES} times is not delivered again"
+    );
 }
 
 pub async fn envelopes_round_trip_through_the_backend(queue: Arc<dyn Queue>) {
@@ -893,4 +1042,204 @@ pub async fn a_queued_task_that_times_out_in_every_attempt_ends_with_a_timeout(
         ]
     );
     worker.shutdown().await;
+}
+
+/// What a stored envelope column may hold, written by something other than tasker.
+#[derive(Debug, Clone)]
+pub enum Stored {
+    /// Text (every backend).
+    Text(String),
+    /// Text whose bytes are not UTF-8 (SQLite keeps them; PostgreSQL refuses them).
+    InvalidUtf8(Vec<u8>),
+    /// A BLOB (SQLite's dynamic typing allows it in a text column).
+    Blob(Vec<u8>),
+}
+
+impl Stored {
+    /// The bytes a dead letter shows for it.
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Stored::Text(text) => text.clone().into_bytes(),
+            Stored::InvalidUtf8(bytes) | Stored::Blob(bytes) => bytes.clone(),
+        }
+    }
+}
+
+/// A durable backend's fixture, besides its queue: its table, written and read directly.
+pub trait Table: Send + Sync {
+    /// The queue (`max_deliveries` = [`MAX_DELIVERIES`]).
+    fn queue(&self) -> Arc<dyn Queue>;
+    /// Inserts a ready row of the queue, task id `task_id`, holding `value` in its envelope
+    /// column; `false` when the backend cannot hold such a value.
+    fn insert<'a>(&'a self, task_id: &'a str, value: &'a Stored) -> BoxFuture<'a, bool>;
+    /// The queue's `dead_letters()`.
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>>;
+    /// The queue's `counts()`.
+    fn counts(&self) -> BoxFuture<'_, Counts>;
+}
+
+/// Garbage rows and the reason each is buried with.
+fn garbage() -> Vec<(Stored, String)> {
+    let good = Envelope::new("garbage", "1", json!({"id": 1})).encode();
+    let good = String::from_utf8(good).unwrap();
+    let mut other_format: Value = serde_json::from_str(&good).unwrap();
+    other_format["format"] = 2.into();
+    let mut invalid_utf8 = br#"{"format": 1, "task_name": ""#.to_vec();
+    invalid_utf8.extend_from_slice(&[0xff, 0xfe, b'"', b'}']);
+    let oversized = format!(r#"{{"pad": "{}"}}"#, "x".repeat(MAX_ENVELOPE_BYTES - 10));
+    let oversized_len = oversized.len();
+    vec![
+        (
+            Stored::Blob(good.clone().into_bytes()),
+            format!(
+                "unreadable envelope: the `envelope` column holds a BLOB of {} bytes, not text",
+                good.len()
+            ),
+        ),
+        (
+            Stored::InvalidUtf8(invalid_utf8),
+            "unreadable envelope: the `envelope` column is not valid UTF-8 (invalid utf-8 \
+             sequence of 1 bytes from index 28)"
+                .to_owned(),
+        ),
+        (
+            Stored::Text("42".to_owned()),
+            "malformed envelope: invalid type: integer `42`, expected struct FormatProbe at \
+             line 1 column 2"
+                .to_owned(),
+        ),
+        (
+            Stored::Text(String::new()),
+            "malformed envelope: EOF while parsing a value at line 1 column 0".to_owned(),
+        ),
+        (
+            Stored::Text("null".to_owned()),
+            "malformed envelope: invalid type: null, expected struct FormatProbe at line 1 \
+             column 4"
+                .to_owned(),
+        ),
+        (
+            Stored::Text("not json".to_owned()),
+            "malformed envelope: expected ident at line 1 column 2".to_owned(),
+        ),
+        (
+            Stored::Text(good[..good.len() / 2].to_owned()),
+            format!(
+                "malformed envelope: EOF while parsing a string at line 1 column {}",
+                good.len() / 2
+            ),
+        ),
+        (
+            Stored::Text(other_format.to_string()),
+            "unsupported envelope format 2; this version of tasker reads format 1".to_owned(),
+        ),
+        (
+            Stored::Text(oversized),
+            format!(
+                "envelope of {oversized_len} bytes exceeds the limit of {MAX_ENVELOPE_BYTES} \
+                 bytes"
+            ),
+        ),
+    ]
+}
+
+/// Claims until the queue has nothing ready (at most `limit` claims), acknowledging each;
+/// the task names in claim order.
+async fn drain(queue: &Arc<dyn Queue>, limit: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    while let Some(claim) = queue.claim(LEASE, Duration::ZERO).await.unwrap() {
+        names.push(claim.envelope.task_name.clone());
+        queue.acknowledge(claim.lease).await.unwrap();
+        assert!(names.len() <= limit, "claimed more than {limit}: {names:?}");
+    }
+    names
+}
+
+/// Checks one dead letter of a buried row against what was written and why it was buried.
+fn assert_buried(dead: &DeadLetter, task_id: &str, stored: &Stored, reason: &str) {
+    let bytes = stored.bytes();
+    assert_eq!(dead.task_id, task_id);
+    assert_eq!(dead.reason, reason, "{task_id}");
+    assert_eq!(dead.envelope, None, "{task_id}");
+    assert_eq!(dead.size, bytes.len(), "{task_id}");
+    assert_eq!(
+        dead.raw,
+        bytes[..bytes.len().min(DEAD_LETTER_RAW_BYTES)],
+        "{task_id}"
+    );
+    assert_eq!(dead.delivery_attempt, 1, "{task_id}");
+    assert!(dead.dead_at.is_some(), "{task_id}");
+}
+
+/// Rows that do not hold an envelope (each kind the backend can store), written ahead of 20
+/// good envelopes, are buried with what is wrong with them as the claims reach them; every good
+/// envelope is claimed, in push order.
+pub async fn unreadable_rows_are_buried_and_every_good_envelope_is_claimed(table: &dyn Table) {
+    let queue = table.queue();
+    let mut written = Vec::new();
+    for (index, (stored, reason)) in garbage().into_iter().enumerate() {
+        let task_id = format!("garbage-{index}");
+        if table.insert(&task_id, &stored).await {
+            written.push((task_id, stored, reason));
+        }
+    }
+    assert!(written.len() >= 6, "every backend stores the text kinds");
+    let good: Vec<String> = (0..20).map(|index| format!("good-{index}")).collect();
+    for name in &good {
+        queue.push(envelope(name)).await.unwrap();
+    }
+    assert_eq!(drain(&queue, good.len()).await, good);
+    let dead = table.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), written.len(), "{dead:#?}");
+    for (dead, (task_id, stored, reason)) in dead.iter().zip(&written) {
+        assert_buried(dead, task_id, stored, reason);
+    }
+    assert_eq!(
+        table.counts().await,
+        Counts {
+            dead: written.len() as u64,
+            ..Counts::default()
+        }
+    );
+}
+
+/// `dead_letters()` lists an envelope delivered as many times as allowed with its envelope,
+/// and the rows buried for what they hold with theirs, oldest first.
+pub async fn dead_letters_list_a_dead_envelope_and_buried_rows_with_their_fields(
+    table: &dyn Table,
+) {
+    let queue = table.queue();
+    let doomed = envelope("doomed");
+    queue.push(doomed.clone()).await.unwrap();
+    for _ in 0..MAX_DELIVERIES {
+        let claim = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+        queue.requeue(claim.lease, Duration::ZERO).await.unwrap();
+    }
+    let (other_format, other_reason) = garbage().swap_remove(7);
+    let (empty, empty_reason) = garbage().swap_remove(3);
+    assert!(table.insert("other-format", &other_format).await);
+    assert!(table.insert("empty", &empty).await);
+    assert_eq!(drain(&queue, 0).await, Vec::<String>::new());
+    let dead = table.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 3, "{dead:#?}");
+    let encoded = doomed.encode();
+    let mut kept = doomed.clone();
+    kept.delivery_attempt = MAX_DELIVERIES + 1;
+    assert_eq!(dead[0].task_id, doomed.task_id.to_string());
+    assert_eq!(dead[0].task_name.as_deref(), Some("doomed"));
+    assert_eq!(dead[0].envelope, Some(kept));
+    assert_eq!(dead[0].reason, "requeued after its last delivery");
+    assert_eq!(dead[0].delivery_attempt, MAX_DELIVERIES + 1);
+    assert_eq!(dead[0].size, encoded.len());
+    assert_eq!(dead[0].raw, encoded);
+    assert!(dead[0].dead_at.is_some());
+    assert_buried(&dead[1], "other-format", &other_format, &other_reason);
+    assert_eq!(
+        dead[1].task_name.as_deref(),
+        Some("garbage"),
+        "JSON of another format still names its task"
+    );
+    assert_buried(&dead[2], "empty", &empty, &empty_reason);
+    assert_eq!(dead[2].task_name, None);
+    assert!(dead[0].id < dead[1].id && dead[1].id < dead[2].id);
 }

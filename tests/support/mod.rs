@@ -6,6 +6,17 @@ pub mod task_log;
 
 use tasker::telemetry::{Details, Event};
 
+/// How long a test waits for anything (a task's outcome, a condition) before it fails.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `future`'s output, or a panic naming `what` after [`DEADLINE`]: a regression fails the test
+/// instead of hanging CI.
+pub async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(DEADLINE, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not happen within {DEADLINE:?}"))
+}
+
 /// One line per event with every payload value that does not vary between runs (ids,
 /// timestamps and durations are checked separately).
 pub fn line(event: &Event<'_>) -> String {

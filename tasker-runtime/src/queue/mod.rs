@@ -3,7 +3,9 @@
 //!
 //! Claims are *leases*: a worker that claims an envelope must acknowledge it (done) or requeue it
 //! before the lease ends, renewing the lease while it runs; an expired lease — a crashed worker —
-//! puts the envelope back for another worker, as its next delivery.
+//! puts the envelope back for another worker, as its next delivery. On a durable queue that
+//! delivery goes only to a worker that runs it alone in its process, and the expired one counts
+//! toward the delivery limit only if it, too, ran alone ([`Isolation`]).
 //!
 //! Durable backends: `PostgresQueue` (feature `postgres`), for workers on any number of
 //! machines, and `SqliteQueue` (feature `sqlite`), for processes on one machine.
@@ -16,6 +18,7 @@ mod postgres;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod terminal;
 
 use std::time::Duration;
 
@@ -24,11 +27,12 @@ pub use envelope::{
 };
 pub use memory::MemoryQueue;
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresQueue, PostgresQueueBuilder};
+pub use postgres::{PostgresQueue, PostgresQueueBuilder, MAX_SCHEMA_NAME_BYTES};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub use sql::Counts;
+pub use sql::{Counts, DeadLetter, DEAD_LETTER_RAW_BYTES};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteQueue, SqliteQueueBuilder};
+pub use terminal::{TerminalEvent, TerminalEventError};
 
 /// The future type of [`Queue`]'s methods, for implementations outside this crate.
 pub use crate::runner::BoxFuture;
@@ -45,6 +49,10 @@ pub struct Completion {
     /// What went wrong, on failure.
     pub error: Option<String>,
 }
+
+/// What [`Queue::report_unreported`] hands each terminal event it takes to: the runtime's
+/// emitter (it may be called on a blocking thread).
+pub type EmitTerminal = std::sync::Arc<dyn Fn(&TerminalEvent) + Send + Sync>;
 
 /// Identifies one claim of one envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,6 +81,26 @@ impl Claim {
     }
 }
 
+/// Whether a claimer's run would be alone in its process: what decides, should its lease expire
+/// (the process died or stalled), whether that delivery counts toward a durable queue's
+/// `max_deliveries`.
+///
+/// A lease that expires while its process ran other tasks too is ambiguous: any of them may have
+/// brought the process down. That delivery does not count, and the envelope becomes a *suspect*:
+/// it is handed out again only to a claimer that runs alone, so that its next crash, if any, is
+/// its own. A lease that expires while its run was alone counts, and its envelope also waits for a
+/// lone claimer: a task that crashed its process once runs alone until it finishes or is
+/// dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Isolation {
+    /// The run shares its process with others. Should its lease expire, that delivery does not
+    /// count toward `max_deliveries`. A shared claimer is never handed a suspect.
+    Shared,
+    /// The run is alone in its process, which claims nothing else while it runs. Should its lease
+    /// expire, that delivery counts. What [`Queue::claim`] assumes.
+    Alone,
+}
+
 /// Why a queue operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -86,6 +114,20 @@ pub enum QueueError {
     /// The backend failed.
     #[error("queue backend error: {0}")]
     Backend(String),
+    /// A PostgreSQL schema name longer than the server keeps: it would cut the name short, and
+    /// two queues whose names differ only past the cut would share tables.
+    #[error(
+        "the PostgreSQL schema name `{schema}` is {length} bytes long; PostgreSQL keeps at most \
+         {limit} bytes of a name (it would silently cut it short): choose a shorter one"
+    )]
+    SchemaNameTooLong {
+        /// The name given.
+        schema: String,
+        /// Its length in bytes.
+        length: usize,
+        /// The longest name PostgreSQL keeps, in bytes.
+        limit: usize,
+    },
 }
 
 /// A queue of task requests.
@@ -100,12 +142,37 @@ pub trait Queue: Send + Sync + 'static {
     /// Adds an envelope.
     fn push(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), QueueError>>;
 
-    /// Takes the next available envelope, leased for `lease`, waiting up to `wait` for one.
+    /// Takes the next available envelope, leased for `lease`, waiting up to `wait` for one. A
+    /// durable queue takes the claimer to run alone ([`Isolation::Alone`]): should the lease
+    /// expire, that delivery counts toward `max_deliveries`.
     fn claim(
         &self,
         lease: Duration,
         wait: Duration,
     ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>>;
+
+    /// Takes the next available envelope like [`claim`](Self::claim), saying whether the run
+    /// would be alone in its process (see [`Isolation`]): a durable queue records it with the
+    /// lease, counts an expired lease toward `max_deliveries` only if its run was alone, and hands
+    /// suspects (envelopes whose lease expired) only to [`Isolation::Alone`] claimers. By default,
+    /// a [`claim`](Self::claim): a queue that loses its envelopes with its process, such as
+    /// [`MemoryQueue`], has no crash to tell apart.
+    fn claim_isolated(
+        &self,
+        lease: Duration,
+        wait: Duration,
+        isolation: Isolation,
+    ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
+        let _ = isolation;
+        self.claim(lease, wait)
+    }
+
+    /// Whether suspects wait: envelopes whose lease expired and that only a claimer running
+    /// alone ([`Isolation::Alone`]) may take. Workers ask it about once a second and drain their
+    /// process to claim one only when it says so. `false` by default.
+    fn suspects_waiting(&self) -> BoxFuture<'_, Result<bool, QueueError>> {
+        Box::pin(std::future::ready(Ok(false)))
+    }
 
     /// Extends a lease that is still held by `lease` from now.
     fn renew(&self, lease: LeaseId, duration: Duration) -> BoxFuture<'_, Result<(), QueueError>>;
@@ -123,6 +190,58 @@ pub trait Queue: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(), QueueError>> {
         let _ = completion;
         self.acknowledge(lease)
+    }
+
+    /// Whether this queue keeps completions' terminal events until they are reported (see
+    /// [`complete_reporting`](Self::complete_reporting)): the runtime hands terminal events to
+    /// it, marks them and looks for unreported ones only then. A queue that overrides
+    /// `complete_reporting`, [`mark_reported`](Self::mark_reported) and
+    /// [`report_unreported`](Self::report_unreported) returns `true`. By default, `false`.
+    fn keeps_terminal_events(&self) -> bool {
+        false
+    }
+
+    /// Completes a claimed envelope like [`complete`](Self::complete) and, in the same
+    /// transaction on a durable queue, keeps `terminal` — the task's `task.complete` or
+    /// `task.error`, which the worker emits once this returns `Ok` — as *unreported* until
+    /// [`mark_reported`](Self::mark_reported) names its task. Should the worker die in between,
+    /// another process finds it with [`report_unreported`](Self::report_unreported) and emits it
+    /// again, with the same ids. By default (a queue whose completions do not outlive the
+    /// process, such as [`MemoryQueue`]), [`complete`](Self::complete), keeping nothing.
+    fn complete_reporting(
+        &self,
+        lease: LeaseId,
+        completion: &Completion,
+        terminal: Option<&TerminalEvent>,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        let _ = terminal;
+        self.complete(lease, completion)
+    }
+
+    /// Marks the terminal events of the tasks `task_ids` reported (emitted), so that no process
+    /// emits them again. Workers call it in small batches, off the tasks' path. By default
+    /// nothing is kept, so nothing is marked.
+    fn mark_reported(&self, task_ids: &[uuid::Uuid]) -> BoxFuture<'_, Result<(), QueueError>> {
+        let _ = task_ids;
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Takes up to `limit` terminal events of this queue's completions left unreported for
+    /// longer than `grace` (their worker died between the completion's commit and the event's
+    /// emission, or before its mark was written), hands each to `emit`, and marks them
+    /// reported, holding them meanwhile so that no other process takes them too (a row lock
+    /// skipped by others on PostgreSQL, the write lock on SQLite). Returns how many it took:
+    /// `limit` means there may be more. A process killed after `emit` and before the marks
+    /// commit leaves them for another process, which emits them again, with the same ids. By
+    /// default there are none.
+    fn report_unreported(
+        &self,
+        grace: Duration,
+        limit: usize,
+        emit: EmitTerminal,
+    ) -> BoxFuture<'_, Result<usize, QueueError>> {
+        let _ = (grace, limit, emit);
+        Box::pin(std::future::ready(Ok(0)))
     }
 
     /// Puts a claimed envelope back, for another delivery after `delay`.

@@ -5,10 +5,14 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Config, Pool, PoolConfig, Runtime as PoolRuntime};
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::{AsyncMessage, NoTls, Row};
 
-use super::sql::{self, Counts};
-use super::{Claim, Completion, Envelope, LeaseId, Queue, QueueError, RunTrace};
+use super::sql::{self, Counts, DeadLetter, StoredEnvelope};
+use super::{
+    Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
+    TerminalEvent,
+};
 use crate::runner::BoxFuture;
 use tasker_telemetry::context::{CheckpointError, Checkpoints};
 
@@ -75,7 +79,37 @@ CREATE UNIQUE INDEX IF NOT EXISTS envelopes_lease_id
     recorded_at      timestamptz NOT NULL DEFAULT now()
 );",
     ),
+    (
+        5,
+        "isolation",
+        "-- Deliveries that count toward max_deliveries: not one whose lease expired while its
+-- process ran other tasks too (the crash may not have been its own).
+ALTER TABLE {schema}.envelopes ADD COLUMN IF NOT EXISTS counted_deliveries integer;
+UPDATE {schema}.envelopes SET counted_deliveries = delivery_attempt
+    WHERE counted_deliveries IS NULL;
+ALTER TABLE {schema}.envelopes ALTER COLUMN counted_deliveries SET DEFAULT 1,
+    ALTER COLUMN counted_deliveries SET NOT NULL;
+-- Whether the current lease's run is alone in its process.
+ALTER TABLE {schema}.envelopes ADD COLUMN IF NOT EXISTS alone boolean NOT NULL DEFAULT true;",
+    ),
+    (
+        6,
+        "terminal_events",
+        "CREATE TABLE IF NOT EXISTS {schema}.terminal_events (
+    -- A completion's terminal event, from its commit until it is reported (then the row goes).
+    task_id      text        PRIMARY KEY,
+    queue        text        NOT NULL,
+    event        text        NOT NULL,
+    completed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS terminal_events_due
+    ON {schema}.terminal_events (queue, completed_at);",
+    ),
 ];
+
+/// The longest schema name PostgreSQL keeps, in bytes (`NAMEDATALEN - 1`); it cuts longer ones
+/// short without a word.
+pub const MAX_SCHEMA_NAME_BYTES: usize = 63;
 
 /// Configures a [`PostgresQueue`]; made by [`PostgresQueue::builder`].
 #[derive(Debug, Clone)]
@@ -91,7 +125,8 @@ pub struct PostgresQueueBuilder {
 
 impl PostgresQueueBuilder {
     /// The schema that holds the queue's tables (default `tasker`); created by
-    /// [`PostgresQueue::migrate`].
+    /// [`PostgresQueue::migrate`]. At most [`MAX_SCHEMA_NAME_BYTES`] bytes long:
+    /// [`connect`](Self::connect) refuses a longer one.
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = schema.into();
         self
@@ -112,6 +147,8 @@ impl PostgresQueueBuilder {
 
     /// How many times an envelope is delivered at most (default 10): one that would be delivered
     /// again after that — requeued, or its lease expired — goes to the dead-letter state instead.
+    /// A delivery whose lease expired while its process ran other tasks too does not count (see
+    /// [`Isolation`]).
     pub fn max_deliveries(mut self, deliveries: u32) -> Self {
         self.max_deliveries = deliveries.max(1);
         self
@@ -131,7 +168,17 @@ impl PostgresQueueBuilder {
 
     /// Connects the pool (and the listening connection). Does not create the tables: see
     /// [`PostgresQueue::migrate`].
+    ///
+    /// A schema name longer than PostgreSQL keeps ([`MAX_SCHEMA_NAME_BYTES`]) is refused with
+    /// [`QueueError::SchemaNameTooLong`].
     pub async fn connect(self) -> Result<PostgresQueue, QueueError> {
+        if self.schema.len() > MAX_SCHEMA_NAME_BYTES {
+            return Err(QueueError::SchemaNameTooLong {
+                length: self.schema.len(),
+                schema: self.schema,
+                limit: MAX_SCHEMA_NAME_BYTES,
+            });
+        }
         let mut config = Config::new();
         config.url = Some(self.url.clone());
         config.pool = Some(PoolConfig::new(self.pool_size));
@@ -174,9 +221,9 @@ impl PostgresQueueBuilder {
 /// Envelopes are rows of `<schema>.envelopes`. A claim takes the oldest available row with
 /// `SELECT … FOR UPDATE SKIP LOCKED` and leases it: the row records the lease id and when the
 /// lease ends, by the database's clock. A lease that ends unrenewed (a worker that died) makes the
-/// row claimable again, as its next delivery; after [`max_deliveries`] deliveries it goes to the
-/// dead-letter state instead. Pushes and immediate requeues `NOTIFY` waiting claims, which also
-/// poll as a fallback.
+/// row claimable again by a claimer that runs alone ([`Isolation`]), as its next delivery; after
+/// [`max_deliveries`] counted deliveries it goes to the dead-letter state instead. Pushes and
+/// immediate requeues `NOTIFY` waiting claims, which also poll as a fallback.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), tasker_runtime::queue::QueueError> {
@@ -234,6 +281,7 @@ struct Statements {
     claim: String,
     bury: String,
     next_due: String,
+    suspects: String,
     renew: String,
     acknowledge: String,
     checkpoints: String,
@@ -241,6 +289,9 @@ struct Statements {
     record_run: String,
     previous_run: String,
     complete: String,
+    unreported: String,
+    count_unreported: String,
+    mark_reported: String,
     result: String,
     requeue: String,
     requeue_attempt: String,
@@ -276,20 +327,25 @@ impl Statements {
                 "UPDATE {t} SET state = 'dead', dead_at = now(), lease_id = NULL,
                     lease_until = NULL, last_error = 'its last lease expired'
                  WHERE queue = $1 AND state = 'leased' AND lease_until <= now()
-                    AND delivery_attempt >= $2"
+                    AND alone AND counted_deliveries >= $2"
             ),
             claim: format!(
                 "WITH next AS (
                     SELECT id FROM {t}
                     WHERE queue = $1 AND (
                         (state = 'ready' AND available_at <= now())
-                        OR (state = 'leased' AND lease_until <= now() AND delivery_attempt < $4))
+                        OR (state = 'leased' AND lease_until <= now() AND $5
+                            AND (counted_deliveries < $4 OR NOT alone)))
                     ORDER BY available_at, id
                     LIMIT 1
                     FOR UPDATE SKIP LOCKED)
                  UPDATE {t} AS row SET
                     delivery_attempt = CASE WHEN row.state = 'leased'
                         THEN row.delivery_attempt + 1 ELSE row.delivery_attempt END,
+                    -- An expired lease counts only if its run was alone.
+                    counted_deliveries = CASE WHEN row.state = 'leased' AND row.alone
+                        THEN row.counted_deliveries + 1 ELSE row.counted_deliveries END,
+                    alone = $5,
                     state = 'leased', lease_id = $2, lease_until = now() + $3 {micros}
                  FROM next WHERE row.id = next.id
                  RETURNING row.id, row.envelope, row.delivery_attempt, row.task_id"
@@ -302,8 +358,15 @@ impl Statements {
             next_due: format!(
                 "SELECT EXTRACT(EPOCH FROM (LEAST(
                     (SELECT min(available_at) FROM {t} WHERE queue = $1 AND state = 'ready'),
-                    (SELECT min(lease_until) FROM {t} WHERE queue = $1 AND state = 'leased'))
+                    (SELECT min(lease_until) FROM {t}
+                     WHERE queue = $1 AND state = 'leased' AND $2))
                     - now()))::float8"
+            ),
+            // An expired last lone delivery is not waiting: the next claim buries it.
+            suspects: format!(
+                "SELECT EXISTS (SELECT 1 FROM {t}
+                    WHERE queue = $1 AND state = 'leased' AND lease_until <= now()
+                        AND (counted_deliveries < $2 OR NOT alone))"
             ),
             renew: format!("UPDATE {t} SET lease_until = now() + $2 {micros} WHERE {held}"),
             // The task's checkpoints and run record go with its envelope, in one statement.
@@ -320,17 +383,34 @@ impl Statements {
             ),
             // The result, the checkpoints' removal and the envelope's removal commit together,
             // and only while the lease is held.
+            // The terminal event, when there is one, is kept with the result until reported.
             complete: format!(
-                "WITH done AS (DELETE FROM {t} WHERE {held} RETURNING task_id),
+                "WITH done AS (DELETE FROM {t} WHERE {held} RETURNING task_id, queue),
                       gone AS (DELETE FROM {schema}.checkpoints
                                WHERE task_id IN (SELECT task_id FROM done)),
                       runs AS (DELETE FROM {schema}.runs
                                WHERE task_id IN (SELECT task_id FROM done)),
                       kept AS (INSERT INTO {schema}.results (task_id, succeeded, output, error)
                                SELECT task_id, $2, $3, $4 FROM done
+                               ON CONFLICT (task_id) DO NOTHING),
+                      held AS (INSERT INTO {schema}.terminal_events (task_id, queue, event)
+                               SELECT task_id, queue, $5::text FROM done
+                               WHERE $5::text IS NOT NULL
                                ON CONFLICT (task_id) DO NOTHING)
                  SELECT count(*) FROM done"
             ),
+            // Locked until the transaction that emits them marks them; other processes skip them.
+            unreported: format!(
+                "SELECT task_id, event FROM {schema}.terminal_events
+                 WHERE queue = $1 AND completed_at <= now() - $2 {micros}
+                 ORDER BY completed_at
+                 LIMIT $3
+                 FOR UPDATE SKIP LOCKED"
+            ),
+            count_unreported: format!(
+                "SELECT count(*) FROM {schema}.terminal_events WHERE queue = $1"
+            ),
+            mark_reported: format!("DELETE FROM {schema}.terminal_events WHERE task_id = ANY($1)"),
             result: format!(
                 "SELECT succeeded, output, error FROM {schema}.results WHERE task_id = $1"
             ),
@@ -371,9 +451,10 @@ impl Statements {
             requeue: format!(
                 "UPDATE {t} SET
                     delivery_attempt = delivery_attempt + 1,
-                    state = CASE WHEN delivery_attempt + 1 > $3 THEN 'dead' ELSE 'ready' END,
-                    dead_at = CASE WHEN delivery_attempt + 1 > $3 THEN now() END,
-                    last_error = CASE WHEN delivery_attempt + 1 > $3
+                    counted_deliveries = counted_deliveries + 1,
+                    state = CASE WHEN counted_deliveries + 1 > $3 THEN 'dead' ELSE 'ready' END,
+                    dead_at = CASE WHEN counted_deliveries + 1 > $3 THEN now() END,
+                    last_error = CASE WHEN counted_deliveries + 1 > $3
                         THEN 'requeued after its last delivery' END,
                     available_at = now() + $2 {micros},
                     lease_id = NULL, lease_until = NULL
@@ -381,7 +462,7 @@ impl Statements {
                  RETURNING state"
             ),
             dead: format!(
-                "SELECT envelope, delivery_attempt FROM {t}
+                "SELECT id, task_id, envelope, last_error, delivery_attempt, dead_at FROM {t}
                  WHERE queue = $1 AND state = 'dead' ORDER BY id"
             ),
             counts: format!(
@@ -446,8 +527,8 @@ impl PostgresQueue {
             .await
             .map_err(backend)?
             .iter()
-            .map(|row| row.get(0))
-            .collect();
+            .map(|row| column(row, 0, "migrations.version"))
+            .collect::<Result<_, _>>()?;
         let quoted = quote_ident(&self.schema);
         let mut count = 0;
         for (version, name, migration) in MIGRATIONS {
@@ -488,9 +569,10 @@ impl PostgresQueue {
         script
     }
 
-    /// Envelopes of this queue in the dead-letter state, oldest first, each with the number of
-    /// deliveries it had.
-    pub async fn dead_letters(&self) -> Result<Vec<Envelope>, QueueError> {
+    /// Every row of this queue in the dead-letter state, oldest first: envelopes delivered as
+    /// many times as allowed, and rows no worker could read, each with why it was set aside
+    /// and the start of what it holds.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
         let rows = client
             .query(&self.sql.dead, &[&self.name])
@@ -498,10 +580,17 @@ impl PostgresQueue {
             .map_err(backend)?;
         rows.iter()
             .map(|row| {
-                let mut envelope = Envelope::decode(row.get::<_, &str>(0).as_bytes())
-                    .map_err(|error| QueueError::Backend(error.to_string()))?;
-                envelope.delivery_attempt = attempt(row.get(1));
-                Ok(envelope)
+                let dead = sql::DeadRow {
+                    id: column(row, 0, "envelopes.id")?,
+                    task_id: column(row, 1, "envelopes.task_id")?,
+                    // Whatever the envelope column holds: these are the rows that hold
+                    // something unexpected.
+                    envelope: column::<AnyValue>(row, 2, "envelopes.envelope")?.stored(),
+                    reason: column(row, 3, "envelopes.last_error")?,
+                    delivery_attempt: column::<i32>(row, 4, "envelopes.delivery_attempt")?.into(),
+                    dead_at: column(row, 5, "envelopes.dead_at")?,
+                };
+                Ok(dead.into_dead_letter())
             })
             .collect()
     }
@@ -513,13 +602,24 @@ impl PostgresQueue {
             .query_opt(&self.sql.result, &[&task_id.to_string()])
             .await
             .map_err(backend)?;
-        Ok(row.map(|row| Completion {
-            succeeded: row.get(0),
-            output: row
-                .get::<_, Option<&str>>(1)
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Completion {
+            succeeded: column(&row, 0, "results.succeeded")?,
+            output: column::<Option<&str>>(&row, 1, "results.output")?
                 .and_then(|text| serde_json::from_str(text).ok()),
-            error: row.get(2),
+            error: column(&row, 2, "results.error")?,
         }))
+    }
+
+    /// How many completed tasks of this queue have a terminal event that was not reported yet
+    /// (emitted and not yet marked, or left by a worker that died before emitting it).
+    pub async fn unreported(&self) -> Result<u64, QueueError> {
+        let client = self.pool.get().await.map_err(backend)?;
+        let row = client
+            .query_one(&self.sql.count_unreported, &[&self.name])
+            .await
+            .map_err(backend)?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 
     /// How many envelopes of this queue are in each state.
@@ -529,16 +629,22 @@ impl PostgresQueue {
             .query_one(&self.sql.counts, &[&self.name])
             .await
             .map_err(backend)?;
-        let count = |index: usize| u64::try_from(row.get::<_, i64>(index)).unwrap_or(0);
+        let count = |index: usize| {
+            column::<i64>(&row, index, "count").map(|count| u64::try_from(count).unwrap_or(0))
+        };
         Ok(Counts {
-            ready: count(0),
-            delayed: count(1),
-            leased: count(2),
-            dead: count(3),
+            ready: count(0)?,
+            delayed: count(1)?,
+            leased: count(2)?,
+            dead: count(3)?,
         })
     }
 
-    async fn try_claim(&self, lease: Duration) -> Result<Option<Claim>, QueueError> {
+    async fn try_claim(
+        &self,
+        lease: Duration,
+        isolation: Isolation,
+    ) -> Result<Option<Claim>, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
         client
             .execute(&self.sql.sweep, &[&self.name, &self.max_deliveries])
@@ -554,21 +660,28 @@ impl PostgresQueue {
                         &sql::lease_text(lease_id),
                         &micros(lease),
                         &self.max_deliveries,
+                        &(isolation == Isolation::Alone),
                     ],
                 )
                 .await
                 .map_err(backend)?;
             let Some(row) = row else { return Ok(None) };
-            match Envelope::decode(row.get::<_, &str>(1).as_bytes()) {
-                Ok(mut envelope) => {
-                    envelope.delivery_attempt = attempt(row.get(2));
+            let id: i64 = column(&row, 0, "envelopes.id")?;
+            match read_claimed(&row) {
+                Ok((mut envelope, attempt, task_id)) => {
+                    envelope.delivery_attempt = attempt;
                     // Only a task delivered before can have a recorded run.
                     let previous_run = if envelope.delivery_attempt > 1 {
-                        client
-                            .query_opt(&self.sql.previous_run, &[&row.get::<_, &str>(3)])
+                        let run = client
+                            .query_opt(&self.sql.previous_run, &[&task_id])
                             .await
-                            .map_err(backend)?
-                            .and_then(|run| serde_json::from_str(run.get::<_, &str>(0)).ok())
+                            .map_err(backend)?;
+                        match &run {
+                            Some(run) => column::<&str>(run, 0, "runs.trace")
+                                .ok()
+                                .and_then(|trace| serde_json::from_str(trace).ok()),
+                            None => None,
+                        }
                     } else {
                         None
                     };
@@ -578,11 +691,10 @@ impl PostgresQueue {
                         previous_run,
                     }));
                 }
-                Err(error) => {
+                Err(reason) => {
                     // A row no worker can read would only come back again: bury it.
-                    let id: i64 = row.get(0);
                     client
-                        .execute(&self.sql.bury, &[&id, &error.to_string()])
+                        .execute(&self.sql.bury, &[&id, &reason])
                         .await
                         .map_err(backend)?;
                 }
@@ -590,15 +702,18 @@ impl PostgresQueue {
         }
     }
 
-    /// How long until a delayed envelope is due or a lease ends, if any.
-    async fn next_due(&self) -> Result<Option<Duration>, QueueError> {
+    /// How long until a delayed envelope is due or — for a claimer that runs alone, the only
+    /// one an expired lease goes to — a lease ends, if any.
+    async fn next_due(&self, isolation: Isolation) -> Result<Option<Duration>, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
         let row = client
-            .query_one(&self.sql.next_due, &[&self.name])
+            .query_one(
+                &self.sql.next_due,
+                &[&self.name, &(isolation == Isolation::Alone)],
+            )
             .await
             .map_err(backend)?;
-        Ok(row
-            .get::<_, Option<f64>>(0)
+        Ok(column::<Option<f64>>(&row, 0, "next due")?
             .map(|seconds| Duration::from_secs_f64(seconds.clamp(0.0, 86_400.0))))
     }
 }
@@ -632,11 +747,20 @@ impl Queue for PostgresQueue {
         lease: Duration,
         wait: Duration,
     ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
+        self.claim_isolated(lease, wait, Isolation::Alone)
+    }
+
+    fn claim_isolated(
+        &self,
+        lease: Duration,
+        wait: Duration,
+        isolation: Isolation,
+    ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
         Box::pin(async move {
             let deadline = Instant::now() + wait;
             loop {
                 let notified = self.wake.notified();
-                if let Some(claim) = self.try_claim(lease).await? {
+                if let Some(claim) = self.try_claim(lease, isolation).await? {
                     return Ok(Some(claim));
                 }
                 let now = Instant::now();
@@ -644,11 +768,22 @@ impl Queue for PostgresQueue {
                     return Ok(None);
                 }
                 let mut sleep = (deadline - now).min(self.poll_interval);
-                if let Some(due) = self.next_due().await? {
+                if let Some(due) = self.next_due(isolation).await? {
                     sleep = sleep.min(due.max(Duration::from_millis(1)));
                 }
                 let _ = tokio::time::timeout(sleep, notified).await;
             }
+        })
+    }
+
+    fn suspects_waiting(&self) -> BoxFuture<'_, Result<bool, QueueError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let row = client
+                .query_one(&self.sql.suspects, &[&self.name, &self.max_deliveries])
+                .await
+                .map_err(backend)?;
+            Ok(row.get(0))
         })
     }
 
@@ -675,8 +810,8 @@ impl Queue for PostgresQueue {
             let removed: i64 = client
                 .query_one(&self.sql.acknowledge, &[&sql::lease_text(lease)])
                 .await
-                .map_err(backend)?
-                .get(0);
+                .map_err(backend)
+                .and_then(|row| column(&row, 0, "count"))?;
             match removed {
                 0 => Err(QueueError::LeaseLost(lease)),
                 _ => Ok(()),
@@ -689,22 +824,93 @@ impl Queue for PostgresQueue {
         lease: LeaseId,
         completion: &Completion,
     ) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.complete_reporting(lease, completion, None)
+    }
+
+    fn complete_reporting(
+        &self,
+        lease: LeaseId,
+        completion: &Completion,
+        terminal: Option<&TerminalEvent>,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
         let output = completion.output.as_ref().map(ToString::to_string);
         let (succeeded, error) = (completion.succeeded, completion.error.clone());
+        let terminal = terminal.map(TerminalEvent::encode);
         Box::pin(async move {
             let client = self.pool.get().await.map_err(backend)?;
             let removed: i64 = client
                 .query_one(
                     &self.sql.complete,
-                    &[&sql::lease_text(lease), &succeeded, &output, &error],
+                    &[
+                        &sql::lease_text(lease),
+                        &succeeded,
+                        &output,
+                        &error,
+                        &terminal,
+                    ],
                 )
                 .await
-                .map_err(backend)?
-                .get(0);
+                .map_err(backend)
+                .and_then(|row| column(&row, 0, "count"))?;
             match removed {
                 0 => Err(QueueError::LeaseLost(lease)),
                 _ => Ok(()),
             }
+        })
+    }
+
+    fn keeps_terminal_events(&self) -> bool {
+        true
+    }
+
+    fn mark_reported(&self, task_ids: &[uuid::Uuid]) -> BoxFuture<'_, Result<(), QueueError>> {
+        let task_ids: Vec<String> = task_ids.iter().map(ToString::to_string).collect();
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            client
+                .execute(&self.sql.mark_reported, &[&task_ids])
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn report_unreported(
+        &self,
+        grace: Duration,
+        limit: usize,
+        emit: EmitTerminal,
+    ) -> BoxFuture<'_, Result<usize, QueueError>> {
+        Box::pin(async move {
+            let mut client = self.pool.get().await.map_err(backend)?;
+            let transaction = client.transaction().await.map_err(backend)?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = transaction
+                .query(&self.sql.unreported, &[&self.name, &micros(grace), &limit])
+                .await
+                .map_err(backend)?;
+            let mut taken = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let (task_id, text): (&str, &str) = (row.get(0), row.get(1));
+                match TerminalEvent::decode(task_id, text) {
+                    Ok(event) => emit(&event),
+                    // It can never be emitted: say so, and let it go with the others.
+                    Err(error) => tracing::warn!(
+                        target: "tasker",
+                        %task_id,
+                        "[Tasker] {error}; it is not reported again"
+                    ),
+                }
+                taken.push(task_id.to_owned());
+            }
+            if !taken.is_empty() {
+                transaction
+                    .execute(&self.sql.mark_reported, &[&taken])
+                    .await
+                    .map_err(backend)?;
+            }
+            transaction.commit().await.map_err(backend)?;
+            Ok(taken.len())
         })
     }
 
@@ -722,11 +928,17 @@ impl Queue for PostgresQueue {
                 .map_err(backend)?;
             let recorded = rows
                 .iter()
-                .filter_map(|row| {
-                    let position = u32::try_from(row.get::<_, i32>(0)).ok()?;
-                    let output = serde_json::from_str(row.get::<_, &str>(1)).ok()?;
-                    Some((position, output))
+                .map(|row| {
+                    let position = column::<i32>(row, 0, "checkpoints.position")?;
+                    let output = column::<&str>(row, 1, "checkpoints.output")?;
+                    Ok((
+                        u32::try_from(position).ok(),
+                        serde_json::from_str(output).ok(),
+                    ))
                 })
+                .collect::<Result<Vec<_>, QueueError>>()?
+                .into_iter()
+                .filter_map(|(position, output)| Some((position?, output?)))
                 .collect();
             Ok(Some(Arc::new(PostgresCheckpoints {
                 pool: self.pool.clone(),
@@ -748,8 +960,8 @@ impl Queue for PostgresQueue {
                     &[&sql::lease_text(lease), &attempt, &trace],
                 )
                 .await
-                .map_err(backend)?
-                .get(0);
+                .map_err(backend)
+                .and_then(|row| column(&row, 0, "count"))?;
             match held {
                 0 => Err(QueueError::LeaseLost(lease)),
                 _ => Ok(()),
@@ -810,7 +1022,7 @@ impl PostgresQueue {
             let Some(row) = row else {
                 return Err(QueueError::LeaseLost(lease));
             };
-            if delay.is_zero() && row.get::<_, &str>(0) == "ready" {
+            if delay.is_zero() && column::<&str>(&row, 0, "envelopes.state")? == "ready" {
                 client
                     .execute("SELECT pg_notify($1, '')", &[&self.channel])
                     .await
@@ -878,6 +1090,88 @@ fn attempt(column: i32) -> u32 {
     u32::try_from(column).unwrap_or(1).max(1)
 }
 
+/// Column `index` of `row`, or a [`QueueError::Backend`] naming it (`name`): a column whose
+/// type a DBA changed is an error, never a panic.
+fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize, name: &str) -> Result<T, QueueError> {
+    row.try_get(index).map_err(|error| {
+        let PgFailure(message) = error.into();
+        QueueError::Backend(format!("cannot read column `{name}`: {message}"))
+    })
+}
+
+/// Any value of any column, as the bytes PostgreSQL sent and their type: read without assuming
+/// the type, so that an envelope column holding something unexpected is buried, never an error
+/// for every claim.
+struct AnyValue<'a> {
+    ty: Type,
+    bytes: Option<&'a [u8]>,
+}
+
+impl<'a> FromSql<'a> for AnyValue<'a> {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(AnyValue {
+            ty: ty.clone(),
+            bytes: Some(raw),
+        })
+    }
+
+    fn from_sql_null(ty: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(AnyValue {
+            ty: ty.clone(),
+            bytes: None,
+        })
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+impl<'a> AnyValue<'a> {
+    /// The value as a stored envelope: text as it is, JSON (a column a DBA made `json` or
+    /// `jsonb`) as its text, anything else named by its type.
+    fn stored(&self) -> StoredEnvelope<'a> {
+        let Some(bytes) = self.bytes else {
+            return StoredEnvelope::Other {
+                kind: "NULL".to_owned(),
+                bytes: std::borrow::Cow::Borrowed(&[]),
+            };
+        };
+        match self.ty {
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON => {
+                StoredEnvelope::Text(bytes)
+            }
+            // jsonb's binary form is a version byte (1) and the JSON text.
+            Type::JSONB if bytes.first() == Some(&1) => StoredEnvelope::Text(&bytes[1..]),
+            _ => StoredEnvelope::Other {
+                kind: format!("a value of type {}", self.ty),
+                bytes: std::borrow::Cow::Borrowed(bytes),
+            },
+        }
+    }
+}
+
+/// The envelope, delivery attempt and task id of the row a claim leased (`RETURNING id,
+/// envelope, delivery_attempt, task_id`), or why the row holds none: the reason it is buried
+/// with.
+fn read_claimed(row: &Row) -> Result<(Envelope, u32, String), String> {
+    let unreadable = |error: QueueError| match error {
+        QueueError::Backend(message) => format!("unreadable row: {message}"),
+        other => format!("unreadable row: {other}"),
+    };
+    let envelope = column::<AnyValue>(row, 1, "envelopes.envelope")
+        .map_err(unreadable)?
+        .stored()
+        .decode()?;
+    let delivery_attempt =
+        column::<i32>(row, 2, "envelopes.delivery_attempt").map_err(unreadable)?;
+    let task_id = column::<String>(row, 3, "envelopes.task_id").map_err(unreadable)?;
+    Ok((envelope, attempt(delivery_attempt), task_id))
+}
+
 /// The database's message as a [`QueueError::Backend`].
 fn backend(error: impl Into<PgFailure>) -> QueueError {
     let PgFailure(message) = error.into();
@@ -917,8 +1211,8 @@ impl Checkpoints for PostgresCheckpoints {
                 let held: i64 = client
                     .query_one(&statement, &[&lease, &position, &step, &output.to_string()])
                     .await
-                    .map_err(backend)?
-                    .get(0);
+                    .map_err(backend)
+                    .and_then(|row| column::<i64>(&row, 0, "count"))?;
                 Ok::<_, QueueError>(held > 0)
             }
             .await;

@@ -1,6 +1,10 @@
 //! What the SQL queues share.
 
-use super::LeaseId;
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use super::envelope::MAX_ENVELOPE_BYTES;
+use super::{Envelope, LeaseId};
 
 /// How many envelopes of a durable queue are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -15,6 +19,151 @@ pub struct Counts {
     pub dead: u64,
 }
 
+/// How many bytes of a dead row's stored envelope [`DeadLetter::raw`] keeps.
+pub const DEAD_LETTER_RAW_BYTES: usize = 1024;
+
+/// A row of a durable queue in the dead-letter state, as `dead_letters()` lists it: an envelope
+/// delivered as many times as allowed, or a row no worker could read (buried when a claim came
+/// to it). The same on every SQL backend.
+///
+/// ```
+/// use tasker_runtime::queue::DeadLetter;
+///
+/// /// One line per dead row, as `queue.dead_letters().await?` lists them.
+/// fn show(dead_letters: &[DeadLetter]) {
+///     for dead in dead_letters {
+///         println!(
+///             "row {} task {} ({}): {} at delivery {}, {} bytes",
+///             dead.id,
+///             dead.task_id,
+///             dead.task_name.as_deref().unwrap_or("?"),
+///             dead.reason,
+///             dead.delivery_attempt,
+///             dead.size,
+///         );
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// The row's id in the envelopes table.
+    pub id: i64,
+    /// The row's `task_id` column, as stored (not necessarily a UUID, for a row written by
+    /// something other than tasker).
+    pub task_id: String,
+    /// The task's name: the envelope's, or read from the stored JSON when the rest of it does
+    /// not decode; `None` when there is none to read.
+    pub task_name: Option<String>,
+    /// The envelope, when the stored one decodes (its `delivery_attempt` is the row's); `None`
+    /// for a row buried because it does not.
+    pub envelope: Option<Envelope>,
+    /// The first [`DEAD_LETTER_RAW_BYTES`] bytes of the stored envelope, as stored (empty for
+    /// NULL).
+    pub raw: Vec<u8>,
+    /// The stored envelope's full size in bytes.
+    pub size: usize,
+    /// Why the row was set aside: its last delivery ended, or what is wrong with it.
+    pub reason: String,
+    /// The row's `delivery_attempt`: the delivery it was on when it was set aside (one more
+    /// than the last for an envelope requeued after its last delivery).
+    pub delivery_attempt: u32,
+    /// When it was set aside.
+    pub dead_at: Option<SystemTime>,
+}
+
+/// An envelope column as the database handed it back, before anything assumes its type.
+pub(crate) enum StoredEnvelope<'a> {
+    /// Text, as bytes: SQLite keeps text that is not UTF-8 as it was written.
+    Text(&'a [u8]),
+    /// A value of another type (`kind` says which, as "a BLOB of 4 bytes"), or NULL.
+    Other { kind: String, bytes: Cow<'a, [u8]> },
+}
+
+impl StoredEnvelope<'_> {
+    /// The stored bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            StoredEnvelope::Text(bytes) => bytes,
+            StoredEnvelope::Other { bytes, .. } => bytes,
+        }
+    }
+
+    /// The envelope, or why the column holds none: the reason a buried row keeps.
+    pub(crate) fn decode(&self) -> Result<Envelope, String> {
+        let bytes = match self {
+            StoredEnvelope::Text(bytes) => *bytes,
+            StoredEnvelope::Other { kind, .. } => {
+                return Err(format!(
+                    "unreadable envelope: the `envelope` column holds {kind}, not text"
+                ))
+            }
+        };
+        // Oversized input is refused by `decode` before anything reads it.
+        if bytes.len() <= MAX_ENVELOPE_BYTES {
+            if let Err(error) = std::str::from_utf8(bytes) {
+                return Err(format!(
+                    "unreadable envelope: the `envelope` column is not valid UTF-8 ({error})"
+                ));
+            }
+        }
+        Envelope::decode(bytes).map_err(|error| error.to_string())
+    }
+}
+
+/// What a dead-letter listing reads from one row.
+pub(crate) struct DeadRow<'a> {
+    pub(crate) id: i64,
+    pub(crate) task_id: String,
+    pub(crate) envelope: StoredEnvelope<'a>,
+    pub(crate) reason: Option<String>,
+    pub(crate) delivery_attempt: i64,
+    pub(crate) dead_at: Option<SystemTime>,
+}
+
+impl DeadRow<'_> {
+    /// The row as an operator reads it, whatever its envelope holds.
+    pub(crate) fn into_dead_letter(self) -> DeadLetter {
+        let delivery_attempt = u32::try_from(self.delivery_attempt).unwrap_or(1).max(1);
+        let envelope = self.envelope.decode().ok().map(|mut envelope| {
+            envelope.delivery_attempt = delivery_attempt;
+            envelope
+        });
+        let bytes = self.envelope.bytes();
+        DeadLetter {
+            id: self.id,
+            task_id: self.task_id,
+            task_name: match &envelope {
+                Some(envelope) => Some(envelope.task_name.clone()),
+                None => task_name_in(bytes),
+            },
+            envelope,
+            raw: bytes[..bytes.len().min(DEAD_LETTER_RAW_BYTES)].to_vec(),
+            size: bytes.len(),
+            reason: self
+                .reason
+                .unwrap_or_else(|| "no reason was recorded".to_owned()),
+            delivery_attempt,
+            dead_at: self.dead_at,
+        }
+    }
+}
+
+/// The `task_name` of stored JSON that is not an envelope of this version (another format, a
+/// missing field), if it has one.
+fn task_name_in(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct NameProbe {
+        task_name: Option<String>,
+    }
+    if bytes.len() > MAX_ENVELOPE_BYTES {
+        return None;
+    }
+    serde_json::from_slice::<NameProbe>(bytes)
+        .ok()
+        .and_then(|probe| probe.task_name)
+}
+
 /// A lease id as stored in a row.
 pub(crate) fn lease_text(lease: LeaseId) -> String {
     format!("{:032x}", lease.0)
@@ -26,4 +175,67 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dead(envelope: StoredEnvelope<'_>) -> DeadLetter {
+        DeadRow {
+            id: 7,
+            task_id: "t".to_owned(),
+            envelope,
+            reason: None,
+            delivery_attempt: 3,
+            dead_at: None,
+        }
+        .into_dead_letter()
+    }
+
+    #[test]
+    fn a_value_that_is_not_text_is_named_by_its_kind() {
+        let stored = StoredEnvelope::Other {
+            kind: "a BLOB of 2 bytes".to_owned(),
+            bytes: Cow::Borrowed(b"{}"),
+        };
+        assert_eq!(
+            stored.decode().unwrap_err(),
+            "unreadable envelope: the `envelope` column holds a BLOB of 2 bytes, not text"
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_says_where() {
+        let stored = StoredEnvelope::Text(b"{\"format\": \xff}");
+        assert_eq!(
+            stored.decode().unwrap_err(),
+            "unreadable envelope: the `envelope` column is not valid UTF-8 (invalid utf-8 \
+             sequence of 1 bytes from index 11)"
+        );
+    }
+
+    #[test]
+    fn a_dead_envelope_keeps_its_name_and_the_rows_delivery_attempt() {
+        let envelope = Envelope::new("ship", "1", serde_json::Value::Null);
+        let bytes = envelope.encode();
+        let dead = dead(StoredEnvelope::Text(&bytes));
+        assert_eq!(dead.task_name.as_deref(), Some("ship"));
+        assert_eq!(dead.envelope.as_ref().map(|e| e.delivery_attempt), Some(3));
+        assert_eq!((dead.raw, dead.size), (bytes.clone(), bytes.len()));
+        assert_eq!(dead.reason, "no reason was recorded");
+    }
+
+    #[test]
+    fn json_of_another_format_still_names_its_task_and_raw_is_a_prefix() {
+        let text = format!(
+            r#"{{"format": 2, "task_name": "ship", "pad": "{}"}}"#,
+            "x".repeat(2000)
+        );
+        let dead = dead(StoredEnvelope::Text(text.as_bytes()));
+        assert_eq!(dead.envelope, None);
+        assert_eq!(dead.task_name.as_deref(), Some("ship"));
+        assert_eq!(dead.raw, text.as_bytes()[..DEAD_LETTER_RAW_BYTES]);
+        assert_eq!(dead.size, text.len());
+    }
 }

@@ -1,18 +1,24 @@
 //! A durable queue in one SQLite file (feature `sqlite`).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::envelope::now_micros;
-use super::sql::{self, Counts};
-use super::{Claim, Completion, Envelope, LeaseId, Queue, QueueError, RunTrace};
+use super::sql::{self, Counts, DeadLetter, StoredEnvelope};
+use super::{
+    Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
+    TerminalEvent,
+};
 use crate::runner::BoxFuture;
 use tasker_telemetry::context::{CheckpointError, Checkpoints};
 
-/// The versioned migrations, in order: `(version, name, SQL)`. Each is idempotent.
+/// The versioned migrations, in order: `(version, name, SQL)`. Each is idempotent but the fifth
+/// (SQLite has no `ADD COLUMN IF NOT EXISTS`); [`SqliteQueue::migrate`] applies each once.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -72,6 +78,29 @@ CREATE UNIQUE INDEX IF NOT EXISTS tasker_envelopes_lease_id
     recorded_at_us   INTEGER NOT NULL
 );",
     ),
+    (
+        5,
+        "isolation",
+        "-- Deliveries that count toward max_deliveries: not one whose lease expired while its
+-- process ran other tasks too (the crash may not have been its own).
+ALTER TABLE tasker_envelopes ADD COLUMN counted_deliveries INTEGER NOT NULL DEFAULT 1;
+UPDATE tasker_envelopes SET counted_deliveries = delivery_attempt;
+-- Whether the current lease's run is alone in its process.
+ALTER TABLE tasker_envelopes ADD COLUMN alone INTEGER NOT NULL DEFAULT 1;",
+    ),
+    (
+        6,
+        "terminal_events",
+        "CREATE TABLE IF NOT EXISTS tasker_terminal_events (
+    -- A completion's terminal event, from its commit until it is reported (then the row goes).
+    task_id         TEXT    PRIMARY KEY,
+    queue           TEXT    NOT NULL,
+    event           TEXT    NOT NULL,
+    completed_at_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasker_terminal_events_due
+    ON tasker_terminal_events (queue, completed_at_us);",
+    ),
 ];
 
 const CREATE_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS tasker_migrations (
@@ -100,6 +129,8 @@ impl SqliteQueueBuilder {
 
     /// How many times an envelope is delivered at most (default 10): one that would be delivered
     /// again after that — requeued, or its lease expired — goes to the dead-letter state instead.
+    /// A delivery whose lease expired while its process ran other tasks too does not count (see
+    /// [`Isolation`]).
     pub fn max_deliveries(mut self, deliveries: u32) -> Self {
         self.max_deliveries = deliveries.max(1);
         self
@@ -153,9 +184,10 @@ impl SqliteQueueBuilder {
 /// Envelopes are rows of `tasker_envelopes`. Claims run in `BEGIN IMMEDIATE` transactions (one
 /// writer at a time, across processes; WAL mode lets readers go on) and lease the oldest available
 /// row, recording the lease id and its end. A lease that ends unrenewed makes the row claimable
-/// again, as its next delivery; after [`max_deliveries`] deliveries it goes to the dead-letter
-/// state instead. Waiting claims poll; a push in the same process wakes them at once. Every
-/// operation runs on Tokio's blocking threads.
+/// again by a claimer that runs alone ([`Isolation`]), as its next delivery; after
+/// [`max_deliveries`] counted deliveries it goes to the dead-letter state instead. Waiting
+/// claims poll; a push in the same process wakes them at once. Every operation runs on Tokio's
+/// blocking threads.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
@@ -238,7 +270,7 @@ impl SqliteQueue {
     }
 
     /// The migrations as one SQL script, to review or to run by hand. Running it again changes
-    /// nothing.
+    /// nothing (migration 5 then fails: its columns exist).
     pub fn migration_sql() -> String {
         let mut script = format!("BEGIN IMMEDIATE;\n{CREATE_MIGRATIONS};\n");
         for (version, name, migration) in MIGRATIONS {
@@ -251,30 +283,46 @@ impl SqliteQueue {
         script
     }
 
-    /// Envelopes of this queue in the dead-letter state, oldest first, each with the number of
-    /// deliveries it had.
-    pub async fn dead_letters(&self) -> Result<Vec<Envelope>, QueueError> {
+    /// Every row of this queue in the dead-letter state, oldest first: envelopes delivered as
+    /// many times as allowed, and rows no worker could read, each with why it was set aside
+    /// and the start of what it holds.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
         let name = self.name.clone();
-        let rows: Vec<(String, i64)> = self
-            .with(move |connection| {
-                let mut statement = connection.prepare(
-                    "SELECT envelope, delivery_attempt FROM tasker_envelopes
-                     WHERE queue = ?1 AND state = 'dead' ORDER BY id",
-                )?;
-                let rows = statement
-                    .query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(rows)
-            })
-            .await?;
-        rows.into_iter()
-            .map(|(text, attempt)| {
-                let mut envelope = Envelope::decode(text.as_bytes())
-                    .map_err(|error| QueueError::Backend(error.to_string()))?;
-                envelope.delivery_attempt = delivery(attempt);
-                Ok(envelope)
-            })
-            .collect()
+        self.with(move |connection| {
+            let mut statement = connection.prepare(
+                "SELECT id, task_id, envelope, last_error, delivery_attempt, dead_at_us
+                 FROM tasker_envelopes WHERE queue = ?1 AND state = 'dead' ORDER BY id",
+            )?;
+            let rows = statement.query_map([name], |row| {
+                // Every column as whatever it holds: this lists exactly the rows that hold
+                // something unexpected.
+                let text = |index: usize| -> rusqlite::Result<Option<String>> {
+                    Ok(match row.get_ref(index)? {
+                        ValueRef::Null => None,
+                        value => Some(String::from_utf8_lossy(stored(value).bytes()).into_owned()),
+                    })
+                };
+                let integer = |index: usize| -> rusqlite::Result<Option<i64>> {
+                    Ok(match row.get_ref(index)? {
+                        ValueRef::Integer(value) => Some(value),
+                        _ => None,
+                    })
+                };
+                let dead = sql::DeadRow {
+                    id: row.get(0)?,
+                    task_id: text(1)?.unwrap_or_default(),
+                    envelope: stored(row.get_ref(2)?),
+                    reason: text(3)?,
+                    delivery_attempt: integer(4)?.unwrap_or(1),
+                    dead_at: integer(5)?.map(|micros| {
+                        UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+                    }),
+                };
+                Ok(dead.into_dead_letter())
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
     /// How task `task_id` ended, once a worker completed it.
@@ -296,6 +344,22 @@ impl SqliteQueue {
             output: output.and_then(|text| serde_json::from_str(&text).ok()),
             error,
         }))
+    }
+
+    /// How many completed tasks of this queue have a terminal event that was not reported yet
+    /// (emitted and not yet marked, or left by a worker that died before emitting it).
+    pub async fn unreported(&self) -> Result<u64, QueueError> {
+        let name = self.name.clone();
+        let count: i64 = self
+            .with(move |connection| {
+                connection.query_row(
+                    "SELECT count(*) FROM tasker_terminal_events WHERE queue = ?1",
+                    [name],
+                    |row| row.get(0),
+                )
+            })
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// How many envelopes of this queue are in each state.
@@ -344,65 +408,74 @@ impl SqliteQueue {
     async fn try_claim(
         &self,
         lease: Duration,
+        isolation: Isolation,
     ) -> Result<Result<Claim, Option<Duration>>, QueueError> {
+        let alone = isolation == Isolation::Alone;
         let name = self.name.clone();
         let max = self.max_deliveries;
         let lease_micros = micros(lease);
         self.with(move |connection| {
-            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = micros_now();
             transaction.execute(
                 "UPDATE tasker_envelopes SET state = 'dead', dead_at_us = ?3, lease_id = NULL,
                     lease_until_us = NULL, last_error = 'its last lease expired'
                  WHERE queue = ?1 AND state = 'leased' AND lease_until_us <= ?3
-                    AND delivery_attempt >= ?2",
+                    AND alone AND counted_deliveries >= ?2",
                 params![name, max, now],
             )?;
             let claimed = loop {
-                let next: Option<(i64, String, String, i64, String)> = transaction
+                // Read without assuming the columns' types: a row that does not hold an
+                // envelope is buried below instead of failing every claim.
+                let next: Option<(i64, String, Claimed)> = transaction
                     .query_row(
-                        "SELECT id, envelope, state, delivery_attempt, task_id FROM tasker_envelopes
-                         WHERE queue = ?1 AND (
-                            (state = 'ready' AND available_at_us <= ?3)
-                            OR (state = 'leased' AND lease_until_us <= ?3 AND delivery_attempt < ?2))
-                         ORDER BY available_at_us, id LIMIT 1",
-                        params![name, max, now],
-                        |row| {
-                            Ok((
-                                row.get(0)?,
-                                row.get(1)?,
-                                row.get(2)?,
-                                row.get(3)?,
-                                row.get(4)?,
-                            ))
-                        },
+                        "SELECT id, envelope, state, delivery_attempt, task_id
+                             FROM tasker_envelopes
+                             WHERE queue = ?1 AND (
+                                (state = 'ready' AND available_at_us <= ?3)
+                                OR (state = 'leased' AND lease_until_us <= ?3 AND ?4
+                                    AND (counted_deliveries < ?2 OR NOT alone)))
+                             ORDER BY available_at_us, id LIMIT 1",
+                        params![name, max, now, alone],
+                        |row| Ok((row.get(0)?, row.get(2)?, read_claimed(row))),
                     )
                     .optional()?;
-                let Some((id, text, state, attempt, task_id)) = next else {
+                let Some((id, state, read)) = next else {
                     let due: Option<i64> = transaction.query_row(
                         "SELECT min(CASE state WHEN 'ready' THEN available_at_us
                                                ELSE lease_until_us END)
-                         FROM tasker_envelopes WHERE queue = ?1 AND state IN ('ready', 'leased')",
-                        [&name],
+                         FROM tasker_envelopes
+                         WHERE queue = ?1 AND (state = 'ready' OR (?2 AND state = 'leased'))",
+                        params![&name, alone],
                         |row| row.get(0),
                     )?;
-                    break Err(due.map(|due| {
-                        Duration::from_micros(u64::try_from(due - now).unwrap_or(0))
-                    }));
+                    break Err(
+                        due.map(|due| Duration::from_micros(u64::try_from(due - now).unwrap_or(0)))
+                    );
                 };
-                let attempt = if state == "leased" { attempt + 1 } else { attempt };
-                match Envelope::decode(text.as_bytes()) {
-                    Ok(mut envelope) => {
+                match read {
+                    Ok((mut envelope, attempt, task_id)) => {
+                        let attempt = if state == "leased" {
+                            attempt + 1
+                        } else {
+                            attempt
+                        };
                         let lease_id = LeaseId(crate::ids::new_id().as_u128());
                         transaction.execute(
+                            // An expired lease counts only if its run was alone.
                             "UPDATE tasker_envelopes SET state = 'leased', lease_id = ?2,
-                                lease_until_us = ?3, delivery_attempt = ?4
+                                lease_until_us = ?3, delivery_attempt = ?4,
+                                counted_deliveries = counted_deliveries
+                                    + (state = 'leased' AND alone),
+                                alone = ?5
                              WHERE id = ?1",
                             params![
                                 id,
                                 sql::lease_text(lease_id),
                                 now.saturating_add(lease_micros),
-                                attempt
+                                attempt,
+                                alone
                             ],
                         )?;
                         envelope.delivery_attempt = delivery(attempt);
@@ -425,13 +498,13 @@ impl SqliteQueue {
                             previous_run,
                         });
                     }
-                    Err(error) => {
+                    Err(reason) => {
                         // A row no worker can read would only come back again: bury it.
                         transaction.execute(
                             "UPDATE tasker_envelopes SET state = 'dead', dead_at_us = ?2,
                                 lease_id = NULL, lease_until_us = NULL, last_error = ?3
                              WHERE id = ?1",
-                            params![id, now, error.to_string()],
+                            params![id, now, reason],
                         )?;
                     }
                 }
@@ -566,11 +639,20 @@ impl Queue for SqliteQueue {
         lease: Duration,
         wait: Duration,
     ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
+        self.claim_isolated(lease, wait, Isolation::Alone)
+    }
+
+    fn claim_isolated(
+        &self,
+        lease: Duration,
+        wait: Duration,
+        isolation: Isolation,
+    ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
         Box::pin(async move {
             let deadline = Instant::now() + wait;
             loop {
                 let notified = self.wake.notified();
-                let due = match self.try_claim(lease).await? {
+                let due = match self.try_claim(lease, isolation).await? {
                     Ok(claim) => return Ok(Some(claim)),
                     Err(due) => due,
                 };
@@ -585,6 +667,20 @@ impl Queue for SqliteQueue {
                 let _ = tokio::time::timeout(sleep, notified).await;
             }
         })
+    }
+
+    fn suspects_waiting(&self) -> BoxFuture<'_, Result<bool, QueueError>> {
+        let (name, max) = (self.name.clone(), self.max_deliveries);
+        Box::pin(self.with(move |connection| {
+            // An expired last lone delivery is not waiting: the next claim buries it.
+            connection.query_row(
+                "SELECT EXISTS (SELECT 1 FROM tasker_envelopes
+                    WHERE queue = ?1 AND state = 'leased' AND lease_until_us <= ?3
+                        AND (counted_deliveries < ?2 OR NOT alone))",
+                params![name, max, micros_now()],
+                |row| row.get(0),
+            )
+        }))
     }
 
     fn renew(&self, lease: LeaseId, duration: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
@@ -644,8 +740,19 @@ impl Queue for SqliteQueue {
         lease: LeaseId,
         completion: &Completion,
     ) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.complete_reporting(lease, completion, None)
+    }
+
+    fn complete_reporting(
+        &self,
+        lease: LeaseId,
+        completion: &Completion,
+        terminal: Option<&TerminalEvent>,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
         let output = completion.output.as_ref().map(ToString::to_string);
         let (succeeded, error) = (completion.succeeded, completion.error.clone());
+        let terminal = terminal.map(TerminalEvent::encode);
+        let name = self.name.clone();
         Box::pin(async move {
             let removed = self
                 .with(move |connection| {
@@ -678,6 +785,15 @@ impl Queue for SqliteQueue {
                          VALUES (?1, ?2, ?3, ?4, ?5)",
                         params![task_id, succeeded, output, error, now],
                     )?;
+                    // The terminal event, when there is one, is kept until reported.
+                    if let Some(event) = terminal {
+                        transaction.execute(
+                            "INSERT OR IGNORE INTO tasker_terminal_events
+                                (task_id, queue, event, completed_at_us)
+                             VALUES (?1, ?2, ?3, ?4)",
+                            params![task_id, name, event, now],
+                        )?;
+                    }
                     let removed = transaction.execute(
                         concat!("DELETE FROM tasker_envelopes WHERE ", held!()),
                         params![lease, now],
@@ -691,6 +807,75 @@ impl Queue for SqliteQueue {
                 _ => Ok(()),
             }
         })
+    }
+
+    fn keeps_terminal_events(&self) -> bool {
+        true
+    }
+
+    fn mark_reported(&self, task_ids: &[uuid::Uuid]) -> BoxFuture<'_, Result<(), QueueError>> {
+        let task_ids: Vec<String> = task_ids.iter().map(ToString::to_string).collect();
+        Box::pin(self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            forget_terminal_events(&transaction, &task_ids)?;
+            transaction.commit()
+        }))
+    }
+
+    fn report_unreported(
+        &self,
+        grace: Duration,
+        limit: usize,
+        emit: EmitTerminal,
+    ) -> BoxFuture<'_, Result<usize, QueueError>> {
+        let name = self.name.clone();
+        let (grace, limit) = (micros(grace), i64::try_from(limit).unwrap_or(i64::MAX));
+        Box::pin(self.with(move |connection| {
+            // Nothing due: no write transaction, so an idle process stays quiet.
+            let cutoff = micros_now().saturating_sub(grace);
+            let due: bool = connection.query_row(
+                "SELECT EXISTS (SELECT 1 FROM tasker_terminal_events
+                                WHERE queue = ?1 AND completed_at_us <= ?2)",
+                params![name, cutoff],
+                |row| row.get(0),
+            )?;
+            if !due {
+                return Ok(0);
+            }
+            // The write lock keeps other processes from taking them until the marks commit.
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let rows: Vec<(String, String)> = {
+                let mut statement = transaction.prepare(
+                    "SELECT task_id, event FROM tasker_terminal_events
+                     WHERE queue = ?1 AND completed_at_us <= ?2
+                     ORDER BY completed_at_us LIMIT ?3",
+                )?;
+                let rows = statement
+                    .query_map(params![name, cutoff, limit], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                rows
+            };
+            let mut taken = Vec::with_capacity(rows.len());
+            for (task_id, text) in rows {
+                match TerminalEvent::decode(&task_id, &text) {
+                    Ok(event) => emit(&event),
+                    // It can never be emitted: say so, and let it go with the others.
+                    Err(error) => tracing::warn!(
+                        target: "tasker",
+                        %task_id,
+                        "[Tasker] {error}; it is not reported again"
+                    ),
+                }
+                taken.push(task_id);
+            }
+            forget_terminal_events(&transaction, &taken)?;
+            transaction.commit()?;
+            Ok(taken.len())
+        }))
     }
 
     fn checkpoints(
@@ -795,9 +980,10 @@ impl Queue for SqliteQueue {
                 concat!(
                     "UPDATE tasker_envelopes SET
                         delivery_attempt = delivery_attempt + 1,
-                        state = CASE WHEN delivery_attempt + 1 > ?4 THEN 'dead' ELSE 'ready' END,
-                        dead_at_us = CASE WHEN delivery_attempt + 1 > ?4 THEN ?2 END,
-                        last_error = CASE WHEN delivery_attempt + 1 > ?4
+                        counted_deliveries = counted_deliveries + 1,
+                        state = CASE WHEN counted_deliveries + 1 > ?4 THEN 'dead' ELSE 'ready' END,
+                        dead_at_us = CASE WHEN counted_deliveries + 1 > ?4 THEN ?2 END,
+                        last_error = CASE WHEN counted_deliveries + 1 > ?4
                             THEN 'requeued after its last delivery' END,
                         available_at_us = ?2 + ?3,
                         lease_id = NULL, lease_until_us = NULL
@@ -811,6 +997,19 @@ impl Queue for SqliteQueue {
             Ok(())
         })
     }
+}
+
+/// Removes the terminal events of `task_ids`: they were reported.
+fn forget_terminal_events(
+    transaction: &rusqlite::Transaction<'_>,
+    task_ids: &[String],
+) -> rusqlite::Result<()> {
+    let mut statement =
+        transaction.prepare_cached("DELETE FROM tasker_terminal_events WHERE task_id = ?1")?;
+    for task_id in task_ids {
+        statement.execute([task_id])?;
+    }
+    Ok(())
 }
 
 /// Runs `operation` on Tokio's blocking threads, its SQLite error as a [`QueueError::Backend`].
@@ -838,4 +1037,49 @@ fn micros(duration: Duration) -> i64 {
 
 fn delivery(attempt: i64) -> u32 {
     u32::try_from(attempt).unwrap_or(1).max(1)
+}
+
+/// A stored envelope column as SQLite holds it.
+fn stored(value: ValueRef<'_>) -> StoredEnvelope<'_> {
+    let other = |kind: &str, bytes: Vec<u8>| StoredEnvelope::Other {
+        kind: kind.to_owned(),
+        bytes: Cow::Owned(bytes),
+    };
+    match value {
+        ValueRef::Text(bytes) => StoredEnvelope::Text(bytes),
+        ValueRef::Blob(bytes) => StoredEnvelope::Other {
+            kind: format!("a BLOB of {} bytes", bytes.len()),
+            bytes: Cow::Borrowed(bytes),
+        },
+        ValueRef::Null => other("NULL", Vec::new()),
+        ValueRef::Integer(value) => other("an integer", value.to_string().into_bytes()),
+        ValueRef::Real(value) => other("a real number", value.to_string().into_bytes()),
+    }
+}
+
+/// What a claim reads from a row: its envelope, delivery attempt and task id, or why the row
+/// holds none (the reason it is buried with).
+type Claimed = Result<(Envelope, i64, String), String>;
+
+/// What a claim reads from the row it came to (`SELECT id, envelope, state,
+/// delivery_attempt, task_id`).
+fn read_claimed(row: &rusqlite::Row<'_>) -> Claimed {
+    let column = |index: usize| {
+        row.get_ref(index)
+            .map_err(|error| format!("unreadable row: {error}"))
+    };
+    let envelope = stored(column(1)?).decode()?;
+    let ValueRef::Integer(attempt) = column(3)? else {
+        return Err(
+            "unreadable row: the `delivery_attempt` column does not hold an integer".into(),
+        );
+    };
+    let task_id = match column(4)? {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes).ok().map(str::to_owned),
+        _ => None,
+    };
+    let Some(task_id) = task_id else {
+        return Err("unreadable row: the `task_id` column does not hold UTF-8 text".into());
+    };
+    Ok((envelope, attempt, task_id))
 }

@@ -2,8 +2,10 @@
 
 mod durable;
 mod error;
+mod isolation;
 mod lease;
 mod registry;
+mod report;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,8 +28,9 @@ pub use error::{BuildError, EnqueueError, TaskError};
 use registry::{Registered, Registry};
 
 use crate::queue::{
-    Claim, Completion, Envelope, MemoryQueue, Queue, QueueError, MAX_CONTEXT_BYTES,
+    Claim, Completion, Envelope, MemoryQueue, Queue, QueueError, TerminalEvent, MAX_CONTEXT_BYTES,
 };
+use crate::repeated_failure::{FailureReport, RepeatedFailure};
 use crate::request::TaskRequest;
 use crate::runner::{BoxFuture, RunOutput};
 use crate::worker::{
@@ -36,6 +39,7 @@ use crate::worker::{
 };
 use durable::{read_checkpoints, CheckpointStop, DurableCheckpoints};
 use lease::{Held, Lost};
+use report::Marks;
 
 /// Configures a [`Runtime`].
 #[derive(Clone)]
@@ -80,7 +84,9 @@ impl RuntimeBuilder {
     }
 
     /// How long a worker's claim lasts before another worker may take the task (default 30 s);
-    /// workers renew it while the task runs.
+    /// workers renew it while the task runs. On a durable queue it is also how often this
+    /// runtime (with workers) looks for terminal events left unreported, and how long one must
+    /// have been left so before this runtime emits it.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(10));
         self
@@ -94,19 +100,42 @@ impl RuntimeBuilder {
         let (stop, stopped) = watch::channel(false);
         let inner = Arc::new(Inner {
             queue: self.queue.unwrap_or_else(|| Arc::new(MemoryQueue::new())),
-            registry,
+            registry: Arc::new(registry),
             pending: Mutex::new(HashMap::new()),
             lease: self.lease,
             poll: self.poll,
             has_workers: self.workers > 0,
+            claim_failures: Mutex::new(RepeatedFailure::new(CLAIM_FAILURE_REPORTS)),
+            suspect_check: isolation::SuspectCheck::new(),
+            marks: Arc::default(),
         });
         let workers = (0..self.workers)
             .map(|_| handle.spawn(work(inner.clone(), stopped.clone())))
             .collect();
+        // On a queue that keeps terminal events, workers' terminal events are marked reported
+        // in batches, and a process with workers also emits those a dead worker left unreported.
+        let background = if self.workers > 0 && inner.queue.keeps_terminal_events() {
+            vec![
+                handle.spawn(report::mark_in_batches(
+                    inner.marks.clone(),
+                    inner.queue.clone(),
+                    stopped.clone(),
+                )),
+                handle.spawn(report::recover_unreported(
+                    inner.queue.clone(),
+                    inner.registry.clone(),
+                    inner.lease,
+                    stopped,
+                )),
+            ]
+        } else {
+            Vec::new()
+        };
         Ok(Runtime {
             inner,
             stop,
             workers: Mutex::new(workers),
+            background: Mutex::new(background),
         })
     }
 }
@@ -119,6 +148,8 @@ pub struct Runtime {
     inner: Arc<Inner>,
     stop: watch::Sender<bool>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// The marker of reported terminal events and the recovery of unreported ones.
+    background: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -131,7 +162,7 @@ impl std::fmt::Debug for Runtime {
 
 struct Inner {
     queue: Arc<dyn Queue>,
-    registry: Registry,
+    registry: Arc<Registry>,
     /// Requests enqueued here and not finished: who waits, and the producer's scope.
     pending: Mutex<HashMap<Uuid, Pending>>,
     lease: Duration,
@@ -139,6 +170,12 @@ struct Inner {
     /// Whether this runtime runs requests itself; a producer-only one keeps no pending results
     /// (nobody here would ever complete them).
     has_workers: bool,
+    /// The workers' failed claims, reported together.
+    claim_failures: Mutex<RepeatedFailure>,
+    /// When the workers next ask whether tasks whose lease expired wait to run alone.
+    suspect_check: isolation::SuspectCheck,
+    /// Terminal events emitted here, to mark reported.
+    marks: Arc<Marks>,
 }
 
 struct Pending {
@@ -318,6 +355,13 @@ impl Runtime {
         for worker in workers {
             let _ = worker.await;
         }
+        let background =
+            std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in background {
+            let _ = task.await;
+        }
+        // The marks of the last tasks, written after the marker's last batch.
+        self.inner.marks.flush(&*self.inner.queue).await;
         // Whoever still waits on a request that no worker here will run learns it now.
         self.inner.lock_pending().clear();
     }
@@ -423,13 +467,43 @@ impl Inner {
             output: result.as_ref().ok().cloned(),
             error: result.as_ref().err().map(ToString::to_string),
         };
-        match self.queue.complete(lease, &completion).await {
+        // The event gets its id now, and a durable queue keeps it with the completion, so
+        // that a process that finds it unreported (this one died first) emits it identically.
+        let event = {
+            let mut slot = lock_terminal(&terminal);
+            match std::mem::take(&mut *slot) {
+                Terminal::Held(event) => Some(event.with_id(crate::ids::new_id())),
+                other => {
+                    *slot = other;
+                    None
+                }
+            }
+        };
+        let stored = event
+            .as_ref()
+            .filter(|_| self.queue.keeps_terminal_events())
+            .and_then(TerminalEvent::from_event);
+        let completed = self
+            .queue
+            .complete_reporting(lease, &completion, stored.as_ref())
+            .await;
+        let event = match (&completed, event) {
+            (Err(_), Some(event)) => {
+                // Back in its slot, for the abandonment below to report.
+                *lock_terminal(&terminal) = Terminal::Held(event);
+                None
+            }
+            (_, event) => event,
+        };
+        match completed {
             Ok(()) => {
-                let held = std::mem::take(&mut *lock_terminal(&terminal));
-                if let Terminal::Held(event) = held {
+                if let Some(event) = &event {
                     Context::default()
                         .with_scope(scope)
-                        .in_scope(|| events::fire(&event));
+                        .in_scope(|| events::fire(event));
+                }
+                if stored.is_some() {
+                    self.marks.add(task_id);
                 }
             }
             Err(QueueError::LeaseLost(_)) => {
@@ -448,7 +522,9 @@ impl Inner {
                     target: "tasker",
                     %task_id,
                     "[Tasker] could not acknowledge task {task_id}: {error}; its terminal event \
-                     is not reported, since the request may be delivered again"
+                     is not reported here, since the request may be delivered again (should \
+                     the completion have committed anyway, a process with workers on the queue \
+                     reports it a lease length later)"
                 );
             }
         }
@@ -649,30 +725,67 @@ const UNKNOWN_TASK_DELIVERIES: u32 = 5;
 /// How long such a request waits before its next delivery.
 const UNKNOWN_TASK_DELAY: Duration = Duration::from_secs(1);
 
+/// How often failing claims are reported at most, after the first failure.
+const CLAIM_FAILURE_REPORTS: Duration = Duration::from_secs(10);
+
 /// One worker: claims requests and runs them until the runtime stops.
 async fn work(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
-    let mut reported = false;
     let mut timer = Box::pin(tokio::time::sleep(inner.lease));
     loop {
         if *stopped.borrow() {
             return;
         }
-        // No later than the lease's start, by this process's clock.
-        let asked = std::time::Instant::now();
-        let claim = tokio::select! {
-            claim = inner.queue.claim(inner.lease, inner.poll) => claim,
+        // The gate is held while the claimed task runs: alone, or beside the process's others.
+        let (asked, claim, _gate) = tokio::select! {
+            next = inner.claim_next() => next,
             _ = stopped.changed() => return,
         };
+        report_claim(&inner, claim.as_ref().err());
         match claim {
             Ok(Some(claim)) => inner.run(claim, asked, &mut timer).await,
             Ok(None) => {}
-            Err(error) => {
-                if !std::mem::replace(&mut reported, true) {
-                    tracing::error!(target: "tasker", "[Tasker] a worker could not claim from queue `{}`: {error}", inner.queue.name());
-                }
-                tokio::time::sleep(inner.poll).await;
-            }
+            Err(_) => tokio::time::sleep(inner.poll).await,
         }
+    }
+}
+
+/// Tells the log about failing claims (`error`: this one's), shared by the runtime's workers:
+/// the first failure at once, then a count at most every [`CLAIM_FAILURE_REPORTS`] while they
+/// last, and one line when claims work again.
+fn report_claim(inner: &Inner, error: Option<&QueueError>) {
+    // Paused in tests that pause Tokio's clock, like the rest of the worker's timing.
+    let now = tokio::time::Instant::now().into_std();
+    let report = {
+        let mut failures = inner
+            .claim_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match error {
+            None => failures.succeeded(now),
+            Some(_) => failures.failed(now),
+        }
+    };
+    let queue = inner.queue.name();
+    match (report, error) {
+        (Some(FailureReport::First), Some(error)) => tracing::error!(
+            target: "tasker",
+            "[Tasker] a worker could not claim from queue `{queue}`: {error}; retrying, \
+             reported at most every {} s while it lasts",
+            CLAIM_FAILURE_REPORTS.as_secs(),
+        ),
+        (Some(FailureReport::Repeated { count, over }), Some(error)) => tracing::error!(
+            target: "tasker",
+            "[Tasker] claims from queue `{queue}` failed {count} times in the last {} s: \
+             {error}",
+            over.as_secs(),
+        ),
+        (Some(FailureReport::Recovered { count, over }), _) => tracing::info!(
+            target: "tasker",
+            "[Tasker] claims from queue `{queue}` work again, after {count} failures over \
+             {:.1} s",
+            over.as_secs_f64(),
+        ),
+        _ => {}
     }
 }
 

@@ -1,23 +1,131 @@
 //! The default adapter: one `tracing` line per event.
 
 use std::fmt;
+use std::str::FromStr;
 
 use tracing::field::{debug, display};
+use tracing::Level;
 
 use crate::adapter::Adapter;
-use crate::event::{serialize::millis, Details, Event};
+use crate::event::{serialize::millis, Details, Event, EventKind};
 
-/// The default adapter: every event becomes one `tracing` event at INFO with target `tasker`,
-/// formatted `[Tasker] <event>: <payload as JSON>`, with the payload's keys also as structured
-/// fields (`event`, `task_id`, `step_name`, `attempt`, `error_class`, …) for JSON subscribers.
+/// How [`LoggerAdapter`] writes each event's line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// The message `[Tasker] <event>` and the payload as `tracing` fields only, so each
+    /// subscriber renders them its own way (fmt as `key=value`, JSON as typed fields,
+    /// OpenTelemetry logs as attributes). The default.
+    #[default]
+    Compact,
+    /// Tasker's Ruby-style line: the message `[Tasker] <event>: <payload as JSON>`, with the
+    /// payload's keys also as fields.
+    Json,
+}
+
+impl LogFormat {
+    /// The words [`LogFormat`] parses from, for error messages.
+    pub const WORDS: &'static str = "compact, json";
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Compact => "compact",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+/// A word that is not a [`LogFormat`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a log format; valid formats are: {words}", words = LogFormat::WORDS)]
+pub struct UnknownLogFormat(pub String);
+
+impl FromStr for LogFormat {
+    type Err = UnknownLogFormat;
+
+    fn from_str(word: &str) -> Result<Self, Self::Err> {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "compact" => Ok(LogFormat::Compact),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(UnknownLogFormat(word.to_owned())),
+        }
+    }
+}
+
+/// The default adapter: every event becomes one `tracing` event with target `tasker` and the
+/// message `[Tasker] <event>`, its payload's keys as structured fields (`event`, `task_id`,
+/// `step_name`, `attempt`, `error_class`, …); with [`LogFormat::Json`], the message also holds
+/// the payload as JSON, as Tasker's Ruby logger writes it.
+///
+/// Levels say what happened: `task.error` and `step.max_retries_reached` at ERROR, `step.error`
+/// at WARN, everything else at INFO — so `RUST_LOG=tasker=warn` shows failures only, and an
+/// event whose level is off costs the level check alone.
 ///
 /// Custom payloads appear as one `payload` field holding their JSON, since `tracing` field names
 /// are fixed at compile time.
+///
+/// ```
+/// use tasker_telemetry::adapters::{LogFormat, LoggerAdapter};
+/// let ruby_style = LoggerAdapter::new(LogFormat::Json);
+/// assert_eq!(ruby_style.format(), LogFormat::Json);
+/// assert_eq!(LoggerAdapter::default().format(), LogFormat::Compact);
+/// ```
 #[derive(Debug, Default, Clone, Copy)]
-pub struct LoggerAdapter;
+pub struct LoggerAdapter {
+    format: LogFormat,
+}
+
+impl LoggerAdapter {
+    /// A logger writing lines in `format`.
+    pub const fn new(format: LogFormat) -> Self {
+        Self { format }
+    }
+
+    /// How this logger writes its lines.
+    pub const fn format(&self) -> LogFormat {
+        self.format
+    }
+}
+
+/// The level of `kind`'s line: failures stand out, everything else is INFO.
+pub fn level_of(kind: Option<EventKind>) -> Level {
+    match kind {
+        Some(EventKind::TaskError | EventKind::StepMaxRetriesReached) => Level::ERROR,
+        // A failed attempt of a step, or of a task that will be retried.
+        Some(EventKind::StepError | EventKind::TaskRetry) => Level::WARN,
+        _ => Level::INFO,
+    }
+}
+
+/// One `tracing` event at a level chosen at run time: each level is its own call site, since a
+/// call site's level is fixed at compile time.
+macro_rules! event_at {
+    ($level:expr, $($rest:tt)*) => {
+        match $level {
+            Level::ERROR => tracing::event!(target: "tasker", Level::ERROR, $($rest)*),
+            Level::WARN => tracing::event!(target: "tasker", Level::WARN, $($rest)*),
+            _ => tracing::event!(target: "tasker", Level::INFO, $($rest)*),
+        }
+    };
+}
+
+/// Whether a line at `level` would be written by the current subscriber.
+fn enabled(level: Level) -> bool {
+    match level {
+        Level::ERROR => tracing::enabled!(target: "tasker", Level::ERROR),
+        Level::WARN => tracing::enabled!(target: "tasker", Level::WARN),
+        _ => tracing::enabled!(target: "tasker", Level::INFO),
+    }
+}
 
 impl Adapter for LoggerAdapter {
     fn record(&self, event: &Event<'_>) {
+        let level = level_of(event.kind());
+        if !enabled(level) {
+            return;
+        }
         let details = event.details();
         let (completed, failed, skipped) = match *details {
             Details::TaskFinalize {
@@ -72,8 +180,12 @@ impl Adapter for LoggerAdapter {
             _ => (None, None, None, None, None, None, None),
         };
         let error = event.error();
-        tracing::info!(
-            target: "tasker",
+        let message = Message {
+            event,
+            format: self.format,
+        };
+        event_at!(
+            level,
             event = event.name(),
             task_id = event.task_id().map(display),
             task_name = event.task_name(),
@@ -97,10 +209,25 @@ impl Adapter for LoggerAdapter {
             step_names,
             error_steps,
             payload,
-            "[Tasker] {}: {}",
-            event.name(),
-            Json(event),
+            "{}",
+            message,
         );
+    }
+}
+
+/// The line's message: `[Tasker] <event>`, and `: <payload as JSON>` in the JSON format.
+struct Message<'a, 'e> {
+    event: &'a Event<'e>,
+    format: LogFormat,
+}
+
+impl fmt::Display for Message<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[Tasker] {}", self.event.name())?;
+        match self.format {
+            LogFormat::Compact => Ok(()),
+            LogFormat::Json => write!(f, ": {}", Json(self.event)),
+        }
     }
 }
 
@@ -188,25 +315,90 @@ mod tests {
         )
     }
 
-    #[test]
-    fn prints_one_line_with_the_json_payload() {
+    fn text_line(adapter: LoggerAdapter, event: &Event<'_>) -> String {
         let buffer = Buffer::default();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(buffer.clone())
             .with_ansi(false)
             .without_time()
             .finish();
-        let event = step_error();
-        tracing::subscriber::with_default(subscriber, || LoggerAdapter.record(&event));
+        tracing::subscriber::with_default(subscriber, || adapter.record(event));
         let output = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        let expected_json = serde_json::to_string(&event).unwrap();
-        assert!(
-            output.starts_with(&format!(
-                " INFO tasker: [Tasker] step.error: {expected_json} event=\"step.error\""
-            )),
-            "{output}"
+        output
+    }
+
+    const STEP_FIELDS: &str = "event=\"step.error\" task_id=00000000-0000-0000-0000-000000000001 \
+        task_name=\"order\" task_version=\"1.0.0\" step_id=00000000-0000-0000-0000-000000000002 \
+        step_name=\"charge\" attempt=1 error_class=\"my::CardDeclined\" \
+        error_message=\"card declined\" retryable=true";
+
+    #[test]
+    fn compact_lines_hold_the_event_name_and_the_payload_as_fields_only() {
+        let output = text_line(LoggerAdapter::default(), &step_error());
+        assert_eq!(
+            output,
+            format!(" WARN tasker: [Tasker] step.error {STEP_FIELDS}\n")
         );
-        assert_eq!(output.lines().count(), 1);
+    }
+
+    #[test]
+    fn the_json_format_adds_the_payload_as_json_to_the_message() {
+        let event = step_error();
+        let output = text_line(LoggerAdapter::new(LogFormat::Json), &event);
+        let json = serde_json::to_string(&event).unwrap();
+        assert_eq!(
+            output,
+            format!(" WARN tasker: [Tasker] step.error: {json} {STEP_FIELDS}\n")
+        );
+    }
+
+    #[test]
+    fn levels_say_what_happened() {
+        assert_eq!(level_of(Some(EventKind::TaskError)), Level::ERROR);
+        assert_eq!(
+            level_of(Some(EventKind::StepMaxRetriesReached)),
+            Level::ERROR
+        );
+        assert_eq!(level_of(Some(EventKind::StepError)), Level::WARN);
+        assert_eq!(level_of(Some(EventKind::TaskRetry)), Level::WARN);
+        for kind in EventKind::ALL {
+            if !matches!(
+                kind,
+                EventKind::TaskError
+                    | EventKind::StepMaxRetriesReached
+                    | EventKind::StepError
+                    | EventKind::TaskRetry
+            ) {
+                assert_eq!(level_of(Some(kind)), Level::INFO, "{kind}");
+            }
+        }
+        assert_eq!(level_of(None), Level::INFO, "custom events");
+    }
+
+    #[test]
+    fn an_event_below_the_subscribers_level_writes_nothing() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(buffer.clone())
+            .with_max_level(Level::ERROR)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            LoggerAdapter::default().record(&step_error())
+        });
+        assert!(buffer.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn log_formats_parse_from_their_words_and_name_the_valid_ones() {
+        assert_eq!("compact".parse(), Ok(LogFormat::Compact));
+        assert_eq!(" JSON ".parse(), Ok(LogFormat::Json));
+        assert_eq!(
+            "ruby".parse::<LogFormat>().unwrap_err().to_string(),
+            "`ruby` is not a log format; valid formats are: compact, json"
+        );
+        for format in [LogFormat::Compact, LogFormat::Json] {
+            assert_eq!(format.to_string().parse(), Ok(format));
+        }
     }
 
     #[test]
@@ -216,12 +408,15 @@ mod tests {
             .json()
             .with_writer(buffer.clone())
             .finish();
-        tracing::subscriber::with_default(subscriber, || LoggerAdapter.record(&step_error()));
+        tracing::subscriber::with_default(subscriber, || {
+            LoggerAdapter::default().record(&step_error())
+        });
         let output = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         let line: serde_json::Value = serde_json::from_str(output.trim()).unwrap();
         let fields = &line["fields"];
         assert_eq!(line["target"], "tasker");
-        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["fields"]["message"], "[Tasker] step.error");
         assert_eq!(fields["event"], "step.error");
         assert_eq!(fields["task_id"], Uuid::from_u128(1).to_string());
         assert_eq!(fields["task_name"], "order");

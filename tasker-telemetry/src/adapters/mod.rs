@@ -6,7 +6,7 @@ mod logger;
 mod non_blocking;
 
 pub use console::{ColorChoice, ConsoleAdapter, ConsoleBuilder, ConsoleLimits, UnknownColorChoice};
-pub use logger::LoggerAdapter;
+pub use logger::{level_of, LogFormat, LoggerAdapter, UnknownLogFormat};
 pub use non_blocking::{
     dropped_events, NonBlocking, NonBlockingBuilder, NonBlockingHandle, NonBlockingStats,
     DEFAULT_CAPACITY, DEFAULT_SHUTDOWN_TIMEOUT,

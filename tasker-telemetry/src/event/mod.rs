@@ -189,6 +189,9 @@ pub enum Details<'a> {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event<'a> {
+    /// The event's own id, for events that may be emitted again and must be recognisable as a
+    /// repeat (a queued task's terminal event, re-emitted after its worker died).
+    id: Option<Uuid>,
     timestamp: SystemTime,
     task: Option<TaskRef>,
     step: Option<StepRef>,
@@ -210,12 +213,34 @@ impl<'a> Event<'a> {
         details: Details<'a>,
     ) -> Self {
         Self {
+            id: None,
             timestamp,
             task,
             step,
             details,
             fields: None,
         }
+    }
+
+    /// This event with `id` as its [`event_id`](Self::event_id): the same id on every emission
+    /// of the same event, so that a consumer can recognise a repeat.
+    ///
+    /// ```
+    /// use tasker_telemetry::{Details, Event};
+    /// let id = uuid::Uuid::from_u128(7);
+    /// let event = Event::new(None, None, Details::TaskStart).with_id(id);
+    /// assert_eq!(event.event_id(), Some(id));
+    /// assert_eq!(event.to_json()["event_id"], id.to_string());
+    /// ```
+    pub fn with_id(mut self, id: Uuid) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// The event's id, when it carries one: a queued task's `task.complete` or `task.error`
+    /// does, identical when a process re-emits it after its worker died; other events do not.
+    pub fn event_id(&self) -> Option<Uuid> {
+        self.id
     }
 
     /// This event with the fields a step records by opting in (`#[step(fields(...))]`),
@@ -377,7 +402,8 @@ impl<'a> Event<'a> {
     /// The event as a JSON object: `"event"` plus every payload key.
     ///
     /// Keys always present: `event`, `timestamp` (RFC 3339, UTC, microseconds), `task_id`,
-    /// `task_name`, `task_version` (null outside a task). Step events add `step_id` and
+    /// `task_name`, `task_version` (null outside a task); `event_id` follows `event` in events
+    /// that carry one ([`event_id`](Self::event_id)). Step events add `step_id` and
     /// `step_name`; custom events add them only when recorded inside a step. Then the keys of the
     /// event's kind (DESIGN.md §3): durations as `duration_ms` (float, milliseconds), waits as
     /// `backoff_ms` (integer). `errors` of `task.initialize` is present only on error. Steps that
@@ -476,6 +502,7 @@ impl<'a> Event<'a> {
             },
         };
         Event {
+            id: self.id,
             timestamp: self.timestamp,
             task: self.task,
             step: self.step,

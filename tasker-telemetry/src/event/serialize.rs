@@ -16,6 +16,9 @@ impl Serialize for Event<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("event", self.name())?;
+        if let Some(id) = self.id {
+            map.serialize_entry("event_id", &Collect(id))?;
+        }
         map.serialize_entry(
             "timestamp",
             &Collect(humantime::format_rfc3339_micros(self.timestamp)),
@@ -272,6 +275,32 @@ mod tests {
         );
         assert_eq!(backoff["backoff_ms"], 200);
         assert_eq!(backoff["attempt"], 3);
+    }
+
+    #[test]
+    fn an_event_with_an_id_carries_event_id_and_others_do_not() {
+        let complete = Details::TaskComplete {
+            duration: Duration::from_micros(2_500),
+        };
+        let timestamp = UNIX_EPOCH + Duration::from_micros(1_764_086_400_123_456);
+        let id = Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0003);
+        let event = Event::at(timestamp, Some(task()), None, complete.clone()).with_id(id);
+        assert_eq!(event.event_id(), Some(id));
+        assert_eq!(
+            event.to_json(),
+            json!({
+                "event": "task.complete",
+                "event_id": "01920000-0000-7000-8000-000000000003",
+                "timestamp": "2025-11-25T16:00:00.123456Z",
+                "task_id": "01920000-0000-7000-8000-000000000001",
+                "task_name": "order_fulfillment",
+                "task_version": "1.0.0",
+                "duration_ms": 2.5,
+            })
+        );
+        assert_eq!(event.clone().into_owned().event_id(), Some(id));
+        let without = at(complete, false);
+        assert!(without.get("event_id").is_none());
     }
 
     #[test]

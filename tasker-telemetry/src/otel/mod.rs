@@ -59,15 +59,15 @@ pub mod metrics;
 mod names;
 mod propagator;
 mod providers;
+mod settings;
 mod span_map;
 mod spans;
 
 pub(crate) use adapter::build as build_adapter;
 pub use adapter::OpenTelemetryAdapter;
 pub use export_errors::ExportErrorCounts;
-pub use init::{
-    env, init_from_env, OtelGuard, OtelInitError, OtlpProtocol, OtlpSettings, SamplerSetting,
-};
+pub use init::{init_from_env, init_from_lookup, OtelGuard};
 pub use propagator::{held_producer_context_count, OpenTelemetryPropagator};
 pub use providers::{MeterProviderHandle, TracerProviderHandle};
+pub use settings::{env, OtelInitError, OtlpProtocol, OtlpSettings, SamplerSetting};
 pub use span_map::open_span_count;

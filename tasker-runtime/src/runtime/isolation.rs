@@ -1,0 +1,149 @@
+//! Running suspects alone: a task whose lease expired (its process died or stalled) runs again
+//! only in a process that runs nothing else meanwhile, so that a crash it causes is counted
+//! against it alone and takes no other task down with it (see [`Isolation`]).
+//!
+//! Every run of the process holds one gate shared; a worker that runs a suspect holds it
+//! exclusively. Tokio's `RwLock` is write-preferring: once a worker waits to run a suspect, the
+//! process claims nothing new and drains, instead of starving that worker.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::Inner;
+use crate::queue::{Claim, Isolation, QueueError};
+
+/// The process's gate: process-wide, since a crash takes down every runtime of the process.
+static GATE: RwLock<()> = RwLock::const_new(());
+
+/// How often a runtime asks its queue whether suspects wait: processes drain only when they do.
+const SUSPECT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A run's hold on the process's gate, kept until the run ends.
+pub(super) enum Gate {
+    /// An ordinary run, beside others.
+    Shared { _held: RwLockReadGuard<'static, ()> },
+    /// A suspect's run, alone in the process.
+    Alone {
+        _held: RwLockWriteGuard<'static, ()>,
+    },
+}
+
+/// When a runtime's workers next ask the queue whether suspects wait.
+pub(super) struct SuspectCheck {
+    next: Mutex<Instant>,
+    /// Whether a failed check was reported (once per runtime).
+    reported: AtomicBool,
+}
+
+impl SuspectCheck {
+    /// A check due at once: a process that starts after a crash runs the suspects soon.
+    pub(super) fn new() -> Self {
+        SuspectCheck {
+            next: Mutex::new(Instant::now()),
+            reported: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the calling worker should check now: at most once per interval for all the
+    /// runtime's workers.
+    fn due(&self) -> bool {
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if now < *next {
+            return false;
+        }
+        *next = now + SUSPECT_CHECK_INTERVAL;
+        true
+    }
+
+    /// No check before `pause` has passed.
+    fn postpone(&self, pause: Duration) {
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        *next = (*next).max(Instant::now() + pause);
+    }
+}
+
+impl Inner {
+    /// Claims the next envelope for a worker of this process, with its hold on the gate and
+    /// when the claim was asked for (no later than the lease's start, by this process's clock).
+    ///
+    /// When the queue says suspects wait, the worker first drains the process and claims alone;
+    /// otherwise it claims beside the process's other runs, waiting up to the poll interval.
+    pub(super) async fn claim_next(&self) -> (Instant, Result<Option<Claim>, QueueError>, Gate) {
+        if self.suspect_check.due() && self.suspects_waiting().await {
+            // Bounded: a run that waits on work of this same process would never let it drain.
+            // Such a process leaves its suspects to others for a while, and works on.
+            match tokio::time::timeout(self.lease, GATE.write()).await {
+                Ok(alone) => {
+                    let asked = Instant::now();
+                    let claim = self
+                        .queue
+                        .claim_isolated(self.lease, Duration::ZERO, Isolation::Alone)
+                        .await;
+                    return (asked, claim, Gate::Alone { _held: alone });
+                }
+                Err(_) => self.suspect_check.postpone(self.lease),
+            }
+        }
+        let shared = GATE.read().await;
+        let asked = Instant::now();
+        let claim = self
+            .queue
+            .claim_isolated(self.lease, self.poll, Isolation::Shared)
+            .await;
+        (asked, claim, Gate::Shared { _held: shared })
+    }
+
+    /// Whether the queue says suspects wait; a failure is reported once and taken as "no".
+    async fn suspects_waiting(&self) -> bool {
+        match self.queue.suspects_waiting().await {
+            Ok(waiting) => waiting,
+            Err(error) => {
+                if !self.suspect_check.reported.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        target: "tasker",
+                        "[Tasker] could not ask queue `{}` whether tasks whose lease expired \
+                         wait to run alone: {error}; asking again in a second",
+                        self.queue.name()
+                    );
+                }
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suspect_check_is_due_at_once_then_once_per_interval() {
+        let check = SuspectCheck::new();
+        assert!(check.due(), "a new runtime asks at once");
+        assert!(
+            !check.due(),
+            "its other workers do not ask again within the interval"
+        );
+        *check.next.lock().unwrap() = Instant::now();
+        assert!(check.due(), "due again once the interval has passed");
+    }
+
+    #[test]
+    fn a_postponed_check_waits_out_the_pause() {
+        let check = SuspectCheck::new();
+        check.postpone(Duration::from_secs(60));
+        assert!(!check.due());
+        let next = *check.next.lock().unwrap();
+        assert!(next >= Instant::now() + Duration::from_secs(59));
+        check.postpone(Duration::ZERO);
+        assert_eq!(
+            *check.next.lock().unwrap(),
+            next,
+            "a shorter pause does not bring the check forward"
+        );
+    }
+}
