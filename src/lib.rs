@@ -50,7 +50,7 @@ pub use tasker_macros::{step, task};
 pub use tasker_runtime::{
     join, join_all, queue, spawn, steps, tasks, BuildError, EnqueueError, FutureExt, JoinAll,
     RequestError, RetryPolicy, Runtime, RuntimeBuilder, StepDescriptor, StepTimeout,
-    TaskDescriptor, TaskError, TaskHandle, TaskRequest,
+    TaskDescriptor, TaskError, TaskHandle, TaskRequest, TaskTimeout,
 };
 pub use tasker_telemetry::{
     configuration, configure, register_adapter, register_observer, use_adapters, ConfigError,
@@ -98,7 +98,8 @@ pub mod __private {
         backoff, backoff_sync, classify, field_value, no_runner, observed, quiet,
         quiet_uncheckpointed, skip_predicate, skipped, Next, RetryArgument, RetryPolicy,
         SkipPredicate, SkippedOutput, Slot, StepDescriptor, StepRegistration, StepRun,
-        TaskDescriptor, TaskRegistration, TaskRun, TaskRunner, TimeoutError, TimeoutOutput,
+        TaskDescriptor, TaskRegistration, TaskRetryArgument, TaskRun, TaskRunner, TaskTimeoutError,
+        TimeoutError, TimeoutOutput,
     };
     pub use tasker_telemetry::__private::inventory;
     pub use tasker_telemetry::SourceLocation;

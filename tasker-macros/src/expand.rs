@@ -41,6 +41,15 @@ pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
         Err(error) => return with_item(error, item),
     };
     check_timeout(&mut cx, &args.policy, &function, "task");
+    if args.policy.retries(false) {
+        if let Some(span) = function.receiver_by_value() {
+            cx.syn_error(syn::Error::new(
+                span,
+                "retrying a task re-runs its body, which would use `self` again after it was \
+                 moved; take `&self` or `&mut self`, or remove `max_attempts`",
+            ));
+        }
+    }
     match cx.check() {
         Ok(()) => expand_task(&args, function),
         Err(error) => with_item(error, item),
@@ -471,14 +480,46 @@ fn expand_task(args: &TaskArgs, mut function: Function) -> TokenStream {
     let source = source_location(&p, &function);
     let policy = policy_tokens(&p, quote!(TASK_DEFAULT), &args.policy);
     let timeout = timeout_tokens(&args.policy);
-    let body = function.body().clone();
-    let run = if function.is_async() {
-        quote!(__tasker_task.run(async #body).await)
-    } else {
-        quote!(__tasker_task.run_sync(|| #body))
-    };
+    let run = task_attempt(args, &function);
     let annotation = function.return_annotation().map(|ty| quote!(: #ty));
-    let bindings = bind_arguments(&function);
+    let classify = quote! {
+        #p::classify!(&__tasker_result, |__tasker_outcome| __tasker_task.finish(__tasker_outcome))
+    };
+    let attempts = if args.policy.retries(false) {
+        let (slots, bindings) = task_retry_arguments(&function);
+        let backoff = if function.is_async() {
+            quote!(#p::backoff(__tasker_wait).await)
+        } else {
+            quote!(#p::backoff_sync(__tasker_wait))
+        };
+        // Each attempt re-runs the body, as a step's do; `task.handle` opens each one after
+        // the first.
+        quote! {
+            #slots
+            loop {
+                __tasker_task.begin_attempt();
+                #bindings
+                let __tasker_result #annotation = #run;
+                #[allow(unreachable_code)]
+                match #classify {
+                    #p::Next::Return => return __tasker_result,
+                    #p::Next::Retry(__tasker_wait) => #backoff,
+                }
+            }
+        }
+    } else {
+        let bindings = bind_arguments(&function);
+        quote! {
+            #bindings
+            let __tasker_result #annotation = #run;
+            #[allow(unreachable_code)]
+            let __tasker_value = {
+                let _ = #classify;
+                __tasker_result
+            };
+            __tasker_value
+        }
+    };
     let runner = task_runner(&p, &function);
     let new_body: Block = parse_quote! {{
         static __TASKER_TASK: #p::TaskDescriptor = #p::TaskDescriptor {
@@ -491,18 +532,61 @@ fn expand_task(args: &TaskArgs, mut function: Function) -> TokenStream {
         #runner
         #p::inventory::submit! { #p::TaskRegistration::new(&__TASKER_TASK, __tasker_runner) }
         let mut __tasker_task = #p::TaskRun::start(&__TASKER_TASK);
-        #bindings
-        let __tasker_result #annotation = #run;
-        #[allow(unreachable_code)]
-        let __tasker_value = {
-            #p::classify!(&__tasker_result, |__tasker_outcome| __tasker_task.finish(__tasker_outcome));
-            __tasker_result
-        };
-        __tasker_value
+        #attempts
     }};
     install_body(&mut function, new_body);
     let item = &function.item;
     quote!(#item)
+}
+
+/// One attempt of a task's body, inside `__tasker_task`; with `timeout_ms`, limited by it.
+fn task_attempt(args: &TaskArgs, function: &Function) -> TokenStream {
+    let body = function.body();
+    match (function.is_async(), args.policy.timeout_ms.is_some()) {
+        (true, false) => quote!(__tasker_task.run(async #body).await),
+        (true, true) => {
+            // `run_timed` asks `From<TaskTimeout>` of the error type itself; spanned at the
+            // return type, a missing impl is reported there with a readable message.
+            let timed = respan(
+                quote!(__tasker_task.run_timed(__tasker_body).await),
+                error_type_span(&function.return_type()),
+            );
+            quote!({
+                let __tasker_body = async #body;
+                #timed
+            })
+        }
+        (false, _) => quote!(__tasker_task.run_sync(|| #body)),
+    }
+}
+
+/// The by-value arguments of a task that retries: one slot each before the attempts, and at the
+/// top of each attempt the body's pattern bound from it by `__tasker_task.argument` (a clone
+/// while attempts remain; a missing `Clone` is reported at the argument).
+fn task_retry_arguments(function: &Function) -> (TokenStream, TokenStream) {
+    let owned: Vec<_> = function
+        .arguments
+        .iter()
+        .filter_map(|argument| match argument {
+            Argument::Owned { name, pattern, ty } => Some((name, pattern, ty)),
+            _ => None,
+        })
+        .collect();
+    let slot = |index: usize, ty: &Type| {
+        let (_, last) = span_range(quote!(#ty));
+        Ident::new(&format!("__tasker_slot_{index}"), last)
+    };
+    let slots = owned.iter().enumerate().map(|(index, (name, _, ty))| {
+        let slot = slot(index, ty);
+        quote!(let mut #slot = ::core::option::Option::Some(#name);)
+    });
+    let bindings = owned.iter().enumerate().map(|(index, (_, pattern, ty))| {
+        let (first, _) = span_range(quote!(#pattern));
+        let borrow = respan(quote!(&mut), first);
+        let slot = slot(index, ty);
+        quote!(let #pattern = __tasker_task.argument(#borrow #slot);)
+    });
+    (quote!(#(#slots)*), quote!(#(#bindings)*))
 }
 
 /// `fn __tasker_runner() -> Option<TaskRunner>`: the task's JSON runner when it can be enqueued

@@ -6,7 +6,7 @@
 //! failing on `E: From<StepTimeout>` shows rustc's. So every bound here is asked on the type the
 //! message talks about, and the expansion points it at the user's argument or return type.
 
-use crate::StepTimeout;
+use crate::{StepTimeout, TaskTimeout};
 
 /// The by-value arguments of a step are given to every attempt, so they are cloned.
 #[diagnostic::on_unimplemented(
@@ -22,6 +22,24 @@ pub trait RetryArgument: Sized {
 impl<T: Clone> RetryArgument for T {
     #[inline]
     fn clone_for_retry(&self) -> Self {
+        self.clone()
+    }
+}
+
+/// The by-value arguments of a task with `max_attempts > 1` are given to every attempt.
+#[diagnostic::on_unimplemented(
+    message = "retrying a task re-runs its body, so its by-value argument of type `{Self}` must be `Clone`",
+    label = "this argument is passed to every attempt",
+    note = "borrow the argument instead (`&{Self}`), implement or derive `Clone`, or remove `max_attempts` (a task runs once by default)"
+)]
+pub trait TaskRetryArgument: Sized {
+    /// A copy for one more attempt.
+    fn clone_for_task_retry(&self) -> Self;
+}
+
+impl<T: Clone> TaskRetryArgument for T {
+    #[inline]
+    fn clone_for_task_retry(&self) -> Self {
         self.clone()
     }
 }
@@ -156,6 +174,41 @@ where
     #[inline]
     fn from_timeout(timeout: StepTimeout) -> Self {
         R::from_error(<R::Error as TimeoutError>::from_timeout(timeout))
+    }
+}
+
+/// The error type of a task with `timeout_ms` holds the [`TaskTimeout`] of an attempt.
+#[diagnostic::on_unimplemented(
+    message = "a task with `timeout_ms` returns `Err(tasker::TaskTimeout.into())` when an attempt times out, but its error type `{Self}` does not implement `From<tasker::TaskTimeout>`",
+    label = "this error type needs `From<tasker::TaskTimeout>`",
+    note = "add a variant with `#[from] tasker::TaskTimeout`, implement `From<tasker::TaskTimeout> for {Self}`, use an error type that converts from any error (`anyhow::Error`, `Box<dyn Error + Send + Sync>`), or remove `timeout_ms`"
+)]
+pub trait TaskTimeoutError {
+    /// The error for an attempt that timed out.
+    fn from_task_timeout(timeout: TaskTimeout) -> Self;
+}
+
+impl<E: From<TaskTimeout>> TaskTimeoutError for E {
+    #[inline]
+    fn from_task_timeout(timeout: TaskTimeout) -> Self {
+        E::from(timeout)
+    }
+}
+
+/// A task attempt that runs out of time returns `Err(TaskTimeout.into())`.
+pub trait FromTaskTimeout {
+    /// The value of an attempt that timed out.
+    fn from_task_timeout(timeout: TaskTimeout) -> Self;
+}
+
+impl<R> FromTaskTimeout for R
+where
+    R: TimeoutOutput,
+    R::Error: TaskTimeoutError,
+{
+    #[inline]
+    fn from_task_timeout(timeout: TaskTimeout) -> Self {
+        R::from_error(<R::Error as TaskTimeoutError>::from_task_timeout(timeout))
     }
 }
 

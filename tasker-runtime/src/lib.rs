@@ -39,7 +39,7 @@ pub use policy::RetryPolicy;
 pub use request::{RequestError, TaskRequest};
 pub use runtime::{BuildError, EnqueueError, Runtime, RuntimeBuilder, TaskError, TaskHandle};
 pub use spawn::{spawn, FutureExt};
-pub use timeout::StepTimeout;
+pub use timeout::{StepTimeout, TaskTimeout, TIMEOUT_CLASS};
 pub use worker::RunFailure;
 
 // What only generated code calls (through `tasker::__private`): hidden from the documentation,
@@ -50,8 +50,8 @@ pub use arguments::Slot;
 pub use descriptor::{no_runner, StepRegistration, TaskRegistration};
 #[doc(hidden)]
 pub use diagnostics::{
-    field_value, skip_predicate, skipped, FromTimeout, RetryArgument, SkipPredicate, SkippedOutput,
-    TimeoutError, TimeoutOutput,
+    field_value, skip_predicate, skipped, FromTaskTimeout, FromTimeout, RetryArgument,
+    SkipPredicate, SkippedOutput, TaskRetryArgument, TaskTimeoutError, TimeoutError, TimeoutOutput,
 };
 #[doc(hidden)]
 pub use runner::TaskRunner;
@@ -61,7 +61,7 @@ pub use step::{
     TimedAttempt,
 };
 #[doc(hidden)]
-pub use task::{Body, TaskRun};
+pub use task::{Body, TaskRun, TimedBody};
 
 #[doc(hidden)]
 pub mod __private {

@@ -208,11 +208,35 @@ impl Queue for MemoryQueue {
     }
 
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.put_back(lease, delay, None)
+    }
+
+    fn requeue_attempt(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: u32,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.put_back(lease, delay, Some(task_attempt))
+    }
+}
+
+impl MemoryQueue {
+    /// Hands a claimed envelope out again after `delay`, for `task_attempt` when given.
+    fn put_back(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: Option<u32>,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
         let result = {
             let mut state = self.lock();
             Self::held(&mut state, lease).map(drop).map(|()| {
                 if let Some((_, mut envelope)) = state.leased.remove(&lease) {
                     envelope.delivery_attempt = envelope.delivery_attempt.saturating_add(1);
+                    if let Some(task_attempt) = task_attempt {
+                        envelope.task_attempt = task_attempt;
+                    }
                     if delay.is_zero() {
                         state.ready.push_back(envelope);
                     } else {
