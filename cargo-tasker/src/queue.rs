@@ -255,27 +255,26 @@ fn parse(args: &[&str]) -> Result<Invocation, Failure> {
             }
         },
         "purge" => {
-            let scope = match operands {
-                ["dead-letters"] => Scope::All,
-                ["dead-letters", id] => Scope::One(dead_letter_id(id)?),
-                ["dead-letters", _, third, ..] => {
-                    return Err(usage(format!("unexpected argument `{third}` to `purge`")))
-                }
-                [] => {
-                    return Err(usage(
+            let scope =
+                match operands {
+                    ["dead-letters"] => Scope::All,
+                    ["dead-letters", id] => Scope::One(dead_letter_id(id)?),
+                    ["dead-letters", _, third, ..] => {
+                        return Err(usage(format!("unexpected argument `{third}` to `purge`")))
+                    }
+                    [] => return Err(usage(
                         "purge what? the one scope is dead letters: `purge dead-letters --yes` \
                          removes them all, `purge dead-letters ID --yes` one; ready, delayed and \
                          leased envelopes are never purged"
                             .to_owned(),
-                    ))
-                }
-                [other, ..] => {
-                    return Err(usage(format!(
+                    )),
+                    [other, ..] => {
+                        return Err(usage(format!(
                         "cannot purge `{other}`: the one scope is `dead-letters` (ready, delayed \
                          and leased envelopes are never purged)"
                     )))
-                }
-            };
+                    }
+                };
             if !yes {
                 return Err(usage(
                     "purge removes dead letters for good: add --yes to confirm (nothing was \
@@ -393,7 +392,9 @@ async fn open(invocation: &Invocation) -> Result<Backend, Failure> {
             if let Some(schema) = &invocation.schema {
                 builder = builder.schema(schema.clone());
             }
-            Ok(Backend::Postgres(builder.connect().await.map_err(operation)?))
+            Ok(Backend::Postgres(
+                builder.connect().await.map_err(operation)?,
+            ))
         }
     }
 }
@@ -588,7 +589,12 @@ fn status_text(
         .iter()
         .map(|group| group.task_name.as_deref().unwrap_or("(unreadable)"))
         .collect();
-    let width = names.iter().map(|name| name.len()).max().unwrap_or(0).max(4);
+    let width = names
+        .iter()
+        .map(|name| name.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
     text.push_str(&format!(
         "\n{:width$}  {:>7}  {:>7}  {:>7}  {:>7}\n",
         "task", "ready", "delayed", "leased", "dead"
@@ -763,7 +769,10 @@ fn result_text(task_id: &uuid::Uuid, completion: &Completion) -> String {
         ),
         false => format!(
             "task {task_id} failed: {}\n",
-            completion.error.as_deref().unwrap_or("no error was recorded")
+            completion
+                .error
+                .as_deref()
+                .unwrap_or("no error was recorded")
         ),
     }
 }

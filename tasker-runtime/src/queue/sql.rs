@@ -100,9 +100,7 @@ pub(crate) fn group_by_task(rows: Vec<(Option<String>, Counts)>) -> Vec<TaskCoun
     let mut groups: std::collections::BTreeMap<(bool, Option<String>), Counts> =
         std::collections::BTreeMap::new();
     for (task_name, counts) in rows {
-        let group = groups
-            .entry((task_name.is_none(), task_name))
-            .or_default();
+        let group = groups.entry((task_name.is_none(), task_name)).or_default();
         group.ready += counts.ready;
         group.delayed += counts.delayed;
         group.leased += counts.leased;
