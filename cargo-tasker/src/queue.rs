@@ -356,7 +356,7 @@ fn queue_url(url: &str) -> Result<QueueUrl, Failure> {
 /// A queue on either backend, with the operator's methods both have.
 enum Backend {
     Sqlite(SqliteQueue),
-    Postgres(PostgresQueue),
+    Postgres(Box<PostgresQueue>),
 }
 
 /// Calls the same method on whichever queue it is.
@@ -392,9 +392,8 @@ async fn open(invocation: &Invocation) -> Result<Backend, Failure> {
             if let Some(schema) = &invocation.schema {
                 builder = builder.schema(schema.clone());
             }
-            Ok(Backend::Postgres(
-                builder.connect().await.map_err(operation)?,
-            ))
+            let queue = builder.connect().await.map_err(operation)?;
+            Ok(Backend::Postgres(Box::new(queue)))
         }
     }
 }
