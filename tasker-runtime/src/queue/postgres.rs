@@ -702,9 +702,10 @@ impl PostgresQueue {
             .map(|seconds| Duration::from_secs_f64(seconds.clamp(0.0, 86_400.0))))
     }
 
-    /// How many envelopes of this queue are in each state, by task name (the name in each
-    /// stored envelope; rows whose envelope names none that can be read are one group, last).
-    /// Sorted by name.
+    /// How many envelopes of this queue are in each state, by task name, sorted by name: the
+    /// first `"task_name": "…"` string in each stored envelope, read by pattern, so truncated
+    /// JSON still names its task; rows whose envelope names none are one group, `None`, last.
+    /// (SQLite's reads names from envelopes that are whole JSON only.)
     pub async fn counts_by_task(&self) -> Result<Vec<TaskCounts>, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
         // A pattern rather than a JSON cast: a cast fails the whole query on one row that is

@@ -537,9 +537,10 @@ impl SqliteQueue {
         }
     }
 
-    /// How many envelopes of this queue are in each state, by task name (the name in each
-    /// stored envelope; rows whose envelope names none that can be read are one group, last).
-    /// Sorted by name.
+    /// How many envelopes of this queue are in each state, by task name, sorted by name: the
+    /// `task_name` of each stored envelope that is JSON text; rows whose envelope is not (a
+    /// BLOB, truncated JSON) or names no task are one group, `None`, last. (PostgreSQL's reads
+    /// the name from truncated JSON too.)
     pub async fn counts_by_task(&self) -> Result<Vec<TaskCounts>, QueueError> {
         let name = self.name.clone();
         let rows = self
