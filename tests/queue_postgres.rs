@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tasker::queue::{BoxFuture, Counts, DeadLetter, PostgresQueue, Queue, QueueError};
+use tasker::queue::{
+    BoxFuture, Counts, DeadLetter, PostgresQueue, Queue, QueueError, RetriedDeadLetters, TaskCounts,
+};
 
 fn database_url() -> Option<String> {
     match std::env::var("TASKER_TEST_DATABASE_URL") {
@@ -156,6 +158,22 @@ impl queue_suite::Table for Fixture {
 
     fn counts(&self) -> BoxFuture<'_, Counts> {
         Box::pin(async { self.queue.counts().await.unwrap() })
+    }
+
+    fn counts_by_task(&self) -> BoxFuture<'_, Result<Vec<TaskCounts>, QueueError>> {
+        Box::pin(self.queue.counts_by_task())
+    }
+
+    fn retry_dead_letter(&self, id: i64) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(self.queue.retry_dead_letter(id))
+    }
+
+    fn retry_dead_letters(&self) -> BoxFuture<'_, Result<RetriedDeadLetters, QueueError>> {
+        Box::pin(self.queue.retry_dead_letters())
+    }
+
+    fn purge_dead_letters(&self) -> BoxFuture<'_, Result<u64, QueueError>> {
+        Box::pin(self.queue.purge_dead_letters())
     }
 }
 

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tasker::queue::{BoxFuture, Counts, DeadLetter, Queue, QueueError, SqliteQueue};
+use tasker::queue::{
+    BoxFuture, Counts, DeadLetter, Queue, QueueError, RetriedDeadLetters, SqliteQueue, TaskCounts,
+};
 
 /// A queue in a file of its own, removed with the fixture.
 struct Fixture {
@@ -100,6 +102,22 @@ impl queue_suite::Table for Fixture {
 
     fn counts(&self) -> BoxFuture<'_, Counts> {
         Box::pin(async { self.queue.counts().await.unwrap() })
+    }
+
+    fn counts_by_task(&self) -> BoxFuture<'_, Result<Vec<TaskCounts>, QueueError>> {
+        Box::pin(self.queue.counts_by_task())
+    }
+
+    fn retry_dead_letter(&self, id: i64) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(self.queue.retry_dead_letter(id))
+    }
+
+    fn retry_dead_letters(&self) -> BoxFuture<'_, Result<RetriedDeadLetters, QueueError>> {
+        Box::pin(self.queue.retry_dead_letters())
+    }
+
+    fn purge_dead_letters(&self) -> BoxFuture<'_, Result<u64, QueueError>> {
+        Box::pin(self.queue.purge_dead_letters())
     }
 }
 

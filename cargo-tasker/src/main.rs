@@ -5,7 +5,11 @@
 //! cargo tasker telemetry setup [--force] [--manifest-path PATH] [--print]
 //! cargo tasker events [--json]
 //! cargo tasker tasks (PATH | --bin NAME | --example NAME) [--json]
+//! cargo tasker queue --url URL [--schema NAME] [--queue NAME] [--json] COMMAND
 //! ```
+//!
+//! `queue` has exit statuses of its own: 0 done, 1 the queue said no, 2 a command line error
+//! (see `queue.rs`).
 //!
 //! Exit status: 0 done; 1 done except a file the user changed, which was left alone (setup
 //! without `--force`); 2 an error (no cargo project, no `tasker` dependency, bad arguments, a
@@ -13,6 +17,7 @@
 
 mod events;
 mod manifest;
+mod queue;
 mod setup;
 mod tasks;
 
@@ -34,6 +39,9 @@ USAGE:
         The tasks and steps a program registers. The program is run with
         TASKER_LIST_TASKS=1 and must call tasker::list_registered_and_exit_if_requested()
         first in its main.
+    cargo tasker queue --url (sqlite:PATH | postgres://…) [--json] COMMAND
+        Look after a durable queue: status, dead-letters, retry, purge, result.
+        See `cargo tasker queue --help`.
 ";
 
 /// What went wrong with the arguments.
@@ -73,6 +81,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         ["tasks", rest @ ..] => list_tasks(rest),
+        ["queue", rest @ ..] => Ok(queue::run(rest)),
         _ => Err(usage(UsageError(format!(
             "unknown command `{}`",
             words.join(" ")

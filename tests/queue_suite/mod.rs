@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 pub use crate::support::task_log::{Observe, TaskLog};
 use tasker::queue::{
     BoxFuture, Claim, Completion, Counts, DeadLetter, Envelope, Isolation, LeaseId, Queue,
-    QueueError, RunTrace, DEAD_LETTER_RAW_BYTES, MAX_ENVELOPE_BYTES,
+    QueueError, RetriedDeadLetters, RunTrace, TaskCounts, DEAD_LETTER_RAW_BYTES,
+    MAX_ENVELOPE_BYTES,
 };
 use tasker::telemetry::context::{CheckpointError, Checkpoints};
 use tasker::telemetry::propagation::TraceContext;
@@ -59,6 +60,7 @@ macro_rules! queue_suite {
         queue_suite!(@table_tests $fresh;
             unreadable_rows_are_buried_and_every_good_envelope_is_claimed,
             dead_letters_list_a_dead_envelope_and_buried_rows_with_their_fields,
+            operators_count_retry_and_purge_every_kind_of_dead_row,
         );
     };
     (@table_tests $fresh:ident; $($name:ident,)*) => {
@@ -1078,6 +1080,14 @@ pub trait Table: Send + Sync {
     fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>>;
     /// The queue's `counts()`.
     fn counts(&self) -> BoxFuture<'_, Counts>;
+    /// The queue's `counts_by_task()`.
+    fn counts_by_task(&self) -> BoxFuture<'_, Result<Vec<TaskCounts>, QueueError>>;
+    /// The queue's `retry_dead_letter(id)`.
+    fn retry_dead_letter(&self, id: i64) -> BoxFuture<'_, Result<(), QueueError>>;
+    /// The queue's `retry_dead_letters()`.
+    fn retry_dead_letters(&self) -> BoxFuture<'_, Result<RetriedDeadLetters, QueueError>>;
+    /// The queue's `purge_dead_letters()`.
+    fn purge_dead_letters(&self) -> BoxFuture<'_, Result<u64, QueueError>>;
 }
 
 /// Garbage rows and the reason each is buried with.
@@ -1244,4 +1254,102 @@ pub async fn dead_letters_list_a_dead_envelope_and_buried_rows_with_their_fields
     assert_buried(&dead[2], "empty", &empty, &empty_reason);
     assert_eq!(dead[2].task_name, None);
     assert!(dead[0].id < dead[1].id && dead[1].id < dead[2].id);
+}
+
+/// The operator's calls over a dead envelope and every kind of buried row the backend can
+/// hold: counts by task (whatever the rows hold), retries (the envelope ready again with its
+/// deliveries counted afresh; each buried row refused with what is wrong with it) and a purge.
+pub async fn operators_count_retry_and_purge_every_kind_of_dead_row(table: &dyn Table) {
+    let queue = table.queue();
+    let mut written = Vec::new();
+    for (index, (stored, reason)) in garbage().into_iter().enumerate() {
+        let task_id = format!("garbage-{index}");
+        if table.insert(&task_id, &stored).await {
+            written.push(reason);
+        }
+    }
+    let doomed = envelope("doomed");
+    queue.push(doomed.clone()).await.unwrap();
+    for _ in 0..MAX_DELIVERIES {
+        let claim = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+        queue.requeue(claim.lease, Duration::ZERO).await.unwrap();
+    }
+    let dead = table.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), written.len() + 1, "{dead:#?}");
+    let doomed_id = dead[written.len()].id;
+    let total = Counts {
+        dead: written.len() as u64 + 1,
+        ..Counts::default()
+    };
+    assert_eq!(table.counts().await, total);
+
+    let by_task = table.counts_by_task().await.unwrap();
+    let summed = by_task.iter().fold(Counts::default(), |sum, group| Counts {
+        dead: sum.dead + group.counts.dead,
+        ready: sum.ready + group.counts.ready,
+        delayed: sum.delayed + group.counts.delayed,
+        leased: sum.leased + group.counts.leased,
+    });
+    assert_eq!(summed, total, "{by_task:#?}");
+    let doomed_group = by_task
+        .iter()
+        .find(|group| group.task_name.as_deref() == Some("doomed"))
+        .map(|group| group.counts);
+    assert_eq!(
+        doomed_group,
+        Some(Counts {
+            dead: 1,
+            ..Counts::default()
+        })
+    );
+
+    for (row, reason) in dead.iter().zip(&written) {
+        match table.retry_dead_letter(row.id).await {
+            Err(QueueError::UnreadableDeadLetter { id, reason: why }) => {
+                assert_eq!((id, why.as_str()), (row.id, reason.as_str()))
+            }
+            other => panic!("retrying buried row {}: {other:?}", row.task_id),
+        }
+    }
+    assert_eq!(
+        table.retry_dead_letter(doomed_id + 1000).await,
+        Err(QueueError::NoSuchDeadLetter {
+            queue: queue.name().to_owned(),
+            id: doomed_id + 1000
+        })
+    );
+    let retried = table.retry_dead_letters().await.unwrap();
+    assert_eq!(retried.retried, vec![doomed_id]);
+    assert_eq!(
+        retried.unreadable,
+        dead.iter()
+            .zip(&written)
+            .map(|(row, reason)| (row.id, reason.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        table.counts().await,
+        Counts {
+            ready: 1,
+            dead: written.len() as u64,
+            ..Counts::default()
+        }
+    );
+    // Its next delivery, numbered on; and as many deliveries again before it dies.
+    for delivery in MAX_DELIVERIES + 1..2 * MAX_DELIVERIES + 1 {
+        let claim = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(
+            (claim.envelope.task_id, claim.envelope.delivery_attempt),
+            (doomed.task_id, delivery)
+        );
+        queue.requeue(claim.lease, Duration::ZERO).await.unwrap();
+    }
+    assert_eq!(table.counts().await.dead, written.len() as u64 + 1);
+
+    assert_eq!(
+        table.purge_dead_letters().await.unwrap(),
+        written.len() as u64 + 1
+    );
+    assert_eq!(table.counts().await, Counts::default());
+    assert_eq!(table.dead_letters().await.unwrap(), Vec::new());
 }

@@ -29,7 +29,7 @@ pub use memory::MemoryQueue;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresQueue, PostgresQueueBuilder, MAX_SCHEMA_NAME_BYTES};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub use sql::{Counts, DeadLetter, DEAD_LETTER_RAW_BYTES};
+pub use sql::{Counts, DeadLetter, RetriedDeadLetters, TaskCounts, DEAD_LETTER_RAW_BYTES};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteQueue, SqliteQueueBuilder};
 pub use terminal::{TerminalEvent, TerminalEventError};
@@ -127,6 +127,27 @@ pub enum QueueError {
         length: usize,
         /// The longest name PostgreSQL keeps, in bytes.
         limit: usize,
+    },
+    /// No row of the queue with this id is in the dead-letter state (an operator's retry or
+    /// purge of one dead letter).
+    #[error(
+        "queue `{queue}` has no dead letter with id {id}: `dead_letters()` (or `cargo tasker \
+         queue dead-letters`) lists the ids there are"
+    )]
+    NoSuchDeadLetter {
+        /// The queue's name.
+        queue: String,
+        /// The id asked for.
+        id: i64,
+    },
+    /// A dead letter whose stored envelope does not decode cannot be delivered again: no worker
+    /// could read it. It can only be purged.
+    #[error("dead letter {id} cannot be retried: {reason}; it can only be purged")]
+    UnreadableDeadLetter {
+        /// The row's id.
+        id: i64,
+        /// What is wrong with its envelope.
+        reason: String,
     },
 }
 
