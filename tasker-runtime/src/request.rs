@@ -5,7 +5,7 @@ use serde_json::Value;
 use tasker_telemetry::propagation::{self, TraceContext};
 
 /// Why a [`TaskRequest`] could not be made.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum RequestError {
     /// The context does not serialize to JSON.
@@ -17,6 +17,8 @@ pub enum RequestError {
         source: serde_json::Error,
     },
 }
+
+tasker_telemetry::__debug_shows_message!(RequestError { Context });
 
 /// A request to run the task registered as `name`, with a JSON context that deserializes into
 /// its input.

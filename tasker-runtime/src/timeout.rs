@@ -6,7 +6,7 @@ use std::time::Duration;
 ///
 /// A step with `timeout_ms` returns `Result<T, E>` with `E: From<StepTimeout>`; the timed-out
 /// attempt returns `Err(StepTimeout.into())`, which is retried like any other error.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("step `{step}` timed out after {} ms (attempt {attempt})", limit.as_millis())]
 pub struct StepTimeout {
     /// The step.
@@ -16,3 +16,5 @@ pub struct StepTimeout {
     /// The limit it exceeded.
     pub limit: Duration,
 }
+
+tasker_telemetry::__debug_shows_message!(StepTimeout);

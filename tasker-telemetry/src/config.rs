@@ -69,7 +69,7 @@ impl FromStr for TelemetryAdapter {
 
 /// Everything `configure` can be wrong about. Each message names the bad value and what would be
 /// valid.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// A word that names no adapter.
@@ -160,6 +160,18 @@ pub enum ConfigError {
         message: String,
     },
 }
+
+crate::__debug_shows_message!(ConfigError {
+    UnknownAdapter,
+    UnknownAdapterClass,
+    AdapterClassCount,
+    DuplicateAdapter,
+    FeatureDisabled,
+    InvalidEnvironment,
+    NotUnicode,
+    EmptyFilterParameter,
+    AdapterConstructorPanicked
+});
 
 fn registered_list(registered: &[&'static str]) -> String {
     if registered.is_empty() {

@@ -11,6 +11,7 @@ mod bus;
 pub mod clock;
 mod config;
 pub mod context;
+mod debug_message;
 mod event;
 pub mod filter;
 mod isolate;

@@ -23,7 +23,7 @@ const RESERVED_KEYS: [&str; 7] = [
 ];
 
 /// Why [`record`] refused an event.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordError {
     /// `task.*` and `step.*` belong to the lifecycle catalog.
@@ -78,6 +78,14 @@ pub enum RecordError {
         key: String,
     },
 }
+
+crate::__debug_shows_message!(RecordError {
+    ReservedName,
+    InvalidName,
+    Payload,
+    NotAnObject,
+    ReservedKey
+});
 
 fn check_name(name: &str) -> Result<(), RecordError> {
     for namespace in ["task", "step"] {

@@ -51,7 +51,7 @@ pub struct Envelope {
 }
 
 /// Why bytes are not an envelope.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum EnvelopeError {
     /// Larger than [`MAX_ENVELOPE_BYTES`].
@@ -76,6 +76,12 @@ pub enum EnvelopeError {
         supported: u32,
     },
 }
+
+tasker_telemetry::__debug_shows_message!(EnvelopeError {
+    TooLarge,
+    Malformed,
+    UnsupportedFormat
+});
 
 #[derive(Deserialize)]
 struct FormatProbe {

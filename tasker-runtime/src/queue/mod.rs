@@ -102,7 +102,7 @@ pub enum Isolation {
 }
 
 /// Why a queue operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {
     /// The lease expired (the envelope went back to the queue) or was never handed out.
@@ -129,6 +129,13 @@ pub enum QueueError {
         limit: usize,
     },
 }
+
+tasker_telemetry::__debug_shows_message!(QueueError {
+    LeaseLost,
+    Closed,
+    Backend,
+    SchemaNameTooLong
+});
 
 /// A queue of task requests.
 ///

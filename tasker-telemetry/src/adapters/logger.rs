@@ -38,9 +38,11 @@ impl fmt::Display for LogFormat {
 }
 
 /// A word that is not a [`LogFormat`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not a log format; valid formats are: {words}", words = LogFormat::WORDS)]
 pub struct UnknownLogFormat(pub String);
+
+crate::__debug_shows_message!(UnknownLogFormat);
 
 impl FromStr for LogFormat {
     type Err = UnknownLogFormat;

@@ -96,7 +96,7 @@ impl SamplerSetting {
 }
 
 /// Why the OTLP providers could not be built.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum OtelInitError {
     /// A variable whose value cannot be used.
@@ -146,6 +146,14 @@ pub enum OtelInitError {
     #[error("the runtime of the OTLP gRPC exporter could not start: {0}")]
     Runtime(#[source] std::io::Error),
 }
+
+crate::__debug_shows_message!(OtelInitError {
+    InvalidEnvironment,
+    NotUnicode,
+    Exporter,
+    InvalidHeader,
+    Runtime
+});
 
 /// Where and how to export, as the standard `OTEL_*` variables say (see [`env`](mod@env)).
 ///

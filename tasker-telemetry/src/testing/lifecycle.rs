@@ -113,7 +113,7 @@ impl fmt::Display for Rule {
 }
 
 /// The first event of a sequence that breaks the lifecycle grammar.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Violation {
     /// Index of the offending event in the sequence (its length when the sequence ended too
     /// early).
@@ -125,6 +125,8 @@ pub struct Violation {
     /// What exactly is wrong.
     pub detail: String,
 }
+
+crate::__debug_shows_message!(Violation);
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -66,9 +66,11 @@ impl fmt::Display for ColorChoice {
 }
 
 /// The error of parsing a word that is not a [`ColorChoice`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not a colour choice; valid choices are: auto, always, never")]
 pub struct UnknownColorChoice(pub String);
+
+crate::__debug_shows_message!(UnknownColorChoice);
 
 impl FromStr for ColorChoice {
     type Err = UnknownColorChoice;
