@@ -12,6 +12,7 @@ use crate::adapter::{find_adapter, registered_adapters, Adapter, AdapterRegistra
 use crate::adapters::{ColorChoice, ConsoleAdapter, LogFormat, LoggerAdapter};
 use crate::filter::DEFAULT_FILTER_PARAMETERS;
 use crate::isolate::{panic_message, Isolated};
+use crate::notice::Notice;
 use crate::propagation::{self, Propagator};
 use crate::{bus, telemetry::TelemetryObserver};
 
@@ -185,6 +186,15 @@ fn registered_list(registered: &[&'static str]) -> String {
             quoted(registered)
         )
     }
+}
+
+fn adapter_words(adapters: &[TelemetryAdapter]) -> String {
+    quoted(
+        &adapters
+            .iter()
+            .map(|adapter| adapter.as_str())
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn quoted<S: AsRef<str>>(names: &[S]) -> String {
@@ -531,9 +541,11 @@ static CONFIGURING: Mutex<()> = Mutex::new(());
 /// either the old adapters or the new ones.
 pub fn configure(change: impl FnOnce(&mut Configuration)) -> Result<(), ConfigError> {
     let _configuring = CONFIGURING.lock().unwrap_or_else(|e| e.into_inner());
-    let mut config = configuration();
+    let previous = configuration();
+    let mut config = previous.clone();
     change(&mut config);
     let (adapters, propagator) = config.build()?;
+    warn_if_silent(&previous, &config);
     let observer = (config.enable_telemetry && !adapters.is_empty())
         .then(|| Arc::new(TelemetryObserver::new(adapters)) as Arc<dyn bus::Observer>);
     // The OpenTelemetry adapter's propagator goes in and out with the adapter itself.
@@ -544,6 +556,59 @@ pub fn configure(change: impl FnOnce(&mut Configuration)) -> Result<(), ConfigEr
     propagation::set_configured_propagator(propagator);
     *applied = Some(config);
     Ok(())
+}
+
+/// Said when adapters are configured while telemetry is (and was) off.
+static ADAPTERS_WITH_TELEMETRY_OFF: Notice = Notice::new();
+/// Said when a `configure` drops the OpenTelemetry adapter while an `OtelGuard` exports.
+#[cfg(feature = "opentelemetry")]
+static OPENTELEMETRY_DROPPED: Notice = Notice::new();
+
+/// Says, once per process, when a valid configuration cannot do what it asks for.
+fn warn_if_silent(previous: &Configuration, config: &Configuration) {
+    let default_adapters = [TelemetryAdapter::Default];
+    // Turning telemetry off at run time is deliberate: only a configuration that was never on
+    // while it names adapters is a mistake.
+    if !config.enable_telemetry
+        && !previous.enable_telemetry
+        && (config.telemetry_adapters != default_adapters
+            || !config.telemetry_adapter_classes.is_empty())
+    {
+        ADAPTERS_WITH_TELEMETRY_OFF.say(|| {
+            format!(
+                "telemetry_adapters lists {} but enable_telemetry is false, so no adapter \
+                 receives any event; set `config.enable_telemetry = true` in `configure` (or \
+                 TASKER_ENABLE_TELEMETRY=true with `Configuration::from_env`)",
+                adapter_words(&config.telemetry_adapters)
+            )
+        });
+    }
+    #[cfg(feature = "opentelemetry")]
+    {
+        let otel = |config: &Configuration| {
+            config.enable_telemetry
+                && config
+                    .telemetry_adapters
+                    .contains(&TelemetryAdapter::OpenTelemetry)
+        };
+        if otel(previous)
+            && !config
+                .telemetry_adapters
+                .contains(&TelemetryAdapter::OpenTelemetry)
+            && crate::otel::guards_alive()
+        {
+            OPENTELEMETRY_DROPPED.say(|| {
+                format!(
+                    "this `configure` call removed the OpenTelemetry adapter (telemetry_adapters \
+                     is now {}) while an OtelGuard (from `init_from_env`, e.g. in \
+                     `telemetry::init()`) is alive, so no span or metric is exported any more; \
+                     change the configuration `configure` hands you instead of replacing it, \
+                     e.g. `config.telemetry_adapters.push(TelemetryAdapter::Default)`",
+                    adapter_words(&config.telemetry_adapters)
+                )
+            });
+        }
+    }
 }
 
 /// The configuration in force.

@@ -15,6 +15,7 @@ mod debug_message;
 mod event;
 pub mod filter;
 mod isolate;
+mod notice;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;
 pub mod propagation;

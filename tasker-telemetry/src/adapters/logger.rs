@@ -8,6 +8,7 @@ use tracing::Level;
 
 use crate::adapter::Adapter;
 use crate::event::{serialize::millis, Details, Event, EventKind};
+use crate::notice::Notice;
 
 /// How [`LoggerAdapter`] writes each event's line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,6 +113,17 @@ macro_rules! event_at {
     };
 }
 
+/// Said the first time an INFO line finds no subscriber that takes it.
+static NOBODY_READS: Notice = Notice::new();
+
+/// What [`NOBODY_READS`] says.
+pub(crate) fn nobody_reads_message() -> &'static str {
+    "the default logger writes its lines through `tracing` (target `tasker`, level INFO), and no \
+     subscriber takes them, so they are lost; install one first in `main`, e.g. \
+     `tracing_subscriber::fmt().init()` (with `RUST_LOG=tasker=info` if you filter), or list \
+     `TelemetryAdapter::Console` instead of `Default` for a view without a subscriber"
+}
+
 /// Whether a line at `level` would be written by the current subscriber.
 fn enabled(level: Level) -> bool {
     match level {
@@ -125,6 +137,9 @@ impl Adapter for LoggerAdapter {
     fn record(&self, event: &Event<'_>) {
         let level = level_of(event.kind());
         if !enabled(level) {
+            if level == Level::INFO && !NOBODY_READS.said() {
+                NOBODY_READS.say(|| nobody_reads_message().to_owned());
+            }
             return;
         }
         let details = event.details();

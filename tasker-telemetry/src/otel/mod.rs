@@ -66,6 +66,7 @@ mod spans;
 pub(crate) use adapter::build as build_adapter;
 pub use adapter::OpenTelemetryAdapter;
 pub use export_errors::ExportErrorCounts;
+pub(crate) use init::guards_alive;
 pub use init::{init_from_env, init_from_lookup, OtelGuard};
 pub use propagator::{held_producer_context_count, OpenTelemetryPropagator};
 pub use providers::{MeterProviderHandle, TracerProviderHandle};

@@ -14,6 +14,7 @@ pub use buffer::ConsoleLimits;
 
 use crate::adapter::Adapter;
 use crate::event::{Details, Event, InitializeStatus};
+use crate::notice::Notice;
 use buffer::TaskBuffers;
 use tree::TaskTree;
 
@@ -264,9 +265,23 @@ impl ConsoleAdapter {
     }
 }
 
+/// Said the first time a step runs outside any task, which the view cannot show.
+static OUTSIDE_TASK: Notice = Notice::new();
+
+fn outside_task_message(step: &str) -> String {
+    format!(
+        "the console view shows each task's tree when the task ends; step `{step}` ran outside \
+         any task, so it is not shown (nor are other steps outside a task): call it from a \
+         `#[tasker::task]` function"
+    )
+}
+
 impl Adapter for ConsoleAdapter {
     fn record(&self, event: &Event<'_>) {
         let Some(task) = event.task_id() else {
+            if let Some(step) = event.step_name() {
+                OUTSIDE_TASK.say(|| outside_task_message(step));
+            }
             return;
         };
         let ends_task = match event.details() {
