@@ -147,11 +147,13 @@ fn the_default_logger_with_no_subscriber_taking_info_says_so_once() {
     assert_eq!(parcel(500), 500);
     assert_eq!(
         warnings.lines_containing("the default logger"),
-        [" WARN tasker: [Tasker] the default logger writes its lines through `tracing` (target \
+        [
+            " WARN tasker: [Tasker] the default logger writes its lines through `tracing` (target \
           `tasker`, level INFO), and no subscriber takes them, so they are lost; install one \
           first in `main`, e.g. `tracing_subscriber::fmt().init()` (with \
           `RUST_LOG=tasker=info` if you filter), or list `TelemetryAdapter::Console` instead of \
-          `Default` for a view without a subscriber"]
+          `Default` for a view without a subscriber"
+        ]
     );
 }
 
@@ -168,12 +170,14 @@ fn the_opentelemetry_adapter_on_the_noop_global_provider_says_so_once() {
     }
     assert_eq!(
         warnings.lines_containing("no tracer provider"),
-        [" WARN tasker: [Tasker] the OpenTelemetry adapter has no tracer provider: \
+        [
+            " WARN tasker: [Tasker] the OpenTelemetry adapter has no tracer provider: \
           `config.tracer_provider` is unset and no global provider is installed, so every span \
           goes to OpenTelemetry's no-op provider and is lost; call \
           `tasker::telemetry::otel::init_from_env()` before `configure` (or \
           `opentelemetry::global::set_tracer_provider` with your SDK provider), or set \
-          `config.tracer_provider`"]
+          `config.tracer_provider`"
+        ]
     );
 }
 
@@ -202,11 +206,13 @@ fn a_configure_that_drops_the_adapter_of_a_live_otel_guard_says_so_once() {
     }
     assert_eq!(
         warnings.lines_containing("removed the OpenTelemetry adapter"),
-        [" WARN tasker: [Tasker] this `configure` call removed the OpenTelemetry adapter \
+        [
+            " WARN tasker: [Tasker] this `configure` call removed the OpenTelemetry adapter \
           (telemetry_adapters is now `console`) while an OtelGuard (from `init_from_env`, e.g. \
           in `telemetry::init()`) is alive, so no span or metric is exported any more; change \
           the configuration `configure` hands you instead of replacing it, e.g. \
-          `config.telemetry_adapters.push(TelemetryAdapter::Default)`"]
+          `config.telemetry_adapters.push(TelemetryAdapter::Default)`"
+        ]
     );
     drop(guard);
 }
@@ -224,8 +230,10 @@ fn a_step_outside_any_task_in_the_console_view_says_so_once() {
     assert_eq!(weigh(2), 2);
     assert_eq!(
         warnings.lines_containing("console view"),
-        [" WARN tasker: [Tasker] the console view shows each task's tree when the task ends; \
+        [
+            " WARN tasker: [Tasker] the console view shows each task's tree when the task ends; \
           step `weigh` ran outside any task, so it is not shown (nor are other steps outside a \
-          task): call it from a `#[tasker::task]` function"]
+          task): call it from a `#[tasker::task]` function"
+        ]
     );
 }
