@@ -24,12 +24,12 @@ tasker_telemetry::__debug_shows_message!(RequestError { Context });
 /// its input.
 ///
 /// ```
-/// use tasker_runtime::TaskRequest;
+/// use tasker::TaskRequest;
 /// let request = TaskRequest::new("order_fulfillment", &serde_json::json!({"id": 7}))?
 ///     .version("1.0.0")
 ///     .bypass_steps(["gift_wrap"]);
 /// assert_eq!(request.name(), "order_fulfillment");
-/// # Ok::<(), tasker_runtime::RequestError>(())
+/// # Ok::<(), tasker::RequestError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRequest {

@@ -211,7 +211,7 @@ fn quoted<S: AsRef<str>>(names: &[S]) -> String {
 /// Tasker's configuration.
 ///
 /// ```
-/// use tasker_telemetry::{configure, TelemetryAdapter};
+/// use tasker::{configure, TelemetryAdapter};
 /// configure(|config| {
 ///     config.enable_telemetry = true;
 ///     config.telemetry_adapters = vec![TelemetryAdapter::Default];
@@ -303,7 +303,7 @@ impl Configuration {
     /// ```
     /// # #[cfg(unix)] {
     /// use std::os::unix::ffi::OsStringExt;
-    /// use tasker_telemetry::{ConfigError, Configuration};
+    /// use tasker::{ConfigError, Configuration};
     /// let error = Configuration::from_os_lookup(|name| {
     ///     (name == "TASKER_ENABLE_TELEMETRY").then(|| std::ffi::OsString::from_vec(b"on\xff".to_vec()))
     /// })

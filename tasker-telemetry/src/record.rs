@@ -133,7 +133,7 @@ fn kind_of(value: &Value) -> &'static str {
 /// telemetry is off.
 ///
 /// ```
-/// use tasker_telemetry::record;
+/// use tasker::telemetry::record;
 /// record("order.flagged", serde_json::json!({"order_id": 42, "card_token": "tok_1"})).unwrap();
 /// assert!(record("task.custom", ()).is_err()); // reserved namespace
 /// ```

@@ -21,7 +21,7 @@ pub const MAX_CONTEXT_BYTES: usize = MAX_ENVELOPE_BYTES - 64 * 1024;
 /// A task request on its way to a worker.
 ///
 /// ```
-/// use tasker_runtime::queue::Envelope;
+/// use tasker::queue::Envelope;
 /// let envelope = Envelope::new("order_fulfillment", "1.0.0", serde_json::json!({"id": 7}));
 /// let bytes = envelope.encode();
 /// assert_eq!(Envelope::decode(&bytes).unwrap(), envelope);

@@ -70,7 +70,7 @@ impl FromStr for LogFormat {
 /// are fixed at compile time.
 ///
 /// ```
-/// use tasker_telemetry::adapters::{LogFormat, LoggerAdapter};
+/// use tasker::telemetry::adapters::{LogFormat, LoggerAdapter};
 /// let ruby_style = LoggerAdapter::new(LogFormat::Json);
 /// assert_eq!(ruby_style.format(), LogFormat::Json);
 /// assert_eq!(LoggerAdapter::default().format(), LogFormat::Compact);

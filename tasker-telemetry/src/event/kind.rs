@@ -11,7 +11,7 @@ macro_rules! catalog {
         /// [`Display`](fmt::Display) and [`FromStr`].
         ///
         /// ```
-        /// use tasker_telemetry::EventKind;
+        /// use tasker::telemetry::EventKind;
         /// let kind: EventKind = "step.retry".parse().unwrap();
         /// assert_eq!(kind, EventKind::StepRetry);
         /// assert_eq!(kind.to_string(), "step.retry");

@@ -282,10 +282,10 @@ impl Drop for OtelGuard {
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let _otel = tasker_telemetry::otel::init_from_env()?;
-/// tasker_telemetry::configure(|config| {
+/// let _otel = tasker::telemetry::otel::init_from_env()?;
+/// tasker::configure(|config| {
 ///     config.enable_telemetry = true;
-///     config.telemetry_adapters = vec![tasker_telemetry::TelemetryAdapter::OpenTelemetry];
+///     config.telemetry_adapters = vec![tasker::TelemetryAdapter::OpenTelemetry];
 /// })?;
 /// # Ok(())
 /// # }
@@ -302,7 +302,7 @@ pub fn init_from_env() -> Result<OtelGuard, OtelInitError> {
 /// themselves (such as `OTEL_EXPORTER_OTLP_TRACES_HEADERS` or `…_COMPRESSION`).
 ///
 /// ```
-/// let error = tasker_telemetry::otel::init_from_lookup(|name| {
+/// let error = tasker::telemetry::otel::init_from_lookup(|name| {
 ///     (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "collector:4317".to_owned())
 /// })
 /// .unwrap_err();

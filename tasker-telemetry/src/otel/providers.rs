@@ -30,7 +30,7 @@ pub(crate) fn scope() -> InstrumentationScope {
 ///
 /// ```
 /// use opentelemetry_sdk::trace::SdkTracerProvider;
-/// use tasker_telemetry::otel::TracerProviderHandle;
+/// use tasker::telemetry::otel::TracerProviderHandle;
 ///
 /// let provider = SdkTracerProvider::builder().build();
 /// let handle = TracerProviderHandle::from(provider);

@@ -180,7 +180,7 @@ crate::__debug_shows_message!(OtelInitError {
 /// checked here, so a bad one is an error naming its variable, before anything is built.
 ///
 /// ```
-/// use tasker_telemetry::otel::{OtlpProtocol, OtlpSettings};
+/// use tasker::telemetry::otel::{OtlpProtocol, OtlpSettings};
 /// let settings = OtlpSettings::from_lookup(|name| match name {
 ///     "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("http/protobuf".into()),
 ///     "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://collector:4318".into()),

@@ -204,8 +204,8 @@ struct StepState {
 /// Checks the events of one task, one at a time, against the lifecycle grammar of DESIGN.md §3.
 ///
 /// ```
-/// use tasker_telemetry::testing::LifecycleValidator;
-/// use tasker_telemetry::{Details, Event};
+/// use tasker::testing::LifecycleValidator;
+/// use tasker::telemetry::{Details, Event};
 /// let mut validator = LifecycleValidator::new();
 /// let error = validator.push(&Event::new(None, None, Details::TaskStart)).unwrap_err();
 /// assert_eq!(error.index, 0);

@@ -35,7 +35,7 @@ impl ColorChoice {
     /// [`NO_COLOR`](https://no-color.org) under `Auto`.
     ///
     /// ```
-    /// use tasker_telemetry::adapters::ColorChoice;
+    /// use tasker::telemetry::adapters::ColorChoice;
     /// assert!(!ColorChoice::Auto.colors(false));
     /// assert!(ColorChoice::Always.colors(false));
     /// assert!(!ColorChoice::Never.colors(true));
@@ -116,8 +116,8 @@ impl FromStr for ColorChoice {
 /// a custom adapter:
 ///
 /// ```
-/// use tasker_telemetry::adapters::{ColorChoice, ConsoleAdapter};
-/// use tasker_telemetry::{Adapter, Details, Event, TaskRef, TaskOrigin};
+/// use tasker::telemetry::adapters::{ColorChoice, ConsoleAdapter};
+/// use tasker::telemetry::{Adapter, Details, Event, TaskRef, TaskOrigin};
 ///
 /// let console = ConsoleAdapter::builder()
 ///     .writer(Vec::<u8>::new())   // any `Write + Send`; a file, a buffer, stderr…
@@ -130,7 +130,7 @@ impl FromStr for ColorChoice {
 /// console.record(&Event::new(Some(task), None, Details::TaskStart));
 /// assert_eq!(console.buffered_tasks(), 1);
 ///
-/// tasker_telemetry::register_adapter!("stderr-console", || {
+/// tasker::register_adapter!("stderr-console", || {
 ///     ConsoleAdapter::builder().writer(std::io::stderr()).build()
 /// });
 /// ```
