@@ -107,8 +107,11 @@ impl FromStr for ColorChoice {
 /// steps: 4 completed, 0 failed, 1 skipped
 /// ```
 ///
+/// A `join!` (or `join_all`) batch is one `join` line spanning its steps, with the steps under
+/// it; a custom event shows its payload as `key=value` pairs, cut at 60 characters.
+///
 /// Colours follow a [`ColorChoice`] (by default: on a terminal only). Events outside any task
-/// are not shown. Memory is bounded by [`ConsoleLimits`]: a task that never ends is dropped
+/// are not shown (the first step called outside a task says so once). Memory is bounded by [`ConsoleLimits`]: a task that never ends is dropped
 /// once newer tasks push it out ([`dropped_tasks`](Self::dropped_tasks)).
 ///
 /// Configured as `TelemetryAdapter::Console` it writes to standard output with the
