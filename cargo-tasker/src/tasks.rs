@@ -177,7 +177,7 @@ fn build(kind: &str, name: &str) -> Result<PathBuf, TasksError> {
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|message| message["reason"] == "compiler-artifact")
         .filter_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .last()
+        .next_back()
         .ok_or(TasksError::NoExecutable { program })
 }
 

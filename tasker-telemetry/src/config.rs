@@ -873,8 +873,9 @@ mod tests {
         assert!(output.status.success(), "{stdout}");
         assert!(
             stdout.contains(
-                "from_env: Err(NotUnicode { variable: \"TASKER_FILTER_PARAMETERS\", value: \
-                 \"passw,tok\u{fffd}en\" })"
+                "from_env: Err(ConfigError::NotUnicode: TASKER_FILTER_PARAMETERS is not valid \
+                 UTF-8 (its value, shown lossily: \"passw,tok\u{fffd}en\"); Tasker's variables \
+                 must be text)"
             ),
             "{stdout}"
         );
