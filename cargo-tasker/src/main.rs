@@ -36,9 +36,10 @@ USAGE:
     cargo tasker events [--json]
         The lifecycle-event catalog with each payload's keys.
     cargo tasker tasks (PATH | --bin NAME | --example NAME) [--json]
-        The tasks and steps a program registers. The program is run with
-        TASKER_LIST_TASKS=1 and must call tasker::list_registered_and_exit_if_requested()
-        first in its main.
+        The tasks and steps a program registers. The program (--bin and --example are
+        built first) is run with TASKER_LIST_TASKS=1 and must call
+        tasker::list_registered_and_exit_if_requested() first in its main; one that does
+        not call it is refused before it runs.
     cargo tasker queue --url (sqlite:PATH | postgres://…) [--json] COMMAND
         Look after a durable queue: status, dead-letters, retry, purge, result.
         See `cargo tasker queue --help`.

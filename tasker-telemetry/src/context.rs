@@ -127,7 +127,7 @@ pub trait Checkpoints: Send + Sync + 'static {
 }
 
 /// Why a step's checkpoint was not recorded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckpointError {
     /// The queue refused the record: the run's lease has ended, and another delivery may run
     /// the task, so this one's steps must not count as completed.
@@ -137,6 +137,8 @@ pub enum CheckpointError {
     #[error("the checkpoint could not be written: {0}")]
     Backend(String),
 }
+
+crate::__debug_shows_message!(CheckpointError { LeaseLost, Backend });
 
 impl std::fmt::Debug for dyn Checkpoints {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

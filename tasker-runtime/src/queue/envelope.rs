@@ -21,7 +21,7 @@ pub const MAX_CONTEXT_BYTES: usize = MAX_ENVELOPE_BYTES - 64 * 1024;
 /// A task request on its way to a worker.
 ///
 /// ```
-/// use tasker_runtime::queue::Envelope;
+/// use tasker::queue::Envelope;
 /// let envelope = Envelope::new("order_fulfillment", "1.0.0", serde_json::json!({"id": 7}));
 /// let bytes = envelope.encode();
 /// assert_eq!(Envelope::decode(&bytes).unwrap(), envelope);
@@ -60,7 +60,7 @@ fn first_attempt() -> u32 {
 }
 
 /// Why bytes are not an envelope.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum EnvelopeError {
     /// Larger than [`MAX_ENVELOPE_BYTES`].
@@ -85,6 +85,12 @@ pub enum EnvelopeError {
         supported: u32,
     },
 }
+
+tasker_telemetry::__debug_shows_message!(EnvelopeError {
+    TooLarge,
+    Malformed,
+    UnsupportedFormat
+});
 
 #[derive(Deserialize)]
 struct FormatProbe {

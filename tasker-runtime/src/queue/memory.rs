@@ -16,7 +16,7 @@ use crate::runner::BoxFuture;
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use std::time::Duration;
-/// use tasker_runtime::queue::{Envelope, MemoryQueue, Queue};
+/// use tasker::queue::{Envelope, MemoryQueue, Queue};
 /// let queue = MemoryQueue::new();
 /// queue.push(Envelope::new("t", "1", serde_json::Value::Null)).await.unwrap();
 /// let claim = queue.claim(Duration::from_secs(30), Duration::ZERO).await.unwrap().unwrap();

@@ -102,7 +102,7 @@ pub enum Isolation {
 }
 
 /// Why a queue operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {
     /// The lease expired (the envelope went back to the queue) or was never handed out.
@@ -150,6 +150,15 @@ pub enum QueueError {
         reason: String,
     },
 }
+
+tasker_telemetry::__debug_shows_message!(QueueError {
+    LeaseLost,
+    Closed,
+    Backend,
+    SchemaNameTooLong,
+    NoSuchDeadLetter,
+    UnreadableDeadLetter,
+});
 
 /// A queue of task requests.
 ///

@@ -226,8 +226,8 @@ impl PostgresQueueBuilder {
 /// immediate requeues `NOTIFY` waiting claims, which also poll as a fallback.
 ///
 /// ```no_run
-/// # async fn example() -> Result<(), tasker_runtime::queue::QueueError> {
-/// use tasker_runtime::queue::PostgresQueue;
+/// # async fn example() -> Result<(), tasker::queue::QueueError> {
+/// use tasker::queue::PostgresQueue;
 /// let queue = PostgresQueue::builder("postgres://postgres@127.0.0.1:5432/app")
 ///     .schema("tasker")
 ///     .pool_size(8)

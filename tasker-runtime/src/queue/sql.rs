@@ -27,7 +27,7 @@ pub const DEAD_LETTER_RAW_BYTES: usize = 1024;
 /// to it). The same on every SQL backend.
 ///
 /// ```
-/// use tasker_runtime::queue::DeadLetter;
+/// use tasker::queue::DeadLetter;
 ///
 /// /// One line per dead row, as `queue.dead_letters().await?` lists them.
 /// fn show(dead_letters: &[DeadLetter]) {

@@ -192,7 +192,7 @@ impl SqliteQueueBuilder {
 /// ```
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 /// use std::time::Duration;
-/// use tasker_runtime::queue::{Envelope, Queue, SqliteQueue};
+/// use tasker::queue::{Envelope, Queue, SqliteQueue};
 /// let dir = std::env::temp_dir().join(format!("tasker-doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir).unwrap();
 /// let queue = SqliteQueue::open(dir.join("queue.db")).await.unwrap();

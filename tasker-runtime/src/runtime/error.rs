@@ -3,7 +3,7 @@
 use crate::queue::QueueError;
 
 /// Why a [`Runtime`](super::Runtime) could not start.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
     /// Two `#[tasker::task]`s share a name and version.
@@ -26,9 +26,14 @@ pub enum BuildError {
     NoTokioRuntime,
 }
 
+tasker_telemetry::__debug_shows_message!(BuildError {
+    DuplicateTask,
+    NoTokioRuntime
+});
+
 /// Why a request was refused. Nothing reaches the queue in these cases, and `task.initialize`
 /// is emitted with `status: "error"` and the message in `errors`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EnqueueError {
     /// No task is registered under the name.
@@ -109,6 +114,17 @@ pub enum EnqueueError {
     Queue(#[from] QueueError),
 }
 
+tasker_telemetry::__debug_shows_message!(EnqueueError {
+    UnknownTask,
+    UnknownVersion,
+    NotEnqueueable,
+    InvalidContext,
+    TooLarge,
+    UnknownStep,
+    NotSkippable,
+    Queue
+});
+
 fn list(names: &[String]) -> String {
     if names.is_empty() {
         "none".to_owned()
@@ -122,7 +138,7 @@ fn list(names: &[String]) -> String {
 }
 
 /// Why a task that was enqueued did not give a value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TaskError {
     /// The task returned an error (its `task.error` describes it the same way).
@@ -158,3 +174,12 @@ pub enum TaskError {
     #[error("the runtime shut down before the task ran; the request is still queued")]
     Abandoned,
 }
+
+tasker_telemetry::__debug_shows_message!(TaskError {
+    Failed,
+    Panicked,
+    InvalidContext,
+    InvalidOutput,
+    UnknownTask,
+    Abandoned
+});

@@ -143,7 +143,36 @@ impl RuntimeBuilder {
 /// Runs registered tasks requested by name: producers [`enqueue`](Runtime::enqueue) requests
 /// into a [`Queue`], workers claim and run them, continuing the producer's task id and trace.
 ///
-/// See the `tasker` crate for a complete example with `#[tasker::task]`.
+/// A task is enqueued by its registered name, with a context that deserializes into its
+/// argument; [`TaskHandle::wait`] gives its output as JSON:
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Order {
+///     id: u64,
+/// }
+///
+/// #[tasker::task(name = "fulfil", version = "1.0.0")]
+/// async fn fulfil(order: Order) -> Result<u64, std::io::Error> {
+///     Ok(order.id * 10)
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
+/// let runtime = tasker::Runtime::builder().workers(2).build()?; // inside a Tokio runtime
+/// let request = tasker::TaskRequest::new("fulfil", &Order { id: 7 })?;
+/// let handle = runtime.enqueue(request).await?;
+/// assert_eq!(handle.wait().await?, serde_json::json!(70));
+/// runtime.shutdown().await;
+/// # Ok(())
+/// # })
+/// # }
+/// ```
+///
+/// Durable queues ([`SqliteQueue`](crate::queue::SqliteQueue),
+/// [`PostgresQueue`](crate::queue::PostgresQueue)) go in with
+/// [`RuntimeBuilder::queue`]; `examples/worker.rs` in the repository runs producers and workers
+/// as separate processes.
 pub struct Runtime {
     inner: Arc<Inner>,
     stop: watch::Sender<bool>,

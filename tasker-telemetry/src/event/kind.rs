@@ -11,7 +11,7 @@ macro_rules! catalog {
         /// [`Display`](fmt::Display) and [`FromStr`].
         ///
         /// ```
-        /// use tasker_telemetry::EventKind;
+        /// use tasker::telemetry::EventKind;
         /// let kind: EventKind = "step.retry".parse().unwrap();
         /// assert_eq!(kind, EventKind::StepRetry);
         /// assert_eq!(kind.to_string(), "step.retry");
@@ -97,12 +97,14 @@ impl fmt::Display for EventKind {
 }
 
 /// The error of parsing an unknown event name into an [`EventKind`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown lifecycle event `{name}`; valid names are: {}", valid_names())]
 pub struct UnknownEventKind {
     /// The name that was given.
     pub name: String,
 }
+
+crate::__debug_shows_message!(UnknownEventKind);
 
 fn valid_names() -> String {
     EventKind::ALL.map(EventKind::name).join(", ")

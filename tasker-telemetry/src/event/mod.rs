@@ -180,7 +180,7 @@ pub enum Details<'a> {
 /// observer keeps it ([`Event::into_owned`]).
 ///
 /// ```
-/// use tasker_telemetry::{Details, Event};
+/// use tasker::telemetry::{Details, Event};
 /// let event = Event::new(None, None, Details::TaskStart);
 /// assert_eq!(event.name(), "task.start");
 /// let json = event.to_json();
@@ -226,7 +226,7 @@ impl<'a> Event<'a> {
     /// of the same event, so that a consumer can recognise a repeat.
     ///
     /// ```
-    /// use tasker_telemetry::{Details, Event};
+    /// use tasker::telemetry::{Details, Event};
     /// let id = uuid::Uuid::from_u128(7);
     /// let event = Event::new(None, None, Details::TaskStart).with_id(id);
     /// assert_eq!(event.event_id(), Some(id));

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,7 +79,7 @@ impl OtlpSettings {
             let _entered = runtime.enter();
             (self.span_exporter()?, self.metric_exporter()?)
         };
-        let errors = Arc::new(ExportErrors::default());
+        let errors = Arc::new(ExportErrors::new(&self));
         let resource = Resource::builder_empty()
             .with_detector(Box::new(TelemetryResourceDetector))
             .with_service_name(self.service_name.clone())
@@ -113,6 +114,7 @@ impl OtlpSettings {
             .with_resource(resource)
             .build();
 
+        GUARDS_ALIVE.fetch_add(1, Ordering::Relaxed);
         Ok(OtelGuard {
             tracer_provider,
             meter_provider,
@@ -245,8 +247,18 @@ impl OtelGuard {
     }
 }
 
+/// [`OtelGuard`]s not dropped yet: while one is, dropping the OpenTelemetry adapter from the
+/// configuration loses what it would export, which `configure` says.
+static GUARDS_ALIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether an [`OtelGuard`] is alive.
+pub(crate) fn guards_alive() -> bool {
+    GUARDS_ALIVE.load(Ordering::Relaxed) > 0
+}
+
 impl Drop for OtelGuard {
     fn drop(&mut self) {
+        GUARDS_ALIVE.fetch_sub(1, Ordering::Relaxed);
         let _ = self
             .tracer_provider
             .shutdown_with_timeout(self.shutdown_timeout);
@@ -270,10 +282,10 @@ impl Drop for OtelGuard {
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let _otel = tasker_telemetry::otel::init_from_env()?;
-/// tasker_telemetry::configure(|config| {
+/// let _otel = tasker::telemetry::otel::init_from_env()?;
+/// tasker::configure(|config| {
 ///     config.enable_telemetry = true;
-///     config.telemetry_adapters = vec![tasker_telemetry::TelemetryAdapter::OpenTelemetry];
+///     config.telemetry_adapters = vec![tasker::TelemetryAdapter::OpenTelemetry];
 /// })?;
 /// # Ok(())
 /// # }
@@ -290,7 +302,7 @@ pub fn init_from_env() -> Result<OtelGuard, OtelInitError> {
 /// themselves (such as `OTEL_EXPORTER_OTLP_TRACES_HEADERS` or `…_COMPRESSION`).
 ///
 /// ```
-/// let error = tasker_telemetry::otel::init_from_lookup(|name| {
+/// let error = tasker::telemetry::otel::init_from_lookup(|name| {
 ///     (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "collector:4317".to_owned())
 /// })
 /// .unwrap_err();

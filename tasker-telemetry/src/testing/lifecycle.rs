@@ -123,7 +123,7 @@ impl fmt::Display for Rule {
 }
 
 /// The first event of a sequence that breaks the lifecycle grammar.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Violation {
     /// Index of the offending event in the sequence (its length when the sequence ended too
     /// early).
@@ -135,6 +135,8 @@ pub struct Violation {
     /// What exactly is wrong.
     pub detail: String,
 }
+
+crate::__debug_shows_message!(Violation);
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -218,8 +220,8 @@ struct StepState {
 /// Checks the events of one task, one at a time, against the lifecycle grammar of DESIGN.md §3.
 ///
 /// ```
-/// use tasker_telemetry::testing::LifecycleValidator;
-/// use tasker_telemetry::{Details, Event};
+/// use tasker::testing::LifecycleValidator;
+/// use tasker::telemetry::{Details, Event};
 /// let mut validator = LifecycleValidator::new();
 /// let error = validator.push(&Event::new(None, None, Details::TaskStart)).unwrap_err();
 /// assert_eq!(error.index, 0);
