@@ -49,7 +49,7 @@
 pub use tasker_macros::{step, task};
 pub use tasker_runtime::{
     join, join_all, queue, spawn, steps, tasks, BuildError, EnqueueError, FutureExt, JoinAll,
-    RequestError, RetryPolicy, Runtime, RuntimeBuilder, StepDescriptor, StepTimeout,
+    RequestError, RetryPolicy, RunError, RunSummary, Runtime, RuntimeBuilder, StopSignal, StepDescriptor, StepTimeout,
     TaskDescriptor, TaskError, TaskHandle, TaskRequest,
 };
 pub use tasker_telemetry::{

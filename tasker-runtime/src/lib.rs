@@ -40,7 +40,10 @@ pub use diagnostics::{
 pub use policy::RetryPolicy;
 pub use request::{RequestError, TaskRequest};
 pub use runner::TaskRunner;
-pub use runtime::{BuildError, EnqueueError, Runtime, RuntimeBuilder, TaskError, TaskHandle};
+pub use runtime::{
+    BuildError, EnqueueError, RunError, RunSummary, Runtime, RuntimeBuilder, StopSignal, TaskError,
+    TaskHandle,
+};
 pub use spawn::{spawn, FutureExt};
 pub use step::{
     backoff, backoff_sync, observed, quiet, quiet_uncheckpointed, Attempt, Next, Start, StepRun,

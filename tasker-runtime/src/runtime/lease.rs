@@ -22,6 +22,8 @@ pub(super) enum Lost {
     Taken,
     /// Renewals failed (the queue did not answer) until the lease would have ended.
     Unrenewable(QueueError),
+    /// The runtime is stopping and its deadline passed: the task goes back to the queue.
+    HandedBack,
 }
 
 impl std::fmt::Display for Lost {
@@ -34,6 +36,9 @@ impl std::fmt::Display for Lost {
                 f,
                 "its lease could not be renewed before it ended (last error: {error})"
             ),
+            Lost::HandedBack => {
+                f.write_str("the runtime stopped and its deadline passed before the task ended")
+            }
         }
     }
 }
@@ -54,6 +59,15 @@ pub(super) struct Held<'a> {
     pub(super) terminal: &'a TerminalSlot,
     /// The scope of the worker's run, for observers told of an abandonment.
     pub(super) scope: tasker_telemetry::context::ScopeTag,
+    /// Turns `true` when the runtime hands its running tasks back (its stop deadline passed).
+    pub(super) handback: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Resolves once `handback` turns `true`; never, should its sender go away.
+async fn handed_back(mut handback: tokio::sync::watch::Receiver<bool>) {
+    if handback.wait_for(|handed| *handed).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Where recording the run's trace context stands.
@@ -85,9 +99,13 @@ impl Held<'_> {
         let mut recording = Recording::Looking;
         let mut reported = false;
         let queue = self.queue;
+        let mut handback = std::pin::pin!(handed_back(self.handback.clone()));
         let outcome = std::future::poll_fn(|cx| {
             if let Poll::Ready(output) = run.as_mut().poll(cx) {
                 return Poll::Ready(Ok(output));
+            }
+            if handback.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Lost::HandedBack));
             }
             if let Recording::Looking = recording {
                 if let Some(trace_context) = propagation::run_context(&self.task) {

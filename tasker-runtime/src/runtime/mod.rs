@@ -5,11 +5,13 @@ mod isolation;
 mod lease;
 mod registry;
 mod report;
+mod run_loop;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
@@ -24,6 +26,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub use error::{BuildError, EnqueueError, TaskError};
+pub use run_loop::{RunError, RunSummary, StopSignal};
 use registry::{Registered, Registry};
 
 use crate::queue::{
@@ -106,6 +109,9 @@ impl RuntimeBuilder {
             claim_failures: Mutex::new(RepeatedFailure::new(CLAIM_FAILURE_REPORTS)),
             suspect_check: isolation::SuspectCheck::new(),
             marks: Arc::default(),
+            handback: watch::channel(false).0,
+            finished: AtomicU64::new(0),
+            handed_back: AtomicU64::new(0),
         });
         let workers = (0..self.workers)
             .map(|_| handle.spawn(work(inner.clone(), stopped.clone())))
@@ -174,6 +180,12 @@ struct Inner {
     suspect_check: isolation::SuspectCheck,
     /// Terminal events emitted here, to mark reported.
     marks: Arc<Marks>,
+    /// Turns `true` when a run loop's stop deadline passes: running tasks are handed back.
+    handback: watch::Sender<bool>,
+    /// Tasks whose completion the queue accepted.
+    finished: AtomicU64,
+    /// Tasks stopped and handed back to the queue.
+    handed_back: AtomicU64,
 }
 
 struct Pending {
@@ -376,6 +388,26 @@ impl Inner {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Releases the lease of a task stopped at a run loop's deadline, for another worker to
+    /// take at once, with no delivery counted against it.
+    async fn hand_back(&self, lease: crate::queue::LeaseId, task_id: Uuid) {
+        match self.queue.release(lease).await {
+            Ok(()) => {
+                self.handed_back.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    target: "tasker",
+                    %task_id,
+                    "[Tasker] task {task_id} was still running at the stop deadline: handed back                      to the queue for another worker"
+                );
+            }
+            Err(error) => tracing::warn!(
+                target: "tasker",
+                %task_id,
+                "[Tasker] could not hand task {task_id} back at the stop deadline: {error}; it                  runs again once its lease expires"
+            ),
+        }
+    }
+
     /// Runs a claimed request (asked for at `asked`) and completes it.
     async fn run(
         &self,
@@ -397,6 +429,10 @@ impl Inner {
             .await
         {
             Ok(result) => result,
+            Err(Lost::HandedBack) => {
+                self.hand_back(lease, task_id).await;
+                return;
+            }
             Err(lost) => {
                 // The run was dropped (a sync one left to finish on its thread) and reports no
                 // end; whoever waits on it here keeps waiting for the delivery that finishes it.
@@ -468,6 +504,7 @@ impl Inner {
         };
         match completed {
             Ok(()) => {
+                self.finished.fetch_add(1, Ordering::Relaxed);
                 if let Some(event) = &event {
                     Context::default()
                         .with_scope(scope)
@@ -540,6 +577,7 @@ impl Inner {
             delivery_attempt: envelope.delivery_attempt,
             terminal,
             scope,
+            handback: self.handback.subscribe(),
         };
         let failure = Arc::new(Mutex::new(None));
         // Checkpoints of earlier deliveries, on a queue that keeps them; without them the task
