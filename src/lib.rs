@@ -50,7 +50,7 @@ pub use tasker_macros::{step, task};
 pub use tasker_runtime::{
     join, join_all, queue, spawn, steps, tasks, BuildError, EnqueueError, FutureExt, JoinAll,
     RequestError, RetryPolicy, RunError, RunSummary, Runtime, RuntimeBuilder, StopSignal, StepDescriptor, StepTimeout,
-    TaskDescriptor, TaskError, TaskHandle, TaskRequest,
+    Enqueue, TaskDescriptor, TaskError, TaskHandle, TaskRequest, TypedRequest,
 };
 pub use tasker_telemetry::{
     configuration, configure, register_adapter, register_observer, use_adapters, ConfigError,
@@ -93,7 +93,11 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use serde_json;
-    pub use tasker_runtime::__private::{batch, checkpoint, outcome, runner, skip};
+    pub use tasker_runtime::__private::{
+        batch, checkpoint, outcome, runner, skip, NamedOwnedTypes, NotEnqueueable, OneArgument,
+        TaskInput, TaskOutput,
+    };
+    pub use tasker_runtime::TypedRequest;
     pub use tasker_runtime::{
         backoff, backoff_sync, classify, field_value, no_runner, observed, quiet,
         quiet_uncheckpointed, skipped, Next, RetryArgument, RetryPolicy, SkippedOutput,

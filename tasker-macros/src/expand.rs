@@ -443,9 +443,10 @@ fn expand_task(args: &TaskArgs, mut function: Function) -> TokenStream {
         };
         __tasker_value
     }};
+    let typed_request = crate::typed_request::expand(&p, &function, &name, &version);
     install_body(&mut function, new_body);
     let item = &function.item;
-    quote!(#item)
+    quote!(#item #typed_request)
 }
 
 /// `fn __tasker_runner() -> Option<TaskRunner>`: the task's JSON runner when it can be enqueued

@@ -10,6 +10,7 @@ mod ctxt;
 mod expand;
 mod item;
 mod spans;
+mod typed_request;
 
 use proc_macro::TokenStream;
 

@@ -28,6 +28,7 @@ mod spawn;
 mod step;
 mod task;
 mod timeout;
+mod typed;
 mod worker;
 
 pub use batch::{join_all, JoinAll};
@@ -51,6 +52,7 @@ pub use step::{
 };
 pub use task::{Body, TaskRun};
 pub use timeout::StepTimeout;
+pub use typed::{Enqueue, TypedRequest};
 pub use worker::RunFailure;
 
 #[doc(hidden)]
@@ -60,4 +62,5 @@ pub mod __private {
     pub use crate::outcome;
     pub use crate::runner;
     pub use crate::skip;
+    pub use crate::typed::{NamedOwnedTypes, NotEnqueueable, OneArgument, TaskInput, TaskOutput};
 }

@@ -194,24 +194,41 @@ struct Pending {
 }
 
 /// A request that was enqueued: its task id, and its result once a worker of this runtime ran
-/// it.
-#[derive(Debug)]
-pub struct TaskHandle {
+/// it, as a `T`: the task's output type for a [`TypedRequest`](crate::TypedRequest), JSON for a
+/// by-name [`TaskRequest`].
+pub struct TaskHandle<T = Value> {
     task_id: Uuid,
     result: oneshot::Receiver<Result<Value, TaskError>>,
+    _output: std::marker::PhantomData<fn() -> T>,
 }
 
-impl TaskHandle {
+impl<T> std::fmt::Debug for TaskHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskHandle")
+            .field("task_id", &self.task_id)
+            .field("output", &std::any::type_name::<T>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> TaskHandle<T> {
     /// The id every event of the task carries, on the producer's side and the worker's.
     pub fn task_id(&self) -> Uuid {
         self.task_id
     }
+}
 
-    /// The task's output as JSON (the `Ok` value for a task returning a `Result`), once a worker
-    /// of this runtime has run it. A producer-only runtime (`workers(0)`) never runs it, so
-    /// waiting gives [`TaskError::Abandoned`] at once.
-    pub async fn wait(self) -> Result<Value, TaskError> {
-        self.result.await.unwrap_or(Err(TaskError::Abandoned))
+impl<T: serde::de::DeserializeOwned> TaskHandle<T> {
+    /// The task's output (the `Ok` value for a task returning a `Result`), once a worker of this
+    /// runtime has run it. A producer-only runtime (`workers(0)`) never runs it, so waiting
+    /// gives [`TaskError::Abandoned`] at once. An output that does not read as a `T` (a worker
+    /// of another version of the task) is [`TaskError::UnexpectedOutput`].
+    pub async fn wait(self) -> Result<T, TaskError> {
+        let value = self.result.await.unwrap_or(Err(TaskError::Abandoned))?;
+        serde_json::from_value(value).map_err(|error| TaskError::UnexpectedOutput {
+            expected: std::any::type_name::<T>(),
+            reason: error.to_string(),
+        })
     }
 }
 
@@ -234,10 +251,18 @@ impl Runtime {
     /// Checks `request` against the registered tasks and queues it: emits `task.initialize`, then
     /// `task.enqueue`, with the task id the worker's events will carry too.
     ///
+    /// `request` is the task function's own request, typed (`fulfill::request(order)`: the
+    /// handle waits for the task's output type), or a by-name [`TaskRequest`] (the handle waits
+    /// for JSON).
+    ///
     /// A request for an unknown task or version, with a context that does not fit the task's
     /// input, or bypassing a step that is not `skippable`, is refused: `task.initialize` is
     /// emitted with `status: "error"` and the message, and nothing reaches the queue.
-    pub async fn enqueue(&self, request: TaskRequest) -> Result<TaskHandle, EnqueueError> {
+    pub async fn enqueue<R: crate::typed::Enqueue>(
+        &self,
+        request: R,
+    ) -> Result<TaskHandle<R::Output>, EnqueueError> {
+        let request = request.into_request()?;
         let task_id = crate::ids::new_id();
         let registered = match self.check(&request) {
             Ok(registered) => registered,
@@ -289,6 +314,7 @@ impl Runtime {
         Ok(TaskHandle {
             task_id,
             result: receiver,
+            _output: std::marker::PhantomData,
         })
     }
 
