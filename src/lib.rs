@@ -48,9 +48,10 @@
 
 pub use tasker_macros::{step, task};
 pub use tasker_runtime::{
-    join, join_all, queue, spawn, steps, tasks, BuildError, EnqueueError, FutureExt, JoinAll,
-    RequestError, RetryPolicy, RunError, RunSummary, Runtime, RuntimeBuilder, StopSignal, StepDescriptor, StepTimeout,
-    Enqueue, TaskDescriptor, TaskError, TaskHandle, TaskRequest, TypedRequest,
+    join, join_all, queue, spawn, steps, tasks, BuildError, Enqueue, EnqueueError, FutureExt,
+    JoinAll, RequestError, RetryPolicy, RunError, RunSummary, Runtime, RuntimeBuilder,
+    StepDescriptor, StepTimeout, StopSignal, TaskDescriptor, TaskError, TaskHandle, TaskRequest,
+    TypedRequest,
 };
 pub use tasker_telemetry::{
     configuration, configure, register_adapter, register_observer, use_adapters, ConfigError,

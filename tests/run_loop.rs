@@ -104,7 +104,12 @@ fn sigterm_finishes_running_tasks_within_the_deadline_and_hands_back_the_rest() 
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("queue.db");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "run_loop_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "run_loop_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, &path)
         .stdout(Stdio::piped())
         .spawn()
@@ -298,7 +303,14 @@ async fn run_until_drained_returns_once_every_task_ran() {
     for handle in handles {
         outputs.push(handle.wait().await.unwrap());
     }
-    assert_eq!(outputs, [serde_json::json!(2), serde_json::json!(4), serde_json::json!(6)]);
+    assert_eq!(
+        outputs,
+        [
+            serde_json::json!(2),
+            serde_json::json!(4),
+            serde_json::json!(6)
+        ]
+    );
 }
 
 #[tokio::test]

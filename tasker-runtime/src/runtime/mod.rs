@@ -26,8 +26,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub use error::{BuildError, EnqueueError, TaskError};
-pub use run_loop::{RunError, RunSummary, StopSignal};
 use registry::{Registered, Registry};
+pub use run_loop::{RunError, RunSummary, StopSignal};
 
 use crate::queue::{
     Claim, Completion, Envelope, MemoryQueue, Queue, QueueError, TerminalEvent, MAX_CONTEXT_BYTES,
