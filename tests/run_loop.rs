@@ -16,6 +16,8 @@ use tasker::telemetry::Event;
 
 /// The variable that makes the child test run the worker, on the SQLite file it names.
 const CHILD: &str = "TASKER_RUN_LOOP_CHILD";
+/// The variable that gives the child its grace period, in milliseconds.
+const GRACE_MS: &str = "TASKER_RUN_LOOP_GRACE_MS";
 /// How long the child's running tasks get after the signal.
 const GRACE: Duration = Duration::from_millis(1500);
 /// How long the quick task takes: well inside the grace period.
@@ -45,6 +47,10 @@ fn run_loop_child() {
     let Some(path) = std::env::var_os(CHILD) else {
         return; // run as a child only
     };
+    let grace = std::env::var(GRACE_MS)
+        .ok()
+        .and_then(|millis| millis.parse().ok())
+        .map_or(GRACE, Duration::from_millis);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -86,7 +92,7 @@ fn run_loop_child() {
                 .unwrap();
         };
         // The run loop is polled first, so its signal handlers are in place before any task runs.
-        let (summary, ()) = tokio::join!(worker.run_until_signal(GRACE), enqueue);
+        let (summary, ()) = tokio::join!(worker.run_until_signal(grace), enqueue);
         let summary = summary.expect("the run loop runs");
         println!(
             "SUMMARY signal={:?} finished={} handed_back={}",
@@ -100,79 +106,23 @@ fn sigterm_finishes_running_tasks_within_the_deadline_and_hands_back_the_rest() 
     if std::env::var_os(CHILD).is_some() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("tasker-run-loop-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("queue.db");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "run_loop_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, &path)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the child starts");
-    let stdout = child.stdout.take().unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-
+    let mut child = Child::start("grace", GRACE);
     // Both tasks running: then the signal.
-    let mut output = Vec::new();
-    let started = Instant::now() + Duration::from_secs(60);
-    while output
-        .iter()
-        .filter(|line: &&String| line.contains("EVENT task.handle "))
-        .count()
-        < 2
-    {
-        let left = started.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => output.push(line),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the child did not start both tasks within 60 s: {output:#?}");
-            }
-        }
-    }
-    let signalled = Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-
-    // It exits on its own, 0, within the grace period (and some slack for a loaded machine).
-    let exit_deadline = signalled + GRACE + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > exit_deadline {
-            let _ = child.kill();
-            panic!("the child did not exit within its deadline");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let exited = signalled.elapsed();
-    assert!(status.success(), "the child exited with {status}");
+    child.wait_for("both tasks started", |output| {
+        output
+            .iter()
+            .filter(|line| line.contains("EVENT task.handle "))
+            .count()
+            == 2
+    });
+    let signalled = child.signal();
+    // It exits on its own, 0, after the grace period (with slack for a loaded machine).
+    let exited = child.exit(signalled, GRACE + Duration::from_secs(20));
     assert!(
         exited >= GRACE,
         "the stuck task was given its grace period: exited after {exited:?}"
     );
-    let reader_deadline = Instant::now() + Duration::from_secs(10);
-    while let Ok(line) =
-        lines.recv_timeout(reader_deadline.saturating_duration_since(Instant::now()))
-    {
-        output.push(line);
-    }
+    let (output, path, dir) = (child.output, child.path, child.dir);
 
     // Per task, exactly its events: the quick one ran to its end after the signal, the stuck
     // one stopped after `task.handle`, with no terminal event (another delivery will end it).
@@ -268,6 +218,144 @@ fn sigterm_finishes_running_tasks_within_the_deadline_and_hands_back_the_rest() 
     });
     drop(runtime);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_second_sigterm_hands_running_tasks_back_at_once() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let long = Duration::from_secs(600);
+    let mut child = Child::start("second", long);
+    child.wait_for("both tasks started", |output| {
+        output
+            .iter()
+            .filter(|line| line.contains("EVENT task.handle "))
+            .count()
+            == 2
+    });
+    child.signal();
+    // The quick task ends within the grace period; the second signal then cuts it short.
+    child.wait_for("the quick task's end", |output| {
+        output
+            .iter()
+            .any(|line| line.contains("EVENT task.complete run_loop.quick "))
+    });
+    let signalled = child.signal();
+    let exited = child.exit(signalled, Duration::from_secs(20));
+    assert!(exited < long, "exited after {exited:?}");
+    let summaries: Vec<&String> = child
+        .output
+        .iter()
+        .filter(|line| line.starts_with("SUMMARY "))
+        .collect();
+    assert_eq!(
+        summaries,
+        ["SUMMARY signal=Some(Terminate) finished=1 handed_back=1"]
+    );
+    let _ = std::fs::remove_dir_all(&child.dir);
+}
+
+/// This test binary, re-invoked as the worker child on a SQLite file of its own, its standard
+/// output read line by line.
+struct Child {
+    process: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    output: Vec<String>,
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl Child {
+    fn start(name: &str, grace: Duration) -> Child {
+        let dir =
+            std::env::temp_dir().join(format!("tasker-run-loop-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("queue.db");
+        let mut process = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "run_loop_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, &path)
+            .env(GRACE_MS, grace.as_millis().to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the child starts");
+        let stdout = process.stdout.take().unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Child {
+            process,
+            lines,
+            output: Vec::new(),
+            dir,
+            path,
+        }
+    }
+
+    /// Reads lines until `done` holds of them, for at most 60 s.
+    fn wait_for(&mut self, what: &str, done: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(&self.output) {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => self.output.push(line),
+                Err(_) => {
+                    let _ = self.process.kill();
+                    panic!("no {what} within 60 s: {:#?}", self.output);
+                }
+            }
+        }
+    }
+
+    /// Sends SIGTERM; returns when.
+    fn signal(&mut self) -> Instant {
+        let sent = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.process.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        sent
+    }
+
+    /// Waits for the child to exit 0 by `within` after `signalled` (killing it and failing
+    /// otherwise), reads the rest of its output, and returns how long after `signalled` it
+    /// exited.
+    fn exit(&mut self, signalled: Instant, within: Duration) -> Duration {
+        let deadline = signalled + within;
+        let status = loop {
+            if let Some(status) = self.process.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.process.kill();
+                panic!("the child did not exit within its deadline");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let exited = signalled.elapsed();
+        assert!(status.success(), "the child exited with {status}");
+        let rest = Instant::now() + Duration::from_secs(10);
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(rest.saturating_duration_since(Instant::now()))
+        {
+            self.output.push(line);
+        }
+        exited
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,10 +96,11 @@ const DRAIN_POLL: Duration = Duration::from_millis(50);
 impl Runtime {
     /// Runs this runtime's workers until the process receives SIGINT or SIGTERM (Ctrl-C
     /// elsewhere than Unix), then stops: workers claim nothing more, running tasks get until
-    /// `deadline` to finish, and those still running then are stopped and handed back to the
-    /// queue ([`Queue::release`]: another worker may take them at once, and no delivery is
-    /// counted against them; a sync task keeps running on its thread until it returns, its
-    /// result unused). Returns what was done, once every worker has stopped.
+    /// `deadline` to finish (a second signal cuts it short), and those still running then are
+    /// stopped and handed back to the queue ([`Queue::release`]: another worker may take them
+    /// at once, and no delivery is counted against them; a sync task keeps running on its
+    /// thread until it returns, its result unused). Returns what was done, once every worker
+    /// has stopped.
     ///
     /// ```no_run
     /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -114,15 +115,22 @@ impl Runtime {
     /// [`Queue::release`]: crate::queue::Queue::release
     pub async fn run_until_signal(self, deadline: Duration) -> Result<RunSummary, RunError> {
         // Installed before the first await, so that a signal sent once this was polled is seen.
-        let signal = signals().map_err(RunError::Signals)?;
-        let signal = signal.await;
+        let mut signals = Signals::listen().map_err(RunError::Signals)?;
+        let signal = signals.next().await;
         tracing::info!(
             target: "tasker",
             "[Tasker] {signal}: the workers claim nothing more; running tasks have {:.1} s to \
-             finish before they are handed back",
+             finish before they are handed back (a second signal hands them back at once)",
             deadline.as_secs_f64(),
         );
-        let mut summary = self.stop_within(deadline).await;
+        let second = async move {
+            let signal = signals.next().await;
+            tracing::info!(
+                target: "tasker",
+                "[Tasker] {signal} again: handing the running tasks back now"
+            );
+        };
+        let mut summary = self.stop_within(deadline, second).await;
         summary.signal = Some(signal);
         Ok(summary)
     }
@@ -142,22 +150,43 @@ impl Runtime {
                 Some(_) => tokio::time::sleep(DRAIN_POLL).await,
             }
         }
-        Ok(self.stop_within(Duration::MAX).await)
+        Ok(self
+            .stop_within(Duration::MAX, std::future::pending())
+            .await)
     }
 
-    /// Stops claiming, waits up to `deadline` for the running tasks, hands back those still
-    /// running, and shuts down.
-    async fn stop_within(self, deadline: Duration) -> RunSummary {
+    /// Stops claiming, waits up to `deadline` (or until `cut` resolves) for the running tasks,
+    /// hands back those still running, and shuts down.
+    async fn stop_within(
+        self,
+        deadline: Duration,
+        cut: impl std::future::Future<Output = ()>,
+    ) -> RunSummary {
         let _ = self.stop.send(true);
-        let mut workers: Vec<JoinHandle<()>> =
+        let workers: Vec<JoinHandle<()>> =
             std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
         let until = tokio::time::Instant::now()
             .checked_add(deadline)
             .unwrap_or_else(far_future);
+        let mut cut = std::pin::pin!(async move {
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                () = cut => {}
+            }
+        });
         let mut running = Vec::new();
-        for mut worker in workers.drain(..) {
-            if tokio::time::timeout_at(until, &mut worker).await.is_err() {
+        let mut over = false;
+        for mut worker in workers {
+            if over {
                 running.push(worker);
+                continue;
+            }
+            tokio::select! {
+                _ = &mut worker => {}
+                () = &mut cut => {
+                    over = true;
+                    running.push(worker);
+                }
             }
         }
         if !running.is_empty() {
@@ -181,28 +210,46 @@ fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
-/// Listens for SIGINT and SIGTERM; the future resolves with the first that arrives.
-#[cfg(unix)]
-fn signals() -> std::io::Result<impl std::future::Future<Output = StopSignal>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => StopSignal::Interrupt,
-            _ = terminate.recv() => StopSignal::Terminate,
-        }
-    })
+/// The stop signals this process listens to.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
 }
 
-/// Listens for Ctrl-C, the one stop signal outside Unix.
-#[cfg(not(unix))]
-fn signals() -> std::io::Result<impl std::future::Future<Output = StopSignal>> {
-    Ok(async {
+impl Signals {
+    /// Installs the handlers: from now on, these signals no longer end the process.
+    #[cfg(unix)]
+    fn listen() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Ctrl-C is the one stop signal outside Unix.
+    #[cfg(not(unix))]
+    fn listen() -> std::io::Result<Signals> {
+        Ok(Signals {})
+    }
+
+    /// The next signal.
+    #[cfg(unix)]
+    async fn next(&mut self) -> StopSignal {
+        tokio::select! {
+            _ = self.interrupt.recv() => StopSignal::Interrupt,
+            _ = self.terminate.recv() => StopSignal::Terminate,
+        }
+    }
+
+    /// The next Ctrl-C; never, when there is nothing to listen to.
+    #[cfg(not(unix))]
+    async fn next(&mut self) -> StopSignal {
         match tokio::signal::ctrl_c().await {
             Ok(()) => StopSignal::Interrupt,
-            // Nothing to listen to: run until the process is killed.
             Err(_) => std::future::pending().await,
         }
-    })
+    }
 }
