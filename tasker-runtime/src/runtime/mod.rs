@@ -78,7 +78,8 @@ impl RuntimeBuilder {
         self
     }
 
-    /// A queue shared with other runtimes or code.
+    /// A queue shared with other runtimes or code, behind `dyn Queue`. The queues of this crate
+    /// are cheap `Clone` handles: `queue(queue.clone())` shares them too.
     pub fn shared_queue(mut self, queue: Arc<dyn Queue>) -> Self {
         self.queue = Some(queue);
         self
