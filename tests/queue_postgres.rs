@@ -338,6 +338,72 @@ async fn two_runtimes_on_one_database_run_every_task_once() {
     .await;
 }
 
+/// Renames the checkpoints table of the fixture's schema away (`true`) or back, from a
+/// connection of its own.
+fn checkpoint_outage(url: String, schema: String) -> queue_suite::Outage {
+    Arc::new(move |broken: bool| {
+        let (url, schema) = (url.clone(), schema.replace('"', "\"\""));
+        Box::pin(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let driver = tokio::spawn(connection);
+            let (from, to) = if broken {
+                ("checkpoints", "checkpoints_away")
+            } else {
+                ("checkpoints_away", "checkpoints")
+            };
+            client
+                .batch_execute(&format!("ALTER TABLE \"{schema}\".{from} RENAME TO {to}"))
+                .await
+                .unwrap();
+            drop(client);
+            let _ = driver.await;
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_write_that_fails_briefly_is_retried_before_its_step_completes() {
+    let Some(fixture) = fresh().await else { return };
+    let outage = checkpoint_outage(fixture.url.clone(), fixture.schema.clone());
+    queue_suite::a_checkpoint_write_that_fails_briefly_is_retried_before_its_step_completes(
+        fixture.queue.clone(),
+        outage,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_that_cannot_be_written_within_the_lease_stops_the_run() {
+    let Some(fixture) = fresh().await else { return };
+    let outage = checkpoint_outage(fixture.url.clone(), fixture.schema.clone());
+    queue_suite::a_checkpoint_that_cannot_be_written_within_the_lease_stops_the_run(
+        fixture.queue.clone(),
+        outage,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_queued_attempt_is_delivered_again_and_replays_its_steps() {
+    let Some(fixture) = fresh().await else { return };
+    queue_suite::a_failed_queued_attempt_is_delivered_again_and_replays_its_steps(
+        fixture.queue.clone(),
+        true,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_task_that_times_out_in_every_attempt_ends_with_a_timeout() {
+    let Some(fixture) = fresh().await else { return };
+    queue_suite::a_queued_task_that_times_out_in_every_attempt_ends_with_a_timeout(
+        fixture.queue.clone(),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_name_longer_than_postgres_keeps_is_refused_naming_it() {
     let schema = format!("tasker_{}", "s".repeat(57));

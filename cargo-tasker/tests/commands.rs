@@ -19,7 +19,7 @@ fn events_lists_the_catalog_with_payload_keys() {
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.starts_with(
-        "Tasker lifecycle events (15). Every payload also has: event, timestamp, task_id, \
+        "Tasker lifecycle events (17). Every payload also has: event, timestamp, task_id, \
          task_name, task_version.\n"
     ));
     assert!(text.contains(
@@ -28,9 +28,9 @@ fn events_lists_the_catalog_with_payload_keys() {
     ));
     let json = cargo_tasker(Path::new("."), &["events", "--json"]);
     let catalog: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(catalog.as_array().map(Vec::len), Some(15));
-    assert_eq!(catalog[5]["event"], "task.complete");
-    assert_eq!(catalog[5]["keys"], serde_json::json!(["duration_ms"]));
+    assert_eq!(catalog.as_array().map(Vec::len), Some(17));
+    assert_eq!(catalog[7]["event"], "task.complete");
+    assert_eq!(catalog[7]["keys"], serde_json::json!(["duration_ms"]));
 }
 
 /// A stand-in program: a shell script that answers `TASKER_LIST_TASKS=1` like

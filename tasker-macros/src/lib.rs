@@ -1,14 +1,15 @@
 //! The `#[tasker::task]` and `#[tasker::step]` attribute macros. Use them through the `tasker`
 //! crate; generated code names only `::tasker::__private` (or `crate = path`).
 //!
-//! The macro is split as in `tracing-attributes`: `attr` parses the arguments into a model,
-//! `item` reads the function, `expand` generates code.
+//! The macro is split as in `tracing-attributes`: `attr` parses the arguments, `item` reads the
+//! function, `model` decides everything about the expansion, `expand` generates code.
 #![deny(missing_docs)]
 
 mod attr;
 mod ctxt;
 mod expand;
 mod item;
+mod model;
 mod spans;
 mod typed_request;
 

@@ -15,7 +15,8 @@ pub enum SpanOutcome {
     /// Its future was dropped before it finished.
     Cancellation,
     /// A task run by a worker that lost the task's lease (it expired and the task may be
-    /// running elsewhere): the worker stopped it and reports no end; another delivery of the
+    /// running elsewhere), or that handed a failed attempt back to the queue for the next one
+    /// (`task.backoff` of a queued task): the worker reports no end; another delivery of the
     /// task ends it. Only [`Adapter::end_trace`] receives it.
     Abandoned,
 }

@@ -48,6 +48,15 @@ pub struct Envelope {
     pub enqueued_at_us: u64,
     /// Which delivery this is, from 1; a queue increments it when it hands the envelope out again.
     pub delivery_attempt: u32,
+    /// The task's attempt this delivery runs, from 1 (`#[task(max_attempts = …)]`): a worker
+    /// whose attempt failed with attempts left hands the envelope back with the next one.
+    /// Absent from envelopes written before task retries, which are first attempts.
+    #[serde(default = "first_attempt")]
+    pub task_attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 /// Why bytes are not an envelope.
@@ -99,6 +108,7 @@ impl Envelope {
             trace_context: None,
             enqueued_at_us: now_micros(),
             delivery_attempt: 1,
+            task_attempt: 1,
         }
     }
 
@@ -213,6 +223,15 @@ mod tests {
         })
     }
 
+    #[test]
+    fn an_envelope_written_before_task_retries_is_a_first_attempt() {
+        let mut json: Value =
+            serde_json::from_slice(&Envelope::new("order", "1.0.0", Value::Null).encode()).unwrap();
+        json.as_object_mut().unwrap().remove("task_attempt");
+        let envelope = Envelope::decode(json.to_string().as_bytes()).unwrap();
+        assert_eq!(envelope.task_attempt, 1);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -226,6 +245,7 @@ mod tests {
             baggage in proptest::option::of(".*"),
             enqueued_at_us in any::<u64>(),
             delivery_attempt in 1..u32::MAX,
+            task_attempt in 1..u32::MAX,
             id in any::<u128>(),
         ) {
             let envelope = Envelope {
@@ -242,6 +262,7 @@ mod tests {
                 }),
                 enqueued_at_us,
                 delivery_attempt,
+                task_attempt,
             };
             prop_assert_eq!(Envelope::decode(&envelope.encode()).unwrap(), envelope);
         }

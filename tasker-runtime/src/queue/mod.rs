@@ -264,11 +264,32 @@ pub trait Queue: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(None)))
     }
 
+    /// Puts a claimed envelope back for its task's next attempt (`#[task(max_attempts = …)]`):
+    /// as [`requeue`](Queue::requeue) — another delivery after `delay`, counted toward the
+    /// queue's delivery limit — with [`Envelope::task_attempt`] set to `task_attempt`, so that
+    /// the attempt number survives in the queue. The checkpoints of the task's steps are kept:
+    /// the next attempt replays them. By default a backend error: a queue that cannot keep the
+    /// attempt must not retry the task for ever.
+    fn requeue_attempt(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: u32,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        let _ = (lease, delay, task_attempt);
+        let message = format!(
+            "queue `{}` does not implement `Queue::requeue_attempt`, so a failed task is not \
+             retried through it",
+            self.name()
+        );
+        Box::pin(std::future::ready(Err(QueueError::Backend(message))))
+    }
+
     /// The step checkpoints of task `task_id`, claimed under `lease`: the outputs its completed
     /// steps recorded during earlier deliveries, and where new ones are recorded — only while
-    /// `lease` is held: a record the queue refuses because the lease ended never finishes (the
-    /// step does not complete; the worker stops the task once its renewal finds the lease
-    /// gone). `None` (the default) for a queue that keeps none, such as [`MemoryQueue`], whose
+    /// `lease` is held: a record after the lease ended is refused with
+    /// [`CheckpointError::LeaseLost`](tasker_telemetry::context::CheckpointError), and the step
+    /// does not complete (the worker stops the task). `None` (the default) for a queue that keeps none, such as [`MemoryQueue`], whose
     /// envelopes do not outlive the process. Completing or acknowledging a task's envelope
     /// removes its checkpoints.
     fn checkpoints(

@@ -14,7 +14,7 @@ use super::{
     TerminalEvent,
 };
 use crate::runner::BoxFuture;
-use tasker_telemetry::context::Checkpoints;
+use tasker_telemetry::context::{CheckpointError, Checkpoints};
 
 /// The versioned migrations, in order: `(version, name, SQL)`, the SQL with `{schema}` where the
 /// quoted schema name goes. Each is idempotent, so the script [`PostgresQueue::migration_sql`]
@@ -300,6 +300,7 @@ struct Statements {
     result: String,
     requeue: String,
     release: String,
+    requeue_attempt: String,
     dead: String,
     counts: String,
 }
@@ -439,6 +440,20 @@ impl Statements {
                  SELECT count(*) FROM held"
             ),
             previous_run: format!("SELECT trace FROM {schema}.runs WHERE task_id = $1"),
+            requeue_attempt: format!(
+                "UPDATE {t} SET
+                    envelope = (envelope::jsonb
+                        || jsonb_build_object('task_attempt', $4::integer))::text,
+                    delivery_attempt = delivery_attempt + 1,
+                    state = CASE WHEN delivery_attempt + 1 > $3 THEN 'dead' ELSE 'ready' END,
+                    dead_at = CASE WHEN delivery_attempt + 1 > $3 THEN now() END,
+                    last_error = CASE WHEN delivery_attempt + 1 > $3
+                        THEN 'requeued after its last delivery' END,
+                    available_at = now() + $2 {micros},
+                    lease_id = NULL, lease_until = NULL
+                 WHERE {held}
+                 RETURNING state"
+            ),
             requeue: format!(
                 "UPDATE {t} SET
                     delivery_attempt = delivery_attempt + 1,
@@ -969,31 +984,16 @@ impl Queue for PostgresQueue {
     }
 
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
-        Box::pin(async move {
-            let client = self.pool.get().await.map_err(backend)?;
-            let row = client
-                .query_opt(
-                    &self.sql.requeue,
-                    &[
-                        &sql::lease_text(lease),
-                        &micros(delay),
-                        &self.max_deliveries,
-                    ],
-                )
-                .await
-                .map_err(backend)?;
-            let Some(row) = row else {
-                return Err(QueueError::LeaseLost(lease));
-            };
-            if delay.is_zero() && column::<&str>(&row, 0, "envelopes.state")? == "ready" {
-                client
-                    .execute("SELECT pg_notify($1, '')", &[&self.channel])
-                    .await
-                    .map_err(backend)?;
-                self.wake.notify_waiters();
-            }
-            Ok(())
-        })
+        self.put_back(lease, delay, None)
+    }
+
+    fn requeue_attempt(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: u32,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.put_back(lease, delay, Some(task_attempt))
     }
 
     fn release(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
@@ -1022,6 +1022,57 @@ impl Queue for PostgresQueue {
             Ok(Some(
                 counts.ready + counts.delayed + counts.leased + unreported,
             ))
+        })
+    }
+}
+
+impl PostgresQueue {
+    /// Hands a claimed envelope out again after `delay`, for `task_attempt` when given.
+    fn put_back(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: Option<u32>,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let (lease_text, delay_micros) = (sql::lease_text(lease), micros(delay));
+            let row = match task_attempt {
+                None => {
+                    client
+                        .query_opt(
+                            &self.sql.requeue,
+                            &[&lease_text, &delay_micros, &self.max_deliveries],
+                        )
+                        .await
+                }
+                Some(task_attempt) => {
+                    let task_attempt = i32::try_from(task_attempt).unwrap_or(i32::MAX);
+                    client
+                        .query_opt(
+                            &self.sql.requeue_attempt,
+                            &[
+                                &lease_text,
+                                &delay_micros,
+                                &self.max_deliveries,
+                                &task_attempt,
+                            ],
+                        )
+                        .await
+                }
+            }
+            .map_err(backend)?;
+            let Some(row) = row else {
+                return Err(QueueError::LeaseLost(lease));
+            };
+            if delay.is_zero() && column::<&str>(&row, 0, "envelopes.state")? == "ready" {
+                client
+                    .execute("SELECT pg_notify($1, '')", &[&self.channel])
+                    .await
+                    .map_err(backend)?;
+                self.wake.notify_waiters();
+            }
+            Ok(())
         })
     }
 }
@@ -1188,7 +1239,9 @@ impl Checkpoints for PostgresCheckpoints {
         position: u32,
         step: &'static str,
         output: serde_json::Value,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), CheckpointError>> + Send + 'static>,
+    > {
         let (pool, statement, lease) = (
             self.pool.clone(),
             self.statement.clone(),
@@ -1207,14 +1260,9 @@ impl Checkpoints for PostgresCheckpoints {
             }
             .await;
             match stored {
-                Ok(true) => {}
-                // The lease ended: the step never completes here; the worker stops the task.
-                Ok(false) => std::future::pending::<()>().await,
-                Err(error) => tracing::warn!(
-                    target: "tasker",
-                    "[Tasker] could not record the checkpoint of step `{step}`: {error}; it runs \
-                     again if the task is delivered again"
-                ),
+                Ok(true) => Ok(()),
+                Ok(false) => Err(CheckpointError::LeaseLost),
+                Err(error) => Err(CheckpointError::Backend(error.to_string())),
             }
         })
     }

@@ -15,7 +15,7 @@ use super::{
     TerminalEvent,
 };
 use crate::runner::BoxFuture;
-use tasker_telemetry::context::Checkpoints;
+use tasker_telemetry::context::{CheckpointError, Checkpoints};
 
 /// The versioned migrations, in order: `(version, name, SQL)`. Each is idempotent but the fifth
 /// (SQLite has no `ADD COLUMN IF NOT EXISTS`); [`SqliteQueue::migrate`] applies each once.
@@ -566,7 +566,9 @@ impl Checkpoints for SqliteCheckpoints {
         position: u32,
         step: &'static str,
         output: serde_json::Value,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), CheckpointError>> + Send + 'static>,
+    > {
         let connection = self.connection.clone();
         let lease = sql::lease_text(self.lease);
         Box::pin(async move {
@@ -598,14 +600,9 @@ impl Checkpoints for SqliteCheckpoints {
             })
             .await;
             match stored {
-                Ok(true) => {}
-                // The lease ended: the step never completes here; the worker stops the task.
-                Ok(false) => std::future::pending::<()>().await,
-                Err(error) => tracing::warn!(
-                    target: "tasker",
-                    "[Tasker] could not record the checkpoint of step `{step}`: {error}; it runs \
-                     again if the task is delivered again"
-                ),
+                Ok(true) => Ok(()),
+                Ok(false) => Err(CheckpointError::LeaseLost),
+                Err(error) => Err(CheckpointError::Backend(error.to_string())),
             }
         })
     }
@@ -936,6 +933,46 @@ impl Queue for SqliteQueue {
             ),
             move |lease, now| vec![lease.into(), now.into(), attempt.into(), trace.into()],
         ))
+    }
+
+    fn requeue_attempt(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: u32,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        let delay = micros(delay);
+        let max = self.max_deliveries;
+        Box::pin(async move {
+            self.on_held(
+                lease,
+                concat!(
+                    "UPDATE tasker_envelopes SET
+                        envelope = json_set(envelope, '$.task_attempt', ?5),
+                        delivery_attempt = delivery_attempt + 1,
+                        state = CASE WHEN delivery_attempt + 1 > ?4 THEN 'dead' ELSE 'ready' END,
+                        dead_at_us = CASE WHEN delivery_attempt + 1 > ?4 THEN ?2 END,
+                        last_error = CASE WHEN delivery_attempt + 1 > ?4
+                            THEN 'requeued after its last delivery' END,
+                        available_at_us = ?2 + ?3,
+                        lease_id = NULL, lease_until_us = NULL
+                     WHERE ",
+                    held!()
+                ),
+                move |lease, now| {
+                    vec![
+                        lease.into(),
+                        now.into(),
+                        delay.into(),
+                        max.into(),
+                        i64::from(task_attempt).into(),
+                    ]
+                },
+            )
+            .await?;
+            self.wake.notify_waiters();
+            Ok(())
+        })
     }
 
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {

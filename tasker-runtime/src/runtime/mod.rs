@@ -1,5 +1,6 @@
 //! The runtime: enqueue task requests by name, and run them on workers.
 
+mod durable;
 mod error;
 mod isolation;
 mod lease;
@@ -17,7 +18,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use serde_json::Value;
-use tasker_telemetry::context::{CheckpointedRun, Context, QueuedInfo, ScopeTag};
+use tasker_telemetry::context::{CheckpointedRun, Checkpoints, Context, QueuedInfo, ScopeTag};
 use tasker_telemetry::{
     events, propagation, Details, Event, InitializeStatus, TaskOrigin, TaskRef,
 };
@@ -36,9 +37,10 @@ use crate::repeated_failure::{FailureReport, RepeatedFailure};
 use crate::request::TaskRequest;
 use crate::runner::{BoxFuture, RunOutput};
 use crate::worker::{
-    abandon_run, lock_terminal, with_queued_run, QueuedRun, RunFailure, Terminal, TerminalSlot,
-    WithQueuedRun,
+    abandon_run, lock_terminal, with_queued_run, QueuedRetry, QueuedRun, RetrySlot, RunFailure,
+    Terminal, TerminalSlot, WithQueuedRun,
 };
+use durable::{read_checkpoints, CheckpointStop, DurableCheckpoints};
 use lease::{Held, Lost};
 use report::Marks;
 
@@ -297,6 +299,7 @@ impl Runtime {
             trace_context,
             enqueued_at_us: crate::queue::now_micros(),
             delivery_attempt: 1,
+            task_attempt: 1,
         };
         let (sender, receiver) = oneshot::channel();
         if self.inner.has_workers {
@@ -450,9 +453,10 @@ impl Inner {
             .get(&task_id)
             .map_or_else(ScopeTag::default, |pending| pending.scope);
         let terminal = TerminalSlot::default();
+        let retry = RetrySlot::default();
         let result = match Context::default()
             .with_scope(scope)
-            .wrap(self.execute(claim, asked, timer, &terminal, scope))
+            .wrap(self.execute(claim, asked, timer, &terminal, &retry, scope))
             .await
         {
             Ok(result) => result,
@@ -493,6 +497,31 @@ impl Inner {
                 "[Tasker] no worker that took it knows task `{name}` version `{version}`; \
                  dropping the request after {delivery} deliveries"
             );
+        }
+        let next = *retry.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(QueuedRetry { attempt, backoff }) = next {
+            // The attempt failed with attempts left (its `task.retry`/`task.backoff` are out):
+            // the queue delivers the next attempt after the wait; whoever waits keeps waiting.
+            match self.queue.requeue_attempt(lease, backoff, attempt).await {
+                Ok(()) => return,
+                Err(QueueError::LeaseLost(_)) => {
+                    abandon_run(&terminal, scope);
+                    tracing::warn!(
+                        target: "tasker",
+                        %task_id,
+                        "[Tasker] task {task_id} could not be handed back for attempt {attempt}: \
+                         its lease expired and another worker may have taken it over"
+                    );
+                    return;
+                }
+                Err(error) => tracing::warn!(
+                    target: "tasker",
+                    %task_id,
+                    "[Tasker] could not hand task {task_id} back for attempt {attempt}: {error}; \
+                     completing it with the failure of attempt {} instead",
+                    attempt - 1
+                ),
+            }
         }
         // The terminal event follows the queue's acceptance of the completion: a worker whose
         // lease expired (another worker took the task over) does not report a completion.
@@ -576,6 +605,7 @@ impl Inner {
         asked: std::time::Instant,
         timer: &mut Pin<Box<tokio::time::Sleep>>,
         terminal: &TerminalSlot,
+        retry: &RetrySlot,
         scope: ScopeTag,
     ) -> Result<Result<Value, TaskError>, Lost> {
         let Claim {
@@ -595,7 +625,9 @@ impl Inner {
                 version: envelope.task_version,
             }));
         };
+        let checkpoint_stop = Arc::new(CheckpointStop::default());
         let held = Held {
+            checkpoints: &checkpoint_stop,
             queue: &*self.queue,
             lease,
             length: self.lease,
@@ -607,20 +639,19 @@ impl Inner {
             handback: self.handback.subscribe(),
         };
         let failure = Arc::new(Mutex::new(None));
-        // Checkpoints of earlier deliveries, on a queue that keeps them; without them the task
-        // simply runs every step.
-        let checkpoints = match self.queue.checkpoints(envelope.task_id, lease).await {
-            Ok(checkpoints) => checkpoints,
-            Err(error) => {
-                tracing::warn!(
-                    target: "tasker",
-                    task_id = %envelope.task_id,
-                    "[Tasker] could not read the checkpoints of task {}: {error}; its steps run again",
-                    envelope.task_id,
-                );
-                None
-            }
-        };
+        // Checkpoints of earlier deliveries, on a queue that keeps them. A run without the ones
+        // it has would run completed steps again, so a read that keeps failing until the lease
+        // would end stops the run before it starts, as a lost lease does.
+        let checkpoints =
+            read_checkpoints(&*self.queue, envelope.task_id, lease, asked + self.lease)
+                .await?
+                .map(|checkpoints| {
+                    Arc::new(DurableCheckpoints::new(
+                        checkpoints,
+                        self.lease,
+                        checkpoint_stop.clone(),
+                    )) as Arc<dyn Checkpoints>
+                });
         let _checkpointing = checkpoints.is_some().then(CheckpointedRun::begin);
         let info = QueuedInfo {
             bypass_steps: envelope.bypass_steps.clone(),
@@ -641,6 +672,8 @@ impl Inner {
             info,
             failure: failure.clone(),
             terminal: terminal.clone(),
+            attempt: envelope.task_attempt,
+            retry: retry.clone(),
         };
         let context = envelope.context;
         let runner = runner.clone();
@@ -722,6 +755,8 @@ fn report_invalid_context(
         info,
         failure: Arc::default(),
         terminal,
+        attempt: 1,
+        retry: Arc::default(),
     };
     with_queued_run(run, || {
         let mut task = crate::TaskRun::start(descriptor);

@@ -93,7 +93,8 @@ impl LoggerAdapter {
 pub fn level_of(kind: Option<EventKind>) -> Level {
     match kind {
         Some(EventKind::TaskError | EventKind::StepMaxRetriesReached) => Level::ERROR,
-        Some(EventKind::StepError) => Level::WARN,
+        // A failed attempt of a step, or of a task that will be retried.
+        Some(EventKind::StepError | EventKind::TaskRetry) => Level::WARN,
         _ => Level::INFO,
     }
 }
@@ -359,10 +360,14 @@ mod tests {
             Level::ERROR
         );
         assert_eq!(level_of(Some(EventKind::StepError)), Level::WARN);
+        assert_eq!(level_of(Some(EventKind::TaskRetry)), Level::WARN);
         for kind in EventKind::ALL {
             if !matches!(
                 kind,
-                EventKind::TaskError | EventKind::StepMaxRetriesReached | EventKind::StepError
+                EventKind::TaskError
+                    | EventKind::StepMaxRetriesReached
+                    | EventKind::StepError
+                    | EventKind::TaskRetry
             ) {
                 assert_eq!(level_of(Some(kind)), Level::INFO, "{kind}");
             }
