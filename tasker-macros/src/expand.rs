@@ -534,9 +534,10 @@ fn expand_task(args: &TaskArgs, mut function: Function) -> TokenStream {
         let mut __tasker_task = #p::TaskRun::start(&__TASKER_TASK);
         #attempts
     }};
+    let typed_request = crate::typed_request::expand(&p, &function, &name, &version);
     install_body(&mut function, new_body);
     let item = &function.item;
-    quote!(#item)
+    quote!(#item #typed_request)
 }
 
 /// One attempt of a task's body, inside `__tasker_task`; with `timeout_ms`, limited by it.

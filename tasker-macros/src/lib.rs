@@ -11,6 +11,7 @@ mod expand;
 mod item;
 mod model;
 mod spans;
+mod typed_request;
 
 use proc_macro::TokenStream;
 

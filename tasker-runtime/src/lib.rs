@@ -31,13 +31,17 @@ mod spawn;
 mod step;
 mod task;
 mod timeout;
+mod typed;
 mod worker;
 
 pub use batch::{join_all, JoinAll};
 pub use descriptor::{steps, tasks, StepDescriptor, TaskDescriptor};
 pub use policy::RetryPolicy;
 pub use request::{RequestError, TaskRequest};
-pub use runtime::{BuildError, EnqueueError, Runtime, RuntimeBuilder, TaskError, TaskHandle};
+pub use runtime::{
+    BuildError, EnqueueError, RunError, RunSummary, Runtime, RuntimeBuilder, StopSignal, TaskError,
+    TaskHandle,
+};
 pub use spawn::{spawn, FutureExt};
 pub use timeout::{StepTimeout, TaskTimeout, TIMEOUT_CLASS};
 pub use worker::RunFailure;
@@ -62,6 +66,7 @@ pub use step::{
 };
 #[doc(hidden)]
 pub use task::{Body, TaskRun, TimedBody};
+pub use typed::{Enqueue, TypedRequest};
 
 #[doc(hidden)]
 pub mod __private {
@@ -71,4 +76,5 @@ pub mod __private {
     pub use crate::outcome;
     pub use crate::runner;
     pub use crate::skip;
+    pub use crate::typed::{NamedOwnedTypes, NotEnqueueable, OneArgument, TaskInput, TaskOutput};
 }

@@ -46,6 +46,8 @@ macro_rules! queue_suite {
             a_late_acknowledge_of_an_expired_lease_is_refused,
             unknown_leases_are_lost,
             deliveries_past_the_limit_are_dead_lettered,
+            released_envelopes_come_back_at_once_without_counting_a_delivery,
+            unfinished_counts_ready_delayed_and_leased_envelopes,
             an_expired_last_delivery_is_dead_lettered,
             an_expired_lease_that_ran_beside_others_does_not_count,
             an_expired_lease_that_ran_alone_counts,
@@ -220,6 +222,49 @@ pub async fn deliveries_past_the_limit_are_dead_lettered(queue: Arc<dyn Queue>) 
             .is_none(),
         "an envelope delivered {MAX_DELIVERIES} times is not delivered again"
     );
+}
+
+pub async fn released_envelopes_come_back_at_once_without_counting_a_delivery(
+    queue: Arc<dyn Queue>,
+) {
+    queue.push(envelope("handed-back")).await.unwrap();
+    // More hand-backs than the delivery limit: none counts.
+    for delivery in 1..=MAX_DELIVERIES + 2 {
+        let claim = queue
+            .claim(LEASE, Duration::ZERO)
+            .await
+            .unwrap()
+            .expect("a released envelope is claimable at once");
+        assert_eq!(claim.envelope.delivery_attempt, delivery);
+        queue.release(claim.lease).await.unwrap();
+        assert_eq!(
+            queue.release(claim.lease).await,
+            Err(QueueError::LeaseLost(claim.lease)),
+            "a released lease is not held"
+        );
+    }
+    // Deliveries that count still meet the limit: the current one and two more.
+    for _ in 0..MAX_DELIVERIES {
+        let claim = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+        queue.requeue(claim.lease, Duration::ZERO).await.unwrap();
+    }
+    assert!(queue.claim(LEASE, Duration::ZERO).await.unwrap().is_none());
+}
+
+pub async fn unfinished_counts_ready_delayed_and_leased_envelopes(queue: Arc<dyn Queue>) {
+    assert_eq!(queue.unfinished().await, Ok(Some(0)));
+    for name in ["leased", "delayed", "ready"] {
+        queue.push(envelope(name)).await.unwrap();
+    }
+    let leased = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+    let delayed = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+    queue
+        .requeue(delayed.lease, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(queue.unfinished().await, Ok(Some(3)));
+    queue.acknowledge(leased.lease).await.unwrap();
+    assert_eq!(queue.unfinished().await, Ok(Some(2)));
 }
 
 pub async fn an_expired_last_delivery_is_dead_lettered(queue: Arc<dyn Queue>) {

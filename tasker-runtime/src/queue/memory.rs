@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -24,12 +24,15 @@ use crate::runner::BoxFuture;
 /// assert_eq!(queue.len(), 0);
 /// # });
 /// ```
-#[derive(Debug)]
+///
+/// A `MemoryQueue` is a cheap handle: clones share the same queue, so a program can keep one for
+/// enqueueing and give another to a [`Runtime`](crate::Runtime).
+#[derive(Debug, Clone)]
 pub struct MemoryQueue {
     name: String,
-    state: Mutex<State>,
-    available: Notify,
-    next_lease: AtomicU64,
+    state: Arc<Mutex<State>>,
+    available: Arc<Notify>,
+    next_lease: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
@@ -58,9 +61,9 @@ impl MemoryQueue {
     pub fn named(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
-            state: Mutex::new(State::default()),
-            available: Notify::new(),
-            next_lease: AtomicU64::new(1),
+            state: Arc::default(),
+            available: Arc::default(),
+            next_lease: Arc::new(AtomicU64::new(1)),
         }
     }
 
@@ -218,6 +221,11 @@ impl Queue for MemoryQueue {
         task_attempt: u32,
     ) -> BoxFuture<'_, Result<(), QueueError>> {
         self.put_back(lease, delay, Some(task_attempt))
+    }
+
+    fn unfinished(&self) -> BoxFuture<'_, Result<Option<u64>, QueueError>> {
+        let unfinished = u64::try_from(self.len()).unwrap_or(u64::MAX);
+        Box::pin(std::future::ready(Ok(Some(unfinished))))
     }
 }
 

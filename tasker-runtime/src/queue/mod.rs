@@ -274,8 +274,25 @@ pub trait Queue: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(0)))
     }
 
-    /// Puts a claimed envelope back, for another delivery after `delay`.
+    /// Puts a claimed envelope back, for another delivery after `delay`. The delivery counts
+    /// toward a durable queue's `max_deliveries`.
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>>;
+
+    /// Hands a claimed envelope back for another worker to take at once, without counting the
+    /// delivery against its task: its worker is stopping (the task did nothing wrong). Refused
+    /// with [`QueueError::LeaseLost`] once the lease has ended. By default, a
+    /// [`requeue`](Self::requeue) with no delay (which counts, on a queue that counts).
+    fn release(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.requeue(lease, Duration::ZERO)
+    }
+
+    /// Work left in the queue: envelopes ready, delayed or leased (dead letters excluded) plus,
+    /// on a queue that keeps terminal events, completions whose event is not reported yet.
+    /// `None` (the default) when the queue cannot tell. What
+    /// [`Runtime::run_until_drained`](crate::Runtime::run_until_drained) waits on.
+    fn unfinished(&self) -> BoxFuture<'_, Result<Option<u64>, QueueError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
 
     /// Puts a claimed envelope back for its task's next attempt (`#[task(max_attempts = …)]`):
     /// as [`requeue`](Queue::requeue) — another delivery after `delay`, counted toward the

@@ -202,7 +202,7 @@ impl PostgresQueueBuilder {
             ))
         });
         Ok(PostgresQueue {
-            sql: Statements::new(&quoted),
+            sql: Arc::new(Statements::new(&quoted)),
             schema: self.schema,
             name: self.name,
             pool,
@@ -210,7 +210,7 @@ impl PostgresQueueBuilder {
             poll_interval: self.poll_interval,
             channel,
             wake,
-            listener,
+            listener: listener.map(|listener| Arc::new(Listener(listener))),
         })
     }
 }
@@ -237,17 +237,30 @@ impl PostgresQueueBuilder {
 /// # Ok(()) }
 /// ```
 ///
+/// A `PostgresQueue` is a cheap handle: clones share the pool, the statements and the listener,
+/// so a program can keep one for enqueueing and give another to a [`Runtime`](crate::Runtime).
+///
 /// [`max_deliveries`]: PostgresQueueBuilder::max_deliveries
+#[derive(Clone)]
 pub struct PostgresQueue {
     schema: String,
     name: String,
     pool: Pool,
-    sql: Statements,
+    sql: Arc<Statements>,
     max_deliveries: i32,
     poll_interval: Duration,
     channel: String,
     wake: Arc<Notify>,
-    listener: Option<tokio::task::JoinHandle<()>>,
+    listener: Option<Arc<Listener>>,
+}
+
+/// The `LISTEN` task, stopped when the last handle of the queue is dropped.
+struct Listener(tokio::task::JoinHandle<()>);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for PostgresQueue {
@@ -259,14 +272,6 @@ impl std::fmt::Debug for PostgresQueue {
             .field("poll_interval", &self.poll_interval)
             .field("listening", &self.listener.is_some())
             .finish()
-    }
-}
-
-impl Drop for PostgresQueue {
-    fn drop(&mut self) {
-        if let Some(listener) = self.listener.take() {
-            listener.abort();
-        }
     }
 }
 
@@ -294,6 +299,7 @@ struct Statements {
     mark_reported: String,
     result: String,
     requeue: String,
+    release: String,
     requeue_attempt: String,
     dead: String,
     counts: String,
@@ -460,6 +466,14 @@ impl Statements {
                     lease_id = NULL, lease_until = NULL
                  WHERE {held}
                  RETURNING state"
+            ),
+            // A hand-back: the next delivery is a new one, but the task did nothing to count.
+            release: format!(
+                "UPDATE {t} SET
+                    delivery_attempt = delivery_attempt + 1,
+                    state = 'ready', available_at = now(),
+                    lease_id = NULL, lease_until = NULL
+                 WHERE {held}"
             ),
             dead: format!(
                 "SELECT id, task_id, envelope, last_error, delivery_attempt, dead_at FROM {t}
@@ -1163,6 +1177,35 @@ impl Queue for PostgresQueue {
         task_attempt: u32,
     ) -> BoxFuture<'_, Result<(), QueueError>> {
         self.put_back(lease, delay, Some(task_attempt))
+    }
+
+    fn release(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let released = client
+                .execute(&self.sql.release, &[&sql::lease_text(lease)])
+                .await
+                .map_err(backend)?;
+            if released == 0 {
+                return Err(QueueError::LeaseLost(lease));
+            }
+            client
+                .execute("SELECT pg_notify($1, '')", &[&self.channel])
+                .await
+                .map_err(backend)?;
+            self.wake.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn unfinished(&self) -> BoxFuture<'_, Result<Option<u64>, QueueError>> {
+        Box::pin(async move {
+            let counts = self.counts().await?;
+            let unreported = self.unreported().await?;
+            Ok(Some(
+                counts.ready + counts.delayed + counts.leased + unreported,
+            ))
+        })
     }
 }
 

@@ -204,7 +204,11 @@ impl SqliteQueueBuilder {
 /// # });
 /// ```
 ///
+/// A `SqliteQueue` is a cheap handle: clones share the connection, so a program can keep one for
+/// enqueueing and give another to a [`Runtime`](crate::Runtime).
+///
 /// [`max_deliveries`]: SqliteQueueBuilder::max_deliveries
+#[derive(Clone)]
 pub struct SqliteQueue {
     name: String,
     connection: Arc<Mutex<Connection>>,
@@ -1157,6 +1161,37 @@ impl Queue for SqliteQueue {
             .await?;
             self.wake.notify_waiters();
             Ok(())
+        })
+    }
+
+    fn release(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            self.on_held(
+                lease,
+                // A hand-back: the next delivery is a new one, but the task did nothing to count.
+                concat!(
+                    "UPDATE tasker_envelopes SET
+                        delivery_attempt = delivery_attempt + 1,
+                        state = 'ready', available_at_us = ?2,
+                        lease_id = NULL, lease_until_us = NULL
+                     WHERE ",
+                    held!()
+                ),
+                move |lease, now| vec![lease.into(), now.into()],
+            )
+            .await?;
+            self.wake.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn unfinished(&self) -> BoxFuture<'_, Result<Option<u64>, QueueError>> {
+        Box::pin(async move {
+            let counts = self.counts().await?;
+            let unreported = self.unreported().await?;
+            Ok(Some(
+                counts.ready + counts.delayed + counts.leased + unreported,
+            ))
         })
     }
 }

@@ -66,6 +66,14 @@ pub enum EnqueueError {
         /// The version.
         version: String,
     },
+    /// The input of a typed request (`task::request(input)`) does not serialize to JSON.
+    #[error("the input of the request for task `{name}` does not serialize to JSON: {reason}")]
+    InvalidInput {
+        /// The task.
+        name: String,
+        /// serde's error.
+        reason: String,
+    },
     /// The context does not deserialize into the task's input.
     #[error("the context for task `{name}` version `{version}` does not fit its input: {reason}")]
     InvalidContext {
@@ -161,6 +169,18 @@ pub enum TaskError {
     /// The output does not serialize to JSON.
     #[error("the task's output does not serialize to JSON: {0}")]
     InvalidOutput(String),
+    /// The output does not read as the type the handle waits for (a worker ran another version
+    /// of the task, whose output type differs).
+    #[error(
+        "the task's output does not read as `{expected}`: {reason}; did a worker run another \
+         version of the task?"
+    )]
+    UnexpectedOutput {
+        /// The type the handle waits for.
+        expected: &'static str,
+        /// serde's error.
+        reason: String,
+    },
     /// The worker does not know the task.
     #[error("no worker of this runtime knows task `{name}` version `{version}`")]
     UnknownTask {

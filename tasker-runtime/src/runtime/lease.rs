@@ -30,6 +30,8 @@ pub(super) enum Lost {
     /// The checkpoints of earlier deliveries could not be read before the lease would end: the
     /// run did not start, since it would have run completed steps again.
     Unread(QueueError),
+    /// The runtime is stopping and its deadline passed: the task goes back to the queue.
+    HandedBack,
 }
 
 impl std::fmt::Display for Lost {
@@ -52,6 +54,9 @@ impl std::fmt::Display for Lost {
                 "the checkpoints of its earlier deliveries could not be read before its lease \
                  would end ({error}); the task did not start and runs on its next delivery"
             ),
+            Lost::HandedBack => {
+                f.write_str("the runtime stopped and its deadline passed before the task ended")
+            }
         }
     }
 }
@@ -74,6 +79,15 @@ pub(super) struct Held<'a> {
     pub(super) scope: tasker_telemetry::context::ScopeTag,
     /// Set when the run's checkpoints stop it (see [`DurableCheckpoints`](super::durable)).
     pub(super) checkpoints: &'a CheckpointStop,
+    /// Turns `true` when the runtime hands its running tasks back (its stop deadline passed).
+    pub(super) handback: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Resolves once `handback` turns `true`; never, should its sender go away.
+async fn handed_back(mut handback: tokio::sync::watch::Receiver<bool>) {
+    if handback.wait_for(|handed| *handed).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Where recording the run's trace context stands.
@@ -106,6 +120,7 @@ impl Held<'_> {
         let mut recording = Recording::Looking;
         let mut reported = false;
         let queue = self.queue;
+        let mut handback = std::pin::pin!(handed_back(self.handback.clone()));
         let outcome = std::future::poll_fn(|cx| {
             if let Poll::Ready(output) = run.as_mut().poll(cx) {
                 return Poll::Ready(Ok(output));
@@ -114,6 +129,9 @@ impl Held<'_> {
                 None => {}
                 Some(CheckpointError::LeaseLost) => return Poll::Ready(Err(Lost::Taken)),
                 Some(error) => return Poll::Ready(Err(Lost::Unrecorded(error))),
+            }
+            if handback.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Lost::HandedBack));
             }
             if let Recording::Looking = recording {
                 if let Some(trace_context) = propagation::run_context(&self.task) {

@@ -6,11 +6,13 @@ mod isolation;
 mod lease;
 mod registry;
 mod report;
+mod run_loop;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
@@ -26,6 +28,7 @@ use uuid::Uuid;
 
 pub use error::{BuildError, EnqueueError, TaskError};
 use registry::{Registered, Registry};
+pub use run_loop::{RunError, RunSummary, StopSignal};
 
 use crate::queue::{
     Claim, Completion, Envelope, MemoryQueue, Queue, QueueError, TerminalEvent, MAX_CONTEXT_BYTES,
@@ -77,7 +80,8 @@ impl RuntimeBuilder {
         self
     }
 
-    /// A queue shared with other runtimes or code.
+    /// A queue shared with other runtimes or code, behind `dyn Queue`. The queues of this crate
+    /// are cheap `Clone` handles: `queue(queue.clone())` shares them too.
     pub fn shared_queue(mut self, queue: Arc<dyn Queue>) -> Self {
         self.queue = Some(queue);
         self
@@ -108,6 +112,9 @@ impl RuntimeBuilder {
             claim_failures: Mutex::new(RepeatedFailure::new(CLAIM_FAILURE_REPORTS)),
             suspect_check: isolation::SuspectCheck::new(),
             marks: Arc::default(),
+            handback: watch::channel(false).0,
+            finished: AtomicU64::new(0),
+            handed_back: AtomicU64::new(0),
         });
         let workers = (0..self.workers)
             .map(|_| handle.spawn(work(inner.clone(), stopped.clone())))
@@ -205,6 +212,12 @@ struct Inner {
     suspect_check: isolation::SuspectCheck,
     /// Terminal events emitted here, to mark reported.
     marks: Arc<Marks>,
+    /// Turns `true` when a run loop's stop deadline passes: running tasks are handed back.
+    handback: watch::Sender<bool>,
+    /// Tasks whose completion the queue accepted.
+    finished: AtomicU64,
+    /// Tasks stopped and handed back to the queue.
+    handed_back: AtomicU64,
 }
 
 struct Pending {
@@ -213,24 +226,41 @@ struct Pending {
 }
 
 /// A request that was enqueued: its task id, and its result once a worker of this runtime ran
-/// it.
-#[derive(Debug)]
-pub struct TaskHandle {
+/// it, as a `T`: the task's output type for a [`TypedRequest`](crate::TypedRequest), JSON for a
+/// by-name [`TaskRequest`].
+pub struct TaskHandle<T = Value> {
     task_id: Uuid,
     result: oneshot::Receiver<Result<Value, TaskError>>,
+    _output: std::marker::PhantomData<fn() -> T>,
 }
 
-impl TaskHandle {
+impl<T> std::fmt::Debug for TaskHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskHandle")
+            .field("task_id", &self.task_id)
+            .field("output", &std::any::type_name::<T>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> TaskHandle<T> {
     /// The id every event of the task carries, on the producer's side and the worker's.
     pub fn task_id(&self) -> Uuid {
         self.task_id
     }
+}
 
-    /// The task's output as JSON (the `Ok` value for a task returning a `Result`), once a worker
-    /// of this runtime has run it. A producer-only runtime (`workers(0)`) never runs it, so
-    /// waiting gives [`TaskError::Abandoned`] at once.
-    pub async fn wait(self) -> Result<Value, TaskError> {
-        self.result.await.unwrap_or(Err(TaskError::Abandoned))
+impl<T: serde::de::DeserializeOwned> TaskHandle<T> {
+    /// The task's output (the `Ok` value for a task returning a `Result`), once a worker of this
+    /// runtime has run it. A producer-only runtime (`workers(0)`) never runs it, so waiting
+    /// gives [`TaskError::Abandoned`] at once. An output that does not read as a `T` (a worker
+    /// of another version of the task) is [`TaskError::UnexpectedOutput`].
+    pub async fn wait(self) -> Result<T, TaskError> {
+        let value = self.result.await.unwrap_or(Err(TaskError::Abandoned))?;
+        serde_json::from_value(value).map_err(|error| TaskError::UnexpectedOutput {
+            expected: std::any::type_name::<T>(),
+            reason: error.to_string(),
+        })
     }
 }
 
@@ -253,10 +283,18 @@ impl Runtime {
     /// Checks `request` against the registered tasks and queues it: emits `task.initialize`, then
     /// `task.enqueue`, with the task id the worker's events will carry too.
     ///
+    /// `request` is the task function's own request, typed (`fulfill::request(order)`: the
+    /// handle waits for the task's output type), or a by-name [`TaskRequest`] (the handle waits
+    /// for JSON).
+    ///
     /// A request for an unknown task or version, with a context that does not fit the task's
     /// input, or bypassing a step that is not `skippable`, is refused: `task.initialize` is
     /// emitted with `status: "error"` and the message, and nothing reaches the queue.
-    pub async fn enqueue(&self, request: TaskRequest) -> Result<TaskHandle, EnqueueError> {
+    pub async fn enqueue<R: crate::typed::Enqueue>(
+        &self,
+        request: R,
+    ) -> Result<TaskHandle<R::Output>, EnqueueError> {
+        let request = request.into_request()?;
         let task_id = crate::ids::new_id();
         let registered = match self.check(&request) {
             Ok(registered) => registered,
@@ -309,6 +347,7 @@ impl Runtime {
         Ok(TaskHandle {
             task_id,
             result: receiver,
+            _output: std::marker::PhantomData,
         })
     }
 
@@ -408,6 +447,26 @@ impl Inner {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Releases the lease of a task stopped at a run loop's deadline, for another worker to
+    /// take at once, with no delivery counted against it.
+    async fn hand_back(&self, lease: crate::queue::LeaseId, task_id: Uuid) {
+        match self.queue.release(lease).await {
+            Ok(()) => {
+                self.handed_back.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    target: "tasker",
+                    %task_id,
+                    "[Tasker] task {task_id} was still running at the stop deadline: handed back                      to the queue for another worker"
+                );
+            }
+            Err(error) => tracing::warn!(
+                target: "tasker",
+                %task_id,
+                "[Tasker] could not hand task {task_id} back at the stop deadline: {error}; it                  runs again once its lease expires"
+            ),
+        }
+    }
+
     /// Runs a claimed request (asked for at `asked`) and completes it.
     async fn run(
         &self,
@@ -430,6 +489,10 @@ impl Inner {
             .await
         {
             Ok(result) => result,
+            Err(Lost::HandedBack) => {
+                self.hand_back(lease, task_id).await;
+                return;
+            }
             Err(lost) => {
                 // The run was dropped (a sync one left to finish on its thread) and reports no
                 // end; whoever waits on it here keeps waiting for the delivery that finishes it.
@@ -526,6 +589,7 @@ impl Inner {
         };
         match completed {
             Ok(()) => {
+                self.finished.fetch_add(1, Ordering::Relaxed);
                 if let Some(event) = &event {
                     Context::default()
                         .with_scope(scope)
@@ -601,6 +665,7 @@ impl Inner {
             delivery_attempt: envelope.delivery_attempt,
             terminal,
             scope,
+            handback: self.handback.subscribe(),
         };
         let failure = Arc::new(Mutex::new(None));
         // Checkpoints of earlier deliveries, on a queue that keeps them. A run without the ones
