@@ -4,9 +4,11 @@
 use std::error::Error;
 
 use tasker::queue::{EnvelopeError, LeaseId, QueueError, TerminalEventError};
+use tasker::telemetry::context::CheckpointError;
 use tasker::telemetry::{EventKind, RecordError};
 use tasker::{
-    BuildError, ConfigError, EnqueueError, RequestError, StepTimeout, TaskError, TelemetryAdapter,
+    BuildError, ConfigError, EnqueueError, RequestError, RunError, StepTimeout, TaskError,
+    TaskTimeout, TelemetryAdapter,
 };
 
 /// The `Debug` form `fn main` would print, next to the expected one.
@@ -129,6 +131,24 @@ fn every_public_error_debug_shows_its_message() {
                 attempt: 1,
             }),
             "StepTimeout",
+        ),
+        (
+            Box::new(TaskTimeout {
+                task: "checkout",
+                limit: std::time::Duration::from_millis(5),
+                attempt: 2,
+            }),
+            "TaskTimeout",
+        ),
+        (
+            Box::new(CheckpointError::Backend("the table is gone".into())),
+            "CheckpointError::Backend",
+        ),
+        (
+            Box::new(RunError::NoWorkers {
+                queue: "orders".into(),
+            }),
+            "RunError::NoWorkers",
         ),
         (
             Box::new(

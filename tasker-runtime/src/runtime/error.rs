@@ -130,7 +130,8 @@ tasker_telemetry::__debug_shows_message!(EnqueueError {
     TooLarge,
     UnknownStep,
     NotSkippable,
-    Queue
+    Queue,
+    InvalidInput,
 });
 
 fn list(names: &[String]) -> String {
@@ -201,5 +202,6 @@ tasker_telemetry::__debug_shows_message!(TaskError {
     InvalidContext,
     InvalidOutput,
     UnknownTask,
-    Abandoned
+    Abandoned,
+    UnexpectedOutput,
 });

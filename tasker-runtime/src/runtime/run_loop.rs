@@ -58,7 +58,7 @@ impl std::fmt::Display for RunSummary {
 }
 
 /// Why a run loop could not run.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
     /// The process's signal handlers could not be installed.
@@ -89,6 +89,13 @@ pub enum RunError {
     #[error("could not count the work left in the queue: {0}")]
     Queue(#[from] QueueError),
 }
+
+tasker_telemetry::__debug_shows_message!(RunError {
+    Signals,
+    NoWorkers,
+    Uncountable,
+    Queue,
+});
 
 /// How often [`Runtime::run_until_drained`] counts the work left.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
