@@ -628,6 +628,21 @@ impl Shop {
     fn audit(&mut self) -> u32 {
         self.card.balance
     }
+
+    /// An associated function whose signature names `Self`: it runs inline only (what enqueues
+    /// a task cannot name `Self`).
+    #[tasker::task(name = "kitchen.open")]
+    fn open(balance: u32) -> Self {
+        Shop {
+            card: Card { balance },
+        }
+    }
+
+    /// An associated function that shows neither `self` nor `Self` says so with `associated`.
+    #[tasker::task(name = "kitchen.fee", associated)]
+    fn fee(amount: u32) -> u32 {
+        amount / 10
+    }
 }
 
 const TASK_WITH_STEP: &[&str] = &[
@@ -675,6 +690,21 @@ fn task_methods() {
             "task.complete",
         ])
     );
+}
+
+#[test]
+fn associated_task_functions() {
+    let plain_task = names(&[
+        "task.initialize",
+        "task.start",
+        "task.handle",
+        "task.finalize",
+        "task.complete",
+    ]);
+    let (shop, events) = captured(|| Shop::open(3));
+    assert_eq!((shop.card.balance, events), (3, plain_task.clone()));
+    let (fee, events) = captured(|| Shop::fee(50));
+    assert_eq!((fee, events), (5, plain_task));
 }
 
 // ---------------------------------------------------------------------------------------------

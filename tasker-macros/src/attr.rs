@@ -14,7 +14,7 @@ use crate::ctxt::Ctxt;
 const STEP_KEYS: &str = "name, max_attempts, backoff_ms, backoff_multiplier, max_backoff_ms, \
                          jitter, retry_if, skip_if, skippable, timeout_ms, fields, crate";
 const TASK_KEYS: &str = "name, version, max_attempts, backoff_ms, backoff_multiplier, \
-                         max_backoff_ms, jitter, timeout_ms, crate";
+                         max_backoff_ms, jitter, timeout_ms, associated, crate";
 
 /// A value with the tokens it was read from, for errors that point at all of them (`-0.5`).
 #[derive(Clone)]
@@ -97,6 +97,11 @@ pub(crate) struct TaskArgs {
     pub(crate) name: Option<LitStr>,
     pub(crate) version: Option<LitStr>,
     pub(crate) policy: PolicyArgs,
+    /// `associated`: the function is an associated function of an `impl` block that shows
+    /// neither `self` nor `Self` in its signature. The macro cannot see the block, and there a
+    /// task can be neither registered for enqueueing by name nor given a typed `request` (both
+    /// are items that cannot name `Self`), so it runs inline only.
+    pub(crate) associated: Option<Span>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -343,6 +348,16 @@ impl TaskArgs {
                 "crate" => {
                     let value = meta.value()?.parse()?;
                     set_once(cx, &mut args.krate, &meta, value);
+                }
+                "associated" => {
+                    if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
+                        cx.error_spanned_by(
+                            &meta.path,
+                            "`associated` takes no value: write `associated`",
+                        );
+                        return skip_value(&meta);
+                    }
+                    set_once(cx, &mut args.associated, &meta, meta.path.span());
                 }
                 other => {
                     if !args.policy.parse_key(cx, other, &meta)? {

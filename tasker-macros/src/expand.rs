@@ -520,7 +520,14 @@ fn expand_task(args: &TaskArgs, mut function: Function) -> TokenStream {
             __tasker_value
         }
     };
-    let runner = task_runner(&p, &function);
+    // An associated function (it says so, or its signature names `Self`) runs inline only: the
+    // items that enqueue a task (its runner, its typed `request`) cannot name `Self`.
+    let associated = args.associated.is_some() || function.mentions_self();
+    let runner = if associated {
+        quote!(use #p::no_runner as __tasker_runner;)
+    } else {
+        task_runner(&p, &function)
+    };
     let new_body: Block = parse_quote! {{
         static __TASKER_TASK: #p::TaskDescriptor = #p::TaskDescriptor {
             name: #name,
@@ -534,7 +541,11 @@ fn expand_task(args: &TaskArgs, mut function: Function) -> TokenStream {
         let mut __tasker_task = #p::TaskRun::start(&__TASKER_TASK);
         #attempts
     }};
-    let typed_request = crate::typed_request::expand(&p, &function, &name, &version);
+    let typed_request = if associated {
+        TokenStream::new()
+    } else {
+        crate::typed_request::expand(&p, &function, &name, &version)
+    };
     install_body(&mut function, new_body);
     let item = &function.item;
     quote!(#item #typed_request)

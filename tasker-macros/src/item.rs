@@ -73,6 +73,20 @@ pub(crate) struct Function {
 }
 
 impl Function {
+    /// Whether `Self` appears anywhere in the signature: then the function is surely an
+    /// associated function of an `impl` block.
+    pub(crate) fn mentions_self(&self) -> bool {
+        struct Finder(bool);
+        impl Visit<'_> for Finder {
+            fn visit_ident(&mut self, ident: &Ident) {
+                self.0 |= ident == "Self";
+            }
+        }
+        let mut finder = Finder(false);
+        finder.visit_signature(&self.item.sig);
+        finder.0
+    }
+
     /// Reads `item`, renaming pattern arguments to plain identifiers so the expansion can refer to
     /// them. Misuses are reported to `cx`.
     pub(crate) fn analyze(cx: &mut Ctxt, mut item: ItemFn, what: &str) -> Function {
