@@ -157,6 +157,86 @@ pub enum Details<'a> {
     },
 }
 
+impl Details<'_> {
+    /// A copy that owns all of its data (the strings it borrows are copied; the rest is moved).
+    pub fn into_owned(self) -> Details<'static> {
+        match self {
+            Details::TaskInitialize { status, errors } => Details::TaskInitialize {
+                status,
+                errors: Cow::Owned(errors.into_owned()),
+            },
+            Details::TaskEnqueue { queue } => Details::TaskEnqueue {
+                queue: Cow::Owned(queue.into_owned()),
+            },
+            Details::TaskStart => Details::TaskStart,
+            Details::TaskHandle => Details::TaskHandle,
+            Details::TaskFinalize {
+                completed_steps,
+                failed_steps,
+                skipped_steps,
+            } => Details::TaskFinalize {
+                completed_steps,
+                failed_steps,
+                skipped_steps,
+            },
+            Details::TaskComplete { duration } => Details::TaskComplete { duration },
+            Details::TaskError {
+                duration,
+                error,
+                error_steps,
+            } => Details::TaskError {
+                duration,
+                error: error.into_owned(),
+                error_steps: Cow::Owned(error_steps.into_owned()),
+            },
+            Details::StepFindViable { step_names } => Details::StepFindViable {
+                step_names: Cow::Owned(step_names.into_owned()),
+            },
+            Details::StepHandle {
+                attempt,
+                max_attempts,
+            } => Details::StepHandle {
+                attempt,
+                max_attempts,
+            },
+            Details::StepComplete { attempt, duration } => {
+                Details::StepComplete { attempt, duration }
+            }
+            Details::StepError {
+                attempt,
+                error,
+                retryable,
+            } => Details::StepError {
+                attempt,
+                error: error.into_owned(),
+                retryable,
+            },
+            Details::StepRetry {
+                attempt,
+                max_attempts,
+            } => Details::StepRetry {
+                attempt,
+                max_attempts,
+            },
+            Details::StepBackoff { attempt, backoff } => Details::StepBackoff { attempt, backoff },
+            Details::StepSkip { reason } => Details::StepSkip {
+                reason: Cow::Owned(reason.into_owned()),
+            },
+            Details::StepMaxRetriesReached {
+                attempts,
+                max_attempts,
+            } => Details::StepMaxRetriesReached {
+                attempts,
+                max_attempts,
+            },
+            Details::Custom { name, payload } => Details::Custom {
+                name: Cow::Owned(name.into_owned()),
+                payload: Cow::Owned(payload.into_owned()),
+            },
+        }
+    }
+}
+
 /// One event: when it happened, the task and step it belongs to, and its [`Details`].
 ///
 /// Events are built on the stack from borrowed data, so firing one allocates nothing unless an
@@ -390,80 +470,7 @@ impl<'a> Event<'a> {
 
     /// A copy that owns all of its data, for observers that keep events.
     pub fn into_owned(self) -> Event<'static> {
-        let details = match self.details {
-            Details::TaskInitialize { status, errors } => Details::TaskInitialize {
-                status,
-                errors: Cow::Owned(errors.into_owned()),
-            },
-            Details::TaskEnqueue { queue } => Details::TaskEnqueue {
-                queue: Cow::Owned(queue.into_owned()),
-            },
-            Details::TaskStart => Details::TaskStart,
-            Details::TaskHandle => Details::TaskHandle,
-            Details::TaskFinalize {
-                completed_steps,
-                failed_steps,
-                skipped_steps,
-            } => Details::TaskFinalize {
-                completed_steps,
-                failed_steps,
-                skipped_steps,
-            },
-            Details::TaskComplete { duration } => Details::TaskComplete { duration },
-            Details::TaskError {
-                duration,
-                error,
-                error_steps,
-            } => Details::TaskError {
-                duration,
-                error: error.into_owned(),
-                error_steps: Cow::Owned(error_steps.into_owned()),
-            },
-            Details::StepFindViable { step_names } => Details::StepFindViable {
-                step_names: Cow::Owned(step_names.into_owned()),
-            },
-            Details::StepHandle {
-                attempt,
-                max_attempts,
-            } => Details::StepHandle {
-                attempt,
-                max_attempts,
-            },
-            Details::StepComplete { attempt, duration } => {
-                Details::StepComplete { attempt, duration }
-            }
-            Details::StepError {
-                attempt,
-                error,
-                retryable,
-            } => Details::StepError {
-                attempt,
-                error: error.into_owned(),
-                retryable,
-            },
-            Details::StepRetry {
-                attempt,
-                max_attempts,
-            } => Details::StepRetry {
-                attempt,
-                max_attempts,
-            },
-            Details::StepBackoff { attempt, backoff } => Details::StepBackoff { attempt, backoff },
-            Details::StepSkip { reason } => Details::StepSkip {
-                reason: Cow::Owned(reason.into_owned()),
-            },
-            Details::StepMaxRetriesReached {
-                attempts,
-                max_attempts,
-            } => Details::StepMaxRetriesReached {
-                attempts,
-                max_attempts,
-            },
-            Details::Custom { name, payload } => Details::Custom {
-                name: Cow::Owned(name.into_owned()),
-                payload: Cow::Owned(payload.into_owned()),
-            },
-        };
+        let details = self.details.into_owned();
         Event {
             id: self.id,
             timestamp: self.timestamp,

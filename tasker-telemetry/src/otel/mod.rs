@@ -53,18 +53,24 @@
 
 mod adapter;
 pub mod attributes;
+mod direct_export;
+mod direct_spans;
 mod export_errors;
+mod ids;
 mod init;
 pub mod metrics;
 mod names;
 mod propagator;
 mod providers;
+mod record;
+mod sampling;
 mod settings;
 mod span_map;
 mod spans;
 
 pub(crate) use adapter::build as build_adapter;
 pub use adapter::OpenTelemetryAdapter;
+pub use direct_export::{DirectExport, DirectExportBuilder, DirectExportError, DirectExportStats};
 pub use export_errors::ExportErrorCounts;
 pub use init::{init_from_env, init_from_lookup, OtelGuard};
 pub use propagator::{held_producer_context_count, OpenTelemetryPropagator};

@@ -11,6 +11,8 @@ use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
+use super::direct_export::DirectExport;
+
 /// The instrumentation scope of everything Tasker records: `tasker` and the crate's version.
 pub(crate) fn scope() -> InstrumentationScope {
     InstrumentationScope::builder("tasker")
@@ -18,8 +20,11 @@ pub(crate) fn scope() -> InstrumentationScope {
         .build()
 }
 
-/// A tracer provider for [`Configuration::tracer_provider`](crate::Configuration): the SDK's
-/// (the fast path: spans are not boxed) or any other implementation.
+/// A tracer provider for [`Configuration::tracer_provider`](crate::Configuration): a
+/// [`DirectExport`] (the fast path: spans are built once, at their end, and exported in batches
+/// off the caller's thread), the SDK's provider (spans are SDK spans while they run, through its
+/// processors: every processor and exporter of the provider sees them), or any other
+/// implementation (spans are boxed).
 ///
 /// Two handles are equal when they are clones of the same handle.
 ///
@@ -38,6 +43,7 @@ pub struct TracerProviderHandle(Arc<TracerSource>);
 enum TracerSource {
     Sdk(SdkTracerProvider),
     Other(Box<dyn ObjectSafeTracerProvider + Send + Sync>),
+    Direct(DirectExport),
 }
 
 impl TracerProviderHandle {
@@ -55,8 +61,24 @@ impl TracerProviderHandle {
     pub fn as_sdk(&self) -> Option<&SdkTracerProvider> {
         match &*self.0 {
             TracerSource::Sdk(provider) => Some(provider),
-            TracerSource::Other(_) => None,
+            TracerSource::Other(_) | TracerSource::Direct(_) => None,
         }
+    }
+
+    /// The direct export, when this handle holds one.
+    pub fn as_direct(&self) -> Option<&DirectExport> {
+        match &*self.0 {
+            TracerSource::Direct(export) => Some(export),
+            TracerSource::Sdk(_) | TracerSource::Other(_) => None,
+        }
+    }
+}
+
+/// The adapter's fast path: spans built once at their end and exported in batches by the
+/// export's own thread, without SDK spans on the caller's thread.
+impl From<DirectExport> for TracerProviderHandle {
+    fn from(export: DirectExport) -> Self {
+        Self(Arc::new(TracerSource::Direct(export)))
     }
 }
 
@@ -79,6 +101,7 @@ impl fmt::Debug for TracerProviderHandle {
         let kind = match &*self.0 {
             TracerSource::Sdk(_) => "sdk",
             TracerSource::Other(_) => "other",
+            TracerSource::Direct(_) => "direct",
         };
         write!(
             f,
@@ -127,8 +150,10 @@ impl fmt::Debug for MeterProviderHandle {
     }
 }
 
-/// The tracer the adapter uses: the SDK's own type when it can, else a boxed one.
+/// The tracer the adapter uses: its own direct export, else the SDK's tracer type when it can,
+/// else a boxed one.
 pub(crate) enum ChosenTracer {
+    Direct(DirectExport),
     Sdk(SdkTracer),
     Boxed(BoxedTracer),
 }
@@ -141,6 +166,7 @@ pub(crate) fn choose_tracer(configured: Option<&TracerProviderHandle>) -> Chosen
         Some(TracerSource::Other(provider)) => {
             ChosenTracer::Boxed(BoxedTracer::new(provider.boxed_tracer(scope())))
         }
+        Some(TracerSource::Direct(export)) => ChosenTracer::Direct(export.clone()),
         None => ChosenTracer::Boxed(global::tracer_provider().tracer_with_scope(scope())),
     }
 }

@@ -151,51 +151,7 @@ where
     /// without one, or with an invalid one (reported once), it starts a new trace. A delivery
     /// after one that died links to that one's run when the queue kept its context.
     fn task_origin(&self, task: &TaskRef) -> TaskOrigins {
-        if task.origin != TaskOrigin::Queued {
-            return TaskOrigins::inline();
-        }
-        let queued = Context::with_current(|context| {
-            context
-                .task_frame()
-                .filter(|frame| frame.task().id == task.id)
-                .and_then(|frame| frame.queued().cloned())
-        });
-        let Some(queued) = queued else {
-            return TaskOrigins::queued(OtelContext::new(), None, None);
-        };
-        let delivery = Some(queued.delivery_attempt);
-        let link = queued.previous_run.as_ref().and_then(|run| {
-            let context = extract_context(&run.trace_context);
-            let span = context.span().span_context().clone();
-            span.is_valid().then(|| {
-                Link::new(
-                    span,
-                    vec![KeyValue::new(
-                        keys::DELIVERY_ATTEMPT,
-                        i64::from(run.delivery_attempt),
-                    )],
-                    0,
-                )
-            })
-        });
-        let Some(carried) = queued.trace_context else {
-            return TaskOrigins::queued(OtelContext::new(), delivery, link);
-        };
-        let parent = extract_context(&carried);
-        if parent.span().span_context().is_valid() {
-            return TaskOrigins::queued(parent, delivery, link);
-        }
-        if !self.warned_invalid.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                target: "tasker",
-                task_id = %task.id,
-                "[Tasker] task `{}` carries an invalid trace context (traceparent {:?}); its run \
-                 starts a new trace (reported once)",
-                task.name,
-                carried.traceparent,
-            );
-        }
-        TaskOrigins::queued(OtelContext::new(), delivery, link)
+        task_origin(task, &self.warned_invalid)
     }
 
     /// Opens the `enqueue task.<name>` PRODUCER span of a task being enqueued (at its
@@ -498,14 +454,62 @@ where
     }
 }
 
-/// See [`SpanTree::task_origin`].
-struct TaskOrigins {
-    kind: SpanKind,
-    parent: OtelContext,
+pub(crate) fn task_origin(task: &TaskRef, warned_invalid: &AtomicBool) -> TaskOrigins {
+    if task.origin != TaskOrigin::Queued {
+        return TaskOrigins::inline();
+    }
+    let queued = Context::with_current(|context| {
+        context
+            .task_frame()
+            .filter(|frame| frame.task().id == task.id)
+            .and_then(|frame| frame.queued().cloned())
+    });
+    let Some(queued) = queued else {
+        return TaskOrigins::queued(OtelContext::new(), None, None);
+    };
+    let delivery = Some(queued.delivery_attempt);
+    let link = queued.previous_run.as_ref().and_then(|run| {
+        let context = extract_context(&run.trace_context);
+        let span = context.span().span_context().clone();
+        span.is_valid().then(|| {
+            Link::new(
+                span,
+                vec![KeyValue::new(
+                    keys::DELIVERY_ATTEMPT,
+                    i64::from(run.delivery_attempt),
+                )],
+                0,
+            )
+        })
+    });
+    let Some(carried) = queued.trace_context else {
+        return TaskOrigins::queued(OtelContext::new(), delivery, link);
+    };
+    let parent = extract_context(&carried);
+    if parent.span().span_context().is_valid() {
+        return TaskOrigins::queued(parent, delivery, link);
+    }
+    if !warned_invalid.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            target: "tasker",
+            task_id = %task.id,
+            "[Tasker] task `{}` carries an invalid trace context (traceparent {:?}); its run \
+             starts a new trace (reported once)",
+            task.name,
+            carried.traceparent,
+        );
+    }
+    TaskOrigins::queued(OtelContext::new(), delivery, link)
+}
+
+/// See [`task_origin`].
+pub(crate) struct TaskOrigins {
+    pub(crate) kind: SpanKind,
+    pub(crate) parent: OtelContext,
     /// Which delivery a run by a worker is.
-    delivery: Option<u32>,
+    pub(crate) delivery: Option<u32>,
     /// To the run of an earlier delivery that died.
-    link: Option<Link>,
+    pub(crate) link: Option<Link>,
 }
 
 impl TaskOrigins {
@@ -528,7 +532,7 @@ impl TaskOrigins {
     }
 }
 
-fn push_source(attributes: &mut Vec<KeyValue>, source: Option<&'static SourceLocation>) {
+pub(crate) fn push_source(attributes: &mut Vec<KeyValue>, source: Option<&'static SourceLocation>) {
     if let Some(source) = source {
         attributes.push(KeyValue::new(keys::CODE_FUNCTION, source.function));
         attributes.push(KeyValue::new(keys::CODE_FILE, source.file));
