@@ -250,6 +250,11 @@ impl DirectExport {
             shared.work.notify_one();
         }
     }
+
+    /// Whether two handles are clones of one export.
+    pub(crate) fn same_as(&self, other: &DirectExport) -> bool {
+        Arc::ptr_eq(&self.handle, &other.handle)
+    }
 }
 
 impl fmt::Debug for DirectExport {

@@ -158,9 +158,40 @@ pub(crate) enum ChosenTracer {
     Boxed(BoxedTracer),
 }
 
-/// The configured provider's tracer, else the global provider's (as installed when `configure`
-/// runs).
+/// The direct export of the guard whose providers
+/// [`OtelGuard::install_global`](super::OtelGuard::install_global) installed as OpenTelemetry's
+/// globals: the adapter's path when the configuration names no provider.
+static GLOBAL_DIRECT: std::sync::Mutex<Option<DirectExport>> = std::sync::Mutex::new(None);
+
+/// Makes `export` (or nothing) the adapter's path when no provider is configured.
+pub(crate) fn set_global_direct(export: Option<DirectExport>) {
+    *GLOBAL_DIRECT.lock().unwrap_or_else(|e| e.into_inner()) = export;
+}
+
+/// Forgets the global direct export if it is `export` (a guard being dropped).
+pub(crate) fn clear_global_direct(export: &DirectExport) {
+    let mut global = GLOBAL_DIRECT.lock().unwrap_or_else(|e| e.into_inner());
+    if global
+        .as_ref()
+        .is_some_and(|installed| installed.same_as(export))
+    {
+        *global = None;
+    }
+}
+
+/// The configured provider's tracer, else the direct export installed with the global
+/// providers by [`init_from_env`](super::init_from_env), else the global provider's (as
+/// installed when `configure` runs).
 pub(crate) fn choose_tracer(configured: Option<&TracerProviderHandle>) -> ChosenTracer {
+    if configured.is_none() {
+        let global = GLOBAL_DIRECT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(export) = global {
+            return ChosenTracer::Direct(export);
+        }
+    }
     match configured.map(|handle| &*handle.0) {
         Some(TracerSource::Sdk(provider)) => ChosenTracer::Sdk(provider.tracer_with_scope(scope())),
         Some(TracerSource::Other(provider)) => {
