@@ -158,6 +158,28 @@ pub enum Details<'a> {
 }
 
 impl Details<'_> {
+    /// The lifecycle kind of these details, or `None` for a custom event.
+    pub fn kind(&self) -> Option<EventKind> {
+        Some(match self {
+            Details::TaskInitialize { .. } => EventKind::TaskInitialize,
+            Details::TaskEnqueue { .. } => EventKind::TaskEnqueue,
+            Details::TaskStart => EventKind::TaskStart,
+            Details::TaskHandle => EventKind::TaskHandle,
+            Details::TaskFinalize { .. } => EventKind::TaskFinalize,
+            Details::TaskComplete { .. } => EventKind::TaskComplete,
+            Details::TaskError { .. } => EventKind::TaskError,
+            Details::StepFindViable { .. } => EventKind::StepFindViable,
+            Details::StepHandle { .. } => EventKind::StepHandle,
+            Details::StepComplete { .. } => EventKind::StepComplete,
+            Details::StepError { .. } => EventKind::StepError,
+            Details::StepRetry { .. } => EventKind::StepRetry,
+            Details::StepBackoff { .. } => EventKind::StepBackoff,
+            Details::StepSkip { .. } => EventKind::StepSkip,
+            Details::StepMaxRetriesReached { .. } => EventKind::StepMaxRetriesReached,
+            Details::Custom { .. } => return None,
+        })
+    }
+
     /// A copy that owns all of its data (the strings it borrows are copied; the rest is moved).
     pub fn into_owned(self) -> Details<'static> {
         match self {
@@ -320,24 +342,7 @@ impl<'a> Event<'a> {
 
     /// The lifecycle kind, or `None` for a custom event.
     pub fn kind(&self) -> Option<EventKind> {
-        Some(match &self.details {
-            Details::TaskInitialize { .. } => EventKind::TaskInitialize,
-            Details::TaskEnqueue { .. } => EventKind::TaskEnqueue,
-            Details::TaskStart => EventKind::TaskStart,
-            Details::TaskHandle => EventKind::TaskHandle,
-            Details::TaskFinalize { .. } => EventKind::TaskFinalize,
-            Details::TaskComplete { .. } => EventKind::TaskComplete,
-            Details::TaskError { .. } => EventKind::TaskError,
-            Details::StepFindViable { .. } => EventKind::StepFindViable,
-            Details::StepHandle { .. } => EventKind::StepHandle,
-            Details::StepComplete { .. } => EventKind::StepComplete,
-            Details::StepError { .. } => EventKind::StepError,
-            Details::StepRetry { .. } => EventKind::StepRetry,
-            Details::StepBackoff { .. } => EventKind::StepBackoff,
-            Details::StepSkip { .. } => EventKind::StepSkip,
-            Details::StepMaxRetriesReached { .. } => EventKind::StepMaxRetriesReached,
-            Details::Custom { .. } => return None,
-        })
+        self.details.kind()
     }
 
     /// The dotted name: `"step.complete"`, or a custom event's own name.

@@ -73,14 +73,6 @@ fn identity(task: &TaskRef) -> TaskIdentity {
     }
 }
 
-fn event_name(event: &Event<'_>) -> Cow<'static, str> {
-    match event.kind() {
-        Some(kind) => Cow::Borrowed(kind.name()),
-        // Custom events, and lifecycle kinds this adapter does not know: plain span events.
-        None => Cow::Owned(event.name().to_owned()),
-    }
-}
-
 impl DirectTree {
     pub(crate) fn new(export: DirectExport) -> Self {
         Self {
@@ -169,11 +161,7 @@ impl DirectTree {
             self.runs.insert(id, record.context.clone());
         }
         if let Some(pending) = pending {
-            record.add_event(
-                pending.timestamp,
-                Cow::Borrowed("task.initialize"),
-                pending.details,
-            );
+            record.add_event(pending.timestamp, pending.details);
         }
         self.entries.insert(id, Entry::Open(record));
     }
@@ -232,11 +220,11 @@ impl DirectTree {
     /// Keeps `event` on its span's record, with the status and attributes it implies.
     pub(crate) fn record(&self, event: &Event<'_>) {
         let details = event.details();
-        let name = event_name(event);
         let timestamp = event.timestamp();
         let Some(id) = self.target(event) else {
             // A custom event outside any task or step: on the application's active span, if any.
             if matches!(details, Details::Custom { .. }) {
+                let name = Cow::Owned(event.name().to_owned());
                 let attributes = event_attributes(event);
                 opentelemetry::trace::get_active_span(|span| {
                     span.add_event_with_timestamp(name, timestamp, attributes)
@@ -251,7 +239,7 @@ impl DirectTree {
                 let details = details.clone().into_owned();
                 match event.task() {
                     Some(task) if task.origin == TaskOrigin::Queued => {
-                        self.open_producer(task, name, timestamp, details);
+                        self.open_producer(task, timestamp, details);
                     }
                     _ => self
                         .entries
@@ -261,11 +249,11 @@ impl DirectTree {
             return;
         }
         if let Details::TaskEnqueue { queue } = details {
-            self.close_producer(id, name, event, queue);
+            self.close_producer(id, event, queue);
             return;
         }
         self.with_open(id, |record| {
-            record.add_event(timestamp, name, details.clone().into_owned());
+            record.add_event(timestamp, details.clone().into_owned());
             match details {
                 Details::StepHandle {
                     attempt,
@@ -274,10 +262,10 @@ impl DirectTree {
                     record.attempts = *attempt;
                     if *attempt == 1 || record.max_attempts.is_none() {
                         record.max_attempts = Some(*max_attempts);
-                        record.fields = event.fields().cloned();
+                        record.fields = event.fields().cloned().map(Box::new);
                     }
                 }
-                Details::StepSkip { .. } => record.fields = event.fields().cloned(),
+                Details::StepSkip { .. } => record.fields = event.fields().cloned().map(Box::new),
                 Details::StepError {
                     attempt,
                     error,
@@ -308,13 +296,7 @@ impl DirectTree {
 
     /// Starts the `enqueue task.<name>` PRODUCER span record of a task being enqueued, child of
     /// the enqueuing code's current OpenTelemetry context.
-    fn open_producer(
-        &self,
-        task: &TaskRef,
-        name: Cow<'static, str>,
-        timestamp: SystemTime,
-        details: Details<'static>,
-    ) {
+    fn open_producer(&self, task: &TaskRef, timestamp: SystemTime, details: Details<'static>) {
         let current = OtelContext::current();
         let parent = current.span().span_context().clone();
         let context = child_context(&self.export, &parent);
@@ -330,22 +312,18 @@ impl DirectTree {
             crate::clock::now().tick,
         );
         record.task = Some(identity(task));
-        record.add_event(timestamp, name, details);
+        record.add_event(timestamp, details);
         self.entries
             .insert(task.id.as_u128(), Entry::Producer(record, as_parent));
     }
 
     /// Ends the producer span of task `id` (at `task.enqueue`) and keeps its context for the
     /// propagator.
-    fn close_producer(&self, id: u128, name: Cow<'static, str>, event: &Event<'_>, queue: &str) {
+    fn close_producer(&self, id: u128, event: &Event<'_>, queue: &str) {
         match self.entries.remove(id) {
             Some(Entry::Producer(mut record, as_parent)) => {
-                record.add_event(
-                    event.timestamp(),
-                    name,
-                    event.details().clone().into_owned(),
-                );
-                record.queue = Some(queue.to_owned());
+                record.add_event(event.timestamp(), event.details().clone().into_owned());
+                record.queue = Some(queue.into());
                 self.finish(record, SpanEnd::Producer);
                 self.producers.hold(id, as_parent);
             }

@@ -28,10 +28,9 @@ pub(crate) struct TaskIdentity {
 /// What a span event is: a lifecycle or custom event, or the `exception` of the final failure.
 #[derive(Debug)]
 pub(crate) enum RecordedEvent {
-    /// A lifecycle or custom event, with its typed details.
+    /// A lifecycle or custom event, with its typed details (which name it).
     Event {
         at: SystemTime,
-        name: Cow<'static, str>,
         details: Details<'static>,
     },
     /// The `exception` event of [`SpanRecord::failure`].
@@ -72,13 +71,13 @@ pub(crate) struct SpanRecord {
     /// The last attempt started (0: skipped).
     pub(crate) attempts: u32,
     /// `#[step(fields(...))]` values, as `tasker.step.fields.<key>`.
-    pub(crate) fields: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(crate) fields: Option<Box<serde_json::Map<String, serde_json::Value>>>,
     /// A step call's usual events (`step.handle`, `step.complete`) fit inline.
     pub(crate) events: SmallVec<[RecordedEvent; 2]>,
     /// The final failure: status `Error`, `error.type`, the `exception` event.
-    pub(crate) failure: Option<ErrorInfo<'static>>,
+    pub(crate) failure: Option<Box<ErrorInfo<'static>>>,
     pub(crate) links: Vec<Link>,
-    pub(crate) queue: Option<String>,
+    pub(crate) queue: Option<Box<str>>,
     pub(crate) end: Option<SpanEnd>,
 }
 
@@ -123,22 +122,16 @@ impl SpanRecord {
 
     /// Keeps an event; never earlier than the span's start (another adapter may run between an
     /// event's creation and this adapter's hook).
-    pub(crate) fn add_event(
-        &mut self,
-        at: SystemTime,
-        name: Cow<'static, str>,
-        details: Details<'static>,
-    ) {
+    pub(crate) fn add_event(&mut self, at: SystemTime, details: Details<'static>) {
         self.events.push(RecordedEvent::Event {
             at: at.max(self.start_time),
-            name,
             details,
         });
     }
 
     /// A final failure: error status, `error.type` and an `exception` event.
     pub(crate) fn fail(&mut self, error: &ErrorInfo<'_>, at: SystemTime) {
-        self.failure = Some(error.clone().into_owned());
+        self.failure = Some(Box::new(error.clone().into_owned()));
         self.events.push(RecordedEvent::Exception {
             at: at.max(self.start_time),
         });
@@ -183,7 +176,7 @@ impl SpanRecord {
             ));
         }
         if let Some(fields) = &self.fields {
-            for (key, value) in fields {
+            for (key, value) in fields.iter() {
                 attributes.push(KeyValue::new(
                     format!("{}{key}", keys::FIELDS_PREFIX),
                     json_value(value),
@@ -197,7 +190,7 @@ impl SpanRecord {
             ));
         }
         if let Some(queue) = self.queue {
-            attributes.push(KeyValue::new(keys::QUEUE, queue));
+            attributes.push(KeyValue::new(keys::QUEUE, String::from(queue)));
         }
         match self.end {
             Some(SpanEnd::Step { attempts, outcome }) => {
@@ -226,8 +219,9 @@ impl SpanRecord {
             .events
             .into_iter()
             .map(|event| match event {
-                RecordedEvent::Event { at, name, details } => {
-                    SpanEvent::new(name, at, details_attributes(&details), 0)
+                RecordedEvent::Event { at, details } => {
+                    let attributes = details_attributes(&details);
+                    SpanEvent::new(event_name(details), at, attributes, 0)
                 }
                 RecordedEvent::Exception { at } => {
                     let (class, message) = failure
@@ -275,5 +269,13 @@ impl SpanRecord {
             status,
             instrumentation_scope: scope.clone(),
         }
+    }
+}
+
+/// The span event's name: the lifecycle kind's, or the custom event's own.
+fn event_name(details: Details<'static>) -> Cow<'static, str> {
+    match details {
+        Details::Custom { name, .. } => name,
+        other => Cow::Borrowed(other.kind().map_or("", |kind| kind.name())),
     }
 }
