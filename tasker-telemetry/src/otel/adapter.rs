@@ -98,7 +98,7 @@ where
     fn propagator(&self) -> OpenTelemetryPropagator {
         match self {
             Spans::Tracer(tree) => {
-                OpenTelemetryPropagator::new(tree.producers(), tree.steps(), tree.runs())
+                OpenTelemetryPropagator::new(tree.producers(), tree.step_contexts(), tree.runs())
             }
             Spans::Direct(tree) => {
                 OpenTelemetryPropagator::new(tree.producers(), tree.steps(), tree.runs())

@@ -15,7 +15,7 @@ use super::attributes::event_attributes;
 use super::direct_export::DirectExport;
 use super::ids::{new_span_id, new_trace_id};
 use super::names::span_name;
-use super::propagator::{ProducerContexts, SpanContexts};
+use super::propagator::{ProducerContexts, SpanContexts, StepContexts};
 use super::record::{SpanEnd, SpanRecord, TaskIdentity};
 use super::span_map::SpanMap;
 use super::spans::{task_origin, Closed};
@@ -40,9 +40,9 @@ enum Entry {
 /// The open span records of one adapter and the export they go to.
 pub(crate) struct DirectTree {
     export: DirectExport,
-    entries: SpanMap<Entry>,
+    /// Shared with the propagator, which finds a step's current context in its record.
+    entries: Arc<SpanMap<Entry>>,
     producers: Arc<ProducerContexts>,
-    steps: Arc<SpanContexts>,
     runs: Arc<SpanContexts>,
     warned_invalid: AtomicBool,
 }
@@ -73,13 +73,22 @@ fn identity(task: &TaskRef) -> TaskIdentity {
     }
 }
 
+impl StepContexts for SpanMap<Entry> {
+    fn step_context(&self, id: u128) -> Option<OtelContext> {
+        self.with(id, |entry| match entry {
+            Entry::Open(record) => record.current.clone(),
+            Entry::Pending(_) | Entry::Producer(..) => None,
+        })
+        .flatten()
+    }
+}
+
 impl DirectTree {
     pub(crate) fn new(export: DirectExport) -> Self {
         Self {
             export,
-            entries: SpanMap::new(),
+            entries: Arc::new(SpanMap::new()),
             producers: Arc::default(),
-            steps: Arc::default(),
             runs: Arc::default(),
             warned_invalid: AtomicBool::new(false),
         }
@@ -89,8 +98,8 @@ impl DirectTree {
         self.producers.clone()
     }
 
-    pub(crate) fn steps(&self) -> Arc<SpanContexts> {
-        self.steps.clone()
+    pub(crate) fn steps(&self) -> Arc<dyn StepContexts> {
+        self.entries.clone()
     }
 
     pub(crate) fn runs(&self) -> Arc<SpanContexts> {
@@ -185,8 +194,9 @@ impl DirectTree {
             .or_else(|| task.and_then(|task| parent_of(task.id.as_u128())))
             .unwrap_or_else(SpanContext::empty_context);
         let context = child_context(&self.export, &parent);
-        // The one allocation of a step call: the context current while its attempts run.
-        self.steps.insert(step.id.as_u128(), context.clone());
+        // The one allocation of a step call: the context current while its attempts run, kept
+        // in the record (and dropped with it on the export's thread).
+        let current = OtelContext::current().with_remote_span_context(context.clone());
         let now = crate::clock::now();
         let mut record = SpanRecord::new(
             context,
@@ -200,12 +210,12 @@ impl DirectTree {
         record.task = task.map(identity);
         record.step = Some((step.id, step.name));
         record.source = step.source;
+        record.current = Some(current);
         self.entries.insert(step.id.as_u128(), Entry::Open(record));
     }
 
     /// Ends a step call's span (the `end_span` hook).
     pub(crate) fn close_step(&self, step: &StepRef, outcome: SpanOutcome) -> Option<Closed> {
-        self.steps.remove(step.id.as_u128());
         let Entry::Open(record) = self.entries.remove(step.id.as_u128())? else {
             return None;
         };

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::time::SystemTime;
 
 use opentelemetry::trace::{Event as SpanEvent, Link, SpanContext, SpanId, SpanKind, Status};
-use opentelemetry::{InstrumentationScope, KeyValue, StringValue};
+use opentelemetry::{Context as OtelContext, InstrumentationScope, KeyValue, StringValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use smallvec::SmallVec;
 use uuid::Uuid;
@@ -78,6 +78,8 @@ pub(crate) struct SpanRecord {
     pub(crate) failure: Option<Box<ErrorInfo<'static>>>,
     pub(crate) links: Vec<Link>,
     pub(crate) queue: Option<Box<str>>,
+    /// A step call's context, current while its attempts run (log correlation).
+    pub(crate) current: Option<OtelContext>,
     pub(crate) end: Option<SpanEnd>,
 }
 
@@ -116,6 +118,7 @@ impl SpanRecord {
             failure: None,
             links: Vec::new(),
             queue: None,
+            current: None,
             end: None,
         }
     }

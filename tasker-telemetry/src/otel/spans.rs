@@ -11,7 +11,7 @@ use opentelemetry::{Context as OtelContext, KeyValue, StringValue};
 
 use super::attributes::{self as keys, event_attributes};
 use super::names::span_name;
-use super::propagator::{extract_context, ProducerContexts, SpanContexts};
+use super::propagator::{extract_context, ProducerContexts, SpanContexts, StepContexts};
 use super::span_map::SpanMap;
 use crate::adapter::SpanOutcome;
 use crate::context::{Context, SourceLocation, StepRef, TaskOrigin, TaskRef};
@@ -124,7 +124,7 @@ where
     }
 
     /// The contexts of the open step spans, for the propagator.
-    pub(crate) fn steps(&self) -> Arc<SpanContexts> {
+    pub(crate) fn step_contexts(&self) -> Arc<dyn StepContexts> {
         self.steps.clone()
     }
 
