@@ -23,6 +23,8 @@ struct OpenSpan<S> {
     /// When the span started: event timestamps are never earlier (another adapter may run
     /// between an event's creation and this adapter's hook).
     start_time: SystemTime,
+    /// The latest event timestamp: the span never ends before it.
+    last_event: SystemTime,
     started: Instant,
     /// The context that makes this span the explicit parent of a child, built on first use.
     as_parent: Option<OtelContext>,
@@ -36,6 +38,13 @@ struct OpenSpan<S> {
 }
 
 impl<S: Span> OpenSpan<S> {
+    /// Ends the span now, or at its last event if that was stamped later: event timestamps come
+    /// from the events' own clock, which may run a little ahead of the system clock.
+    fn end(&mut self) {
+        self.span
+            .end_with_timestamp(SystemTime::now().max(self.last_event));
+    }
+
     fn parent_context(&mut self) -> OtelContext {
         self.as_parent
             .get_or_insert_with(|| {
@@ -45,8 +54,9 @@ impl<S: Span> OpenSpan<S> {
     }
 
     fn add_event(&mut self, name: Cow<'static, str>, at: SystemTime, attributes: Vec<KeyValue>) {
-        self.span
-            .add_event_with_timestamp(name, at.max(self.start_time), attributes);
+        let at = at.max(self.start_time);
+        self.last_event = self.last_event.max(at);
+        self.span.add_event_with_timestamp(name, at, attributes);
     }
 
     /// Error status, `error.type` and an `exception` event: a final failure.
@@ -183,6 +193,7 @@ where
         let mut open = OpenSpan {
             span,
             start_time: timestamp,
+            last_event: timestamp,
             started: Instant::now(),
             as_parent: Some(as_parent),
             task_id: Some(task_id),
@@ -203,7 +214,7 @@ where
                 open.add_event(name, event.timestamp(), event_attributes(event));
                 open.span
                     .set_attribute(KeyValue::new(keys::QUEUE, queue.to_owned()));
-                open.span.end();
+                open.end();
                 if let Some(context) = open.as_parent.take() {
                     self.producers.hold(id, context);
                 }
@@ -222,7 +233,7 @@ where
             Some(Entry::Pending(pending)) => Some(pending),
             Some(Entry::Producer(mut producer)) => {
                 // An enqueue that never reached `task.enqueue`: its span ends here.
-                producer.span.end();
+                producer.end();
                 None
             }
             Some(Entry::Open(open)) => {
@@ -261,6 +272,7 @@ where
         let mut open = OpenSpan {
             span,
             start_time,
+            last_event: start_time,
             started: Instant::now(),
             as_parent: None,
             task_id: Some(task_id),
@@ -287,7 +299,7 @@ where
         };
         open.span
             .set_attribute(KeyValue::new(keys::TASK_RESULT, outcome.as_str()));
-        open.span.end();
+        open.end();
         Some(Closed {
             elapsed: open.started.elapsed(),
             error_type: open.error_type,
@@ -333,6 +345,7 @@ where
             Entry::Open(OpenSpan {
                 span,
                 start_time,
+                last_event: start_time,
                 started: Instant::now(),
                 as_parent: None,
                 task_id,
@@ -358,7 +371,7 @@ where
             .set_attribute(KeyValue::new(keys::STEP_ATTEMPTS, i64::from(attempts)));
         open.span
             .set_attribute(KeyValue::new(keys::STEP_RESULT, outcome.as_str()));
-        open.span.end();
+        open.end();
         Some(Closed {
             elapsed: open.started.elapsed(),
             error_type: open.error_type,
