@@ -384,6 +384,8 @@ struct Worker {
 }
 
 impl Worker {
+    // Never inlined: `benches/instructions.sh` counts the export thread's work by this name.
+    #[inline(never)]
     fn run<E: SpanExporter>(self, exporter: E) {
         let shared = &*self.shared;
         let mut batch = Vec::with_capacity(shared.max_export_batch_size);
