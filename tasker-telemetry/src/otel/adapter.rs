@@ -51,7 +51,8 @@ pub struct OpenTelemetryAdapter<T: Tracer> {
 /// Where the adapter's spans go: SDK spans made by a tracer while they run, or records built
 /// into spans once, at their end, for a [`DirectExport`].
 enum Spans<T: Tracer> {
-    Tracer(SpanTree<T>),
+    // Boxed: the SDK path's tree (its sharded map inline) is far larger than the direct one.
+    Tracer(Box<SpanTree<T>>),
     Direct(DirectTree),
 }
 
@@ -115,7 +116,7 @@ where
     /// An adapter recording spans with `tracer` and metrics with `meter`.
     pub fn new(tracer: T, meter: &opentelemetry::metrics::Meter) -> Self {
         Self {
-            spans: Spans::Tracer(SpanTree::new(tracer)),
+            spans: Spans::Tracer(Box::new(SpanTree::new(tracer))),
             instruments: Some(Instruments::new(meter)),
         }
     }
