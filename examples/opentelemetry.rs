@@ -1,7 +1,7 @@
 //! The order workflow exported to OpenTelemetry: a trace per order, a span per step, and the
 //! `tasker.*` metrics, sent over OTLP to `OTEL_EXPORTER_OTLP_ENDPOINT` (default
-//! `http://localhost:4317`, gRPC; set `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf` and port 4318
-//! for HTTP).
+//! `http://localhost:4318`, HTTP/protobuf; set `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` and port 4317
+//! for gRPC).
 //!
 //! ```sh
 //! docker run --rm -p 16686:16686 -p 4317:4317 -p 4318:4318 jaegertracing/all-in-one

@@ -21,8 +21,10 @@
 //!
 //! `produce` enqueues `--tasks` orders (every tenth one empty, so its task fails; every
 //! seventh one's reservation fails once, so that step is retried) and exits. `work` runs
-//! `--workers` workers (default 2) until it is killed or, with `--until-empty`, until the queue
-//! has nothing ready, delayed or leased left; `--lease-ms` sets the lease (default 30 s, so a
+//! `--workers` workers (default 2) with `Runtime::run_until_signal` until SIGINT or SIGTERM
+//! (then running tasks get `--grace-ms`, default 10 s, to finish before they are handed back)
+//! or, with `--until-empty`, with `Runtime::run_until_drained` until the queue has nothing
+//! ready, delayed or leased left; `--lease-ms` sets the lease (default 30 s, so a
 //! killed worker's tasks wait that long before another worker takes them), `--step-ms` makes
 //! each step take that long, and `--stall-after N` makes the `label` step of every task started
 //! after this process finished N tasks wait for ever — a worker stuck mid-task, holding leases,
@@ -42,7 +44,7 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tasker::queue::{Envelope, MemoryQueue, Queue};
@@ -171,10 +173,11 @@ fn print_events(role: &'static str) -> tasker::events::Subscription {
 
 async fn producer() -> Result<(), Box<dyn std::error::Error>> {
     let _events = print_events("producer");
-    let queue = Arc::new(MemoryQueue::named("stdin-pipe"));
+    // A queue is a cheap handle: one clone for the runtime, one to read the envelopes back.
+    let queue = MemoryQueue::named("stdin-pipe");
     let runtime = tasker::Runtime::builder()
         .workers(0)
-        .shared_queue(queue.clone())
+        .queue(queue.clone())
         .build()?;
     for (id, items) in [(1, vec!["lamp"]), (2, vec!["desk", "chair"]), (3, vec![])] {
         let order = Order {
@@ -217,10 +220,10 @@ async fn producer() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn worker() -> Result<(), Box<dyn std::error::Error>> {
     let _events = print_events("worker");
-    let queue = Arc::new(MemoryQueue::named("stdin-pipe"));
+    let queue = MemoryQueue::named("stdin-pipe");
     let runtime = tasker::Runtime::builder()
         .workers(2)
-        .shared_queue(queue.clone())
+        .queue(queue.clone())
         .build()?;
     let lines = tokio::task::spawn_blocking(|| {
         std::io::stdin()
@@ -235,19 +238,16 @@ async fn worker() -> Result<(), Box<dyn std::error::Error>> {
             Err(error) => eprintln!("worker: skipping a line that is not an envelope: {error}"),
         }
     }
-    while !queue.is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    runtime.shutdown().await;
+    runtime.run_until_drained().await?;
     Ok(())
 }
 
-/// A durable queue, with what `--until-empty` needs: how much work is left in it.
+/// A durable queue of either backend.
 enum Durable {
     #[cfg(feature = "postgres")]
-    Postgres(Arc<tasker::queue::PostgresQueue>),
+    Postgres(tasker::queue::PostgresQueue),
     #[cfg(feature = "sqlite")]
-    Sqlite(Arc<tasker::queue::SqliteQueue>),
+    Sqlite(tasker::queue::SqliteQueue),
 }
 
 impl Durable {
@@ -267,7 +267,7 @@ impl Durable {
                     .connect()
                     .await?;
                 queue.migrate().await?;
-                return Ok(Durable::Postgres(Arc::new(queue)));
+                return Ok(Durable::Postgres(queue));
             }
             #[cfg(not(feature = "postgres"))]
             {
@@ -287,7 +287,7 @@ impl Durable {
                     .max_deliveries(max_deliveries)
                     .open()
                     .await?;
-                return Ok(Durable::Sqlite(Arc::new(queue)));
+                return Ok(Durable::Sqlite(queue));
             }
             #[cfg(not(feature = "sqlite"))]
             {
@@ -301,29 +301,13 @@ impl Durable {
         Err(format!("unknown queue `{url}`: use postgres://… or sqlite:<path>").into())
     }
 
-    fn shared(&self) -> Arc<dyn Queue> {
-        match *self {
+    /// `builder` running on this queue.
+    fn attach(self, builder: tasker::RuntimeBuilder) -> tasker::RuntimeBuilder {
+        match self {
             #[cfg(feature = "postgres")]
-            Durable::Postgres(ref queue) => queue.clone(),
+            Durable::Postgres(queue) => builder.queue(queue),
             #[cfg(feature = "sqlite")]
-            Durable::Sqlite(ref queue) => queue.clone(),
-        }
-    }
-
-    /// Envelopes ready, delayed or leased — work a worker may still run (dead letters
-    /// excluded) — and completions whose terminal event was not reported yet.
-    async fn unfinished(&self) -> Result<u64, tasker::queue::QueueError> {
-        match *self {
-            #[cfg(feature = "postgres")]
-            Durable::Postgres(ref queue) => {
-                let counts = queue.counts().await?;
-                Ok(counts.ready + counts.delayed + counts.leased + queue.unreported().await?)
-            }
-            #[cfg(feature = "sqlite")]
-            Durable::Sqlite(ref queue) => {
-                let counts = queue.counts().await?;
-                Ok(counts.ready + counts.delayed + counts.leased + queue.unreported().await?)
-            }
+            Durable::Sqlite(queue) => builder.queue(queue),
         }
     }
 }
@@ -336,9 +320,8 @@ async fn produce(
     poison: Option<u64>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let _events = print_events("producer");
-    let runtime = tasker::Runtime::builder()
-        .workers(0)
-        .shared_queue(queue.shared())
+    let runtime = queue
+        .attach(tasker::Runtime::builder().workers(0))
         .build()?;
     for id in 1..=tasks {
         let items = if id % 10 == 0 {
@@ -368,22 +351,20 @@ async fn work(
     workers: usize,
     until_empty: bool,
     lease: Duration,
+    grace: Duration,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let _events = print_events("worker");
-    let runtime = tasker::Runtime::builder()
-        .workers(workers)
-        .lease(lease)
-        .shared_queue(queue.shared())
+    let runtime = queue
+        .attach(tasker::Runtime::builder().workers(workers).lease(lease))
         .build()?;
-    if !until_empty {
-        std::future::pending::<()>().await;
-    }
-    // A task's envelope stays leased until its task finished and was acknowledged, so nothing
-    // left means every task ran, in this process or another.
-    while queue.unfinished().await? > 0 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    runtime.shutdown().await;
+    // A task's envelope stays leased until its task finished and was acknowledged, so a drained
+    // queue means every task ran, in this process or another.
+    let summary = if until_empty {
+        runtime.run_until_drained().await?
+    } else {
+        runtime.run_until_signal(grace).await?
+    };
+    eprintln!("worker example: {summary}");
     Ok(())
 }
 
@@ -391,7 +372,7 @@ const USAGE: &str = "usage: worker                      a producer and a worker 
        worker produce --queue <url> [--tasks N] [--poison N] [--schema S]
        worker work --queue <url> [--workers N] [--until-empty] [--schema S]
                    [--lease-ms MS] [--step-ms MS] [--stall-after N] [--max-deliveries N]
-                   [--slow-terminal-ms MS]
+                   [--slow-terminal-ms MS] [--grace-ms MS]
 <url>: postgres://… (feature `postgres`) or sqlite:<path> (feature `sqlite`)";
 
 #[tokio::main]
@@ -416,6 +397,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (mut url, mut schema, mut tasks, mut workers, mut until_empty) =
         (None, "tasker".to_string(), 20_u64, 2_usize, false);
     let mut lease = Duration::from_secs(30);
+    let mut grace = Duration::from_secs(10);
     let (mut poison, mut max_deliveries) = (None, 10_u32);
     let mut rest = args[1..].iter();
     while let Some(arg) = rest.next() {
@@ -430,6 +412,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--workers" => workers = value()?.parse()?,
             "--until-empty" => until_empty = true,
             "--lease-ms" => lease = Duration::from_millis(value()?.parse()?),
+            "--grace-ms" => grace = Duration::from_millis(value()?.parse()?),
             "--step-ms" => {
                 let _ = STEP_TIME.set(Duration::from_millis(value()?.parse()?));
             }
@@ -449,6 +432,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if mode == "produce" {
         produce(queue, tasks, poison).await
     } else {
-        work(queue, workers, until_empty, lease).await
+        work(queue, workers, until_empty, lease, grace).await
     }
 }

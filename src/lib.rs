@@ -48,9 +48,10 @@
 
 pub use tasker_macros::{step, task};
 pub use tasker_runtime::{
-    join, join_all, queue, spawn, steps, tasks, BuildError, EnqueueError, FutureExt, JoinAll,
-    RequestError, RetryPolicy, Runtime, RuntimeBuilder, StepDescriptor, StepTimeout,
-    TaskDescriptor, TaskError, TaskHandle, TaskRequest,
+    join, join_all, queue, spawn, steps, tasks, BuildError, Enqueue, EnqueueError, FutureExt,
+    JoinAll, RequestError, RetryPolicy, RunError, RunSummary, Runtime, RuntimeBuilder,
+    StepDescriptor, StepTimeout, StopSignal, TaskDescriptor, TaskError, TaskHandle, TaskRequest,
+    TaskTimeout, TypedRequest,
 };
 pub use tasker_telemetry::{
     configuration, configure, register_adapter, register_observer, use_adapters, ConfigError,
@@ -93,12 +94,17 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use serde_json;
-    pub use tasker_runtime::__private::{batch, checkpoint, outcome, runner, skip};
+    pub use tasker_runtime::__private::{
+        arguments, batch, checkpoint, outcome, runner, skip, NamedOwnedTypes, NotEnqueueable,
+        OneArgument, TaskInput, TaskOutput,
+    };
+    pub use tasker_runtime::TypedRequest;
     pub use tasker_runtime::{
         backoff, backoff_sync, classify, field_value, no_runner, observed, quiet,
-        quiet_uncheckpointed, skipped, Next, RetryArgument, RetryPolicy, SkippedOutput,
-        StepDescriptor, StepRegistration, StepRun, TaskDescriptor, TaskRegistration, TaskRun,
-        TaskRunner, TimeoutError, TimeoutOutput,
+        quiet_uncheckpointed, skip_predicate, skipped, Next, RetryArgument, RetryPolicy,
+        SkipPredicate, SkippedOutput, Slot, StepDescriptor, StepRegistration, StepRun,
+        TaskDescriptor, TaskRegistration, TaskRetryArgument, TaskRun, TaskRunner, TaskTimeoutError,
+        TimeoutError, TimeoutOutput,
     };
     pub use tasker_telemetry::__private::inventory;
     pub use tasker_telemetry::SourceLocation;

@@ -10,6 +10,12 @@ use serde_json::{json, Value};
 /// The variable that asks a program for its registry: `TASKER_LIST_TASKS=1`.
 pub const ENV: &str = "TASKER_LIST_TASKS";
 
+/// Bytes found in a program's executable exactly when it calls
+/// [`list_registered_and_exit_if_requested`] (the linker drops the function, and them with it,
+/// from a program that does not), so `cargo tasker tasks` can tell before running a program
+/// whether it would answer.
+pub const LINKED_MARKER: &[u8] = b"tasker-listing-v1:this-program-answers-TASKER_LIST_TASKS=1";
+
 /// The version of the JSON layout, under the key `tasker_registry`.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -96,6 +102,8 @@ pub fn to_json() -> Value {
 /// }
 /// ```
 pub fn list_registered_and_exit_if_requested() {
+    // Keeps the marker's bytes in every executable that calls this function, and only there.
+    std::hint::black_box(LINKED_MARKER);
     let requested = std::env::var(ENV).is_ok_and(|value| {
         let value = value.trim();
         value == "1" || value.eq_ignore_ascii_case("true")

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tasker::queue::{BoxFuture, Claim, Envelope, LeaseId, MemoryQueue, Queue, QueueError};
-use tasker::telemetry::context::Checkpoints;
+use tasker::telemetry::context::{CheckpointError, Checkpoints};
 use tasker::telemetry::{Details, Event};
 use tasker::{Runtime, TaskRequest};
 
@@ -275,12 +275,15 @@ impl Checkpoints for SlowCheckpoints {
         position: u32,
         step: &'static str,
         output: serde_json::Value,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), CheckpointError>> + Send + 'static>,
+    > {
         let durable = self.durable.clone();
         Box::pin(async move {
             // A write that takes its time, as a database's does.
             tokio::time::sleep(Duration::from_millis(20)).await;
             durable.lock().unwrap().insert(position, (step, output));
+            Ok(())
         })
     }
 }

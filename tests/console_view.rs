@@ -86,6 +86,27 @@ async fn payment(card: &'static str) -> Result<(), CardDeclined> {
     charge(card).await
 }
 
+#[tasker::step(max_attempts = 1)]
+async fn pack(items: usize) -> Result<usize, Unavailable> {
+    Ok(items)
+}
+
+#[tasker::task(name = "warehouse", version = "1.0.0")]
+async fn warehouse(items: usize) -> Result<usize, Unavailable> {
+    tasker::telemetry::record(
+        "order.flagged",
+        serde_json::json!({"items": items, "lane": "B"}),
+    )
+    .expect("a valid custom event");
+    let (first, second) = tasker::join!(pack(items), price_box(items));
+    Ok(first? + second? as usize)
+}
+
+#[tasker::step(max_attempts = 1)]
+async fn price_box(items: usize) -> Result<u32, Unavailable> {
+    Ok(items as u32)
+}
+
 #[derive(Clone, Default)]
 struct Output(Arc<Mutex<Vec<u8>>>);
 
@@ -223,6 +244,23 @@ payment 1.0.0  failed after 10.0 ms  task <task-id>
    └─ gave up      failed               after 2 of 2 attempts
 steps: 0 completed, 1 failed, 0 skipped
 error: console_view::CardDeclined: card declined (failed steps: charge)
+"
+    );
+}
+
+#[tokio::test]
+async fn a_join_is_one_group_and_a_custom_event_shows_its_payload() {
+    let capture = Capture::new();
+    assert_eq!(capture.wrap(warehouse(3)).await.unwrap(), 6);
+    assert_eq!(
+        console_tree(&capture),
+        "\
+warehouse 1.0.0  completed in 9.0 ms  task <task-id>
+└─ join          ok           3.0 ms  ··········█████████·····  2 steps at once
+   ├─ pack       ok           1.0 ms  ··········████··········
+   └─ price_box  ok           1.0 ms  ················███·····
+order.flagged    event                items=3, lane=\"B\"
+steps: 2 completed, 0 failed, 0 skipped
 "
     );
 }

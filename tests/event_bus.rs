@@ -348,6 +348,8 @@ fn event_kind_catalog_lists_every_lifecycle_event_in_order() {
             "task.enqueue",
             "task.start",
             "task.handle",
+            "task.retry",
+            "task.backoff",
             "task.finalize",
             "task.complete",
             "task.error",
@@ -382,7 +384,8 @@ fn unknown_event_kind_lists_the_valid_names() {
     assert_eq!(
         error.to_string(),
         "unknown lifecycle event `task.explode`; valid names are: task.initialize, task.enqueue, \
-         task.start, task.handle, task.finalize, task.complete, task.error, step.find_viable, \
+         task.start, task.handle, task.retry, task.backoff, task.finalize, task.complete, \
+         task.error, step.find_viable, \
          step.handle, step.complete, step.error, step.retry, step.backoff, step.skip, \
          step.max_retries_reached"
     );

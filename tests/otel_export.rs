@@ -5,6 +5,7 @@
 #![cfg(feature = "opentelemetry")]
 
 mod otel_support;
+mod support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -303,28 +304,23 @@ fn eventually(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-fn exports_spans_and_metrics_over(protocol: &str) {
+/// Exports to a `protocol` receiver (`grpc` or `http`), with `OTEL_EXPORTER_OTLP_PROTOCOL` set
+/// to `variable`, or unset.
+fn exports_spans_and_metrics_over(protocol: &str, variable: Option<&str>) {
     let _exclusive = exclusive();
     let receiver = Receiver::start(protocol);
-    let guard = settings(&[
-        (
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-            if protocol == "grpc" {
-                "grpc"
-            } else {
-                "http/protobuf"
-            }
-            .to_owned(),
-        ),
+    let mut variables = vec![
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             format!("http://{}", receiver.address),
         ),
         ("OTEL_EXPORTER_OTLP_HEADERS", "x-tasker-test=yes".to_owned()),
         ("OTEL_SERVICE_NAME", format!("checkout-{protocol}")),
-    ])
-    .build()
-    .expect("OTLP providers");
+    ];
+    if let Some(variable) = variable {
+        variables.push(("OTEL_EXPORTER_OTLP_PROTOCOL", variable.to_owned()));
+    }
+    let guard = settings(&variables).build().expect("OTLP providers");
     configure(&guard);
 
     let results = run_checkouts(1..=2);
@@ -421,12 +417,80 @@ fn exports_spans_and_metrics_over(protocol: &str) {
 
 #[test]
 fn spans_and_metrics_reach_an_otlp_grpc_receiver() {
-    exports_spans_and_metrics_over("grpc");
+    exports_spans_and_metrics_over("grpc", Some("grpc"));
 }
 
 #[test]
 fn spans_and_metrics_reach_an_otlp_http_protobuf_receiver() {
-    exports_spans_and_metrics_over("http");
+    exports_spans_and_metrics_over("http", Some("http/protobuf"));
+}
+
+#[test]
+fn with_no_protocol_variable_the_exporter_speaks_http_protobuf() {
+    exports_spans_and_metrics_over("http", None);
+}
+
+/// Every WARN line of this binary, from any thread (exports fail on the exporters' threads).
+fn warnings() -> &'static support::LogBuffer {
+    static WARNINGS: std::sync::OnceLock<support::LogBuffer> = std::sync::OnceLock::new();
+    WARNINGS.get_or_init(|| {
+        let buffer = support::LogBuffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(buffer.clone())
+            .with_ansi(false)
+            .without_time()
+            .with_max_level(tracing::Level::WARN)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        buffer
+    })
+}
+
+#[test]
+fn the_first_failed_export_names_endpoint_protocol_and_variable_once() {
+    let _exclusive = exclusive();
+    let warnings = warnings();
+    // The usual mistake the other way round: a gRPC collector, the default (HTTP) exporter.
+    let receiver = Receiver::start("grpc");
+    let endpoint = format!("http://{}/v1/traces", receiver.address);
+    let guard = settings(&[(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        format!("http://{}", receiver.address),
+    )])
+    .build()
+    .expect("OTLP providers");
+    configure(&guard);
+    for _ in 0..2 {
+        let results = run_checkouts(1..=1);
+        assert_eq!(results, [Ok(100)]);
+        guard.flush();
+    }
+    unconfigure();
+    assert_eq!(guard.export_errors().spans, 2, "both flushes failed");
+    assert!(receiver.received.spans().is_empty());
+
+    let lines = warnings.lines_containing(&endpoint);
+    let [line] = lines.as_slice() else {
+        panic!("one warning for {endpoint}, said once: {lines:#?}");
+    };
+    let prefix = format!(
+        " WARN tasker: [Tasker] exporting spans over OTLP to {endpoint} with protocol \
+         http/protobuf failed: "
+    );
+    let suffix = "; check that a collector listens there and speaks http/protobuf, or set \
+                  OTEL_EXPORTER_OTLP_PROTOCOL (`http/protobuf`, usually port 4318, or `grpc`, \
+                  usually port 4317) and OTEL_EXPORTER_OTLP_ENDPOINT to match it; tasks are not \
+                  affected, and further export errors are counted (OtelGuard::export_errors) \
+                  but not logged";
+    assert!(
+        line.starts_with(&prefix) && line.ends_with(suffix),
+        "{line}"
+    );
+    let cause = &line[prefix.len()..line.len() - suffix.len()];
+    assert!(
+        !cause.is_empty(),
+        "the exporter's own error is kept: {line}"
+    );
 }
 
 #[test]

@@ -627,3 +627,74 @@ async fn a_run_whose_lease_was_lost_ends_its_span_as_abandoned_and_the_next_link
     assert_linked(producer, runs[0], runs[1]);
     assert_nothing_left();
 }
+
+static RETRIED: AtomicU32 = AtomicU32::new(0);
+
+#[tasker::task(
+    name = "retried_parcel",
+    version = "1.0.0",
+    max_attempts = 2,
+    backoff_ms = 10,
+    jitter = 0.0
+)]
+async fn retried_parcel(parcel: Parcel) -> Result<u32, EmptyParcel> {
+    if RETRIED.fetch_add(1, Ordering::SeqCst) == 0 {
+        return Err(EmptyParcel(parcel.id));
+    }
+    weigh(&parcel).await
+}
+
+/// A queued attempt handed back for a retry ends its delivery's span (result `abandoned`, with
+/// the `task.retry` and `task.backoff` span events; no error status, since the task goes on),
+/// and the next delivery's span ends the task: no span is left open.
+#[tokio::test]
+async fn a_queued_attempt_handed_back_for_a_retry_ends_its_deliverys_span() {
+    let otel = Otel::new();
+    let runtime = Runtime::builder().workers(1).build().unwrap();
+    let handle = runtime
+        .enqueue(
+            TaskRequest::new("retried_parcel", &Parcel { id: 8, items: 2 })
+                .expect("a serialisable parcel"),
+        )
+        .await
+        .unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(10), handle.wait())
+        .await
+        .expect("the second attempt finished within 10 s")
+        .unwrap();
+    assert_eq!(output, serde_json::json!(500));
+    runtime.shutdown().await;
+    let spans = otel.spans();
+    let runs = deliveries(&spans, "task.retried_parcel");
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    let results: Vec<String> = runs
+        .iter()
+        .map(|run| text(run, "tasker.task.result"))
+        .collect();
+    assert_eq!(results, ["abandoned", "success"]);
+    assert_eq!(runs[0].status, Status::Unset);
+    let events: Vec<&str> = runs[0]
+        .events
+        .iter()
+        .map(|event| event.name.as_ref())
+        .collect();
+    assert_eq!(
+        events,
+        ["task.start", "task.handle", "task.retry", "task.backoff"]
+    );
+    let events: Vec<&str> = runs[1]
+        .events
+        .iter()
+        .map(|event| event.name.as_ref())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "task.start",
+            "task.handle",
+            "task.finalize",
+            "task.complete"
+        ]
+    );
+    assert_nothing_left();
+}

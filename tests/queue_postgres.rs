@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tasker::queue::{BoxFuture, Counts, DeadLetter, PostgresQueue, Queue, QueueError};
+use tasker::queue::{
+    BoxFuture, Counts, DeadLetter, PostgresQueue, Queue, QueueError, RetriedDeadLetters, TaskCounts,
+};
 
 fn database_url() -> Option<String> {
     match std::env::var("TASKER_TEST_DATABASE_URL") {
@@ -156,6 +158,22 @@ impl queue_suite::Table for Fixture {
 
     fn counts(&self) -> BoxFuture<'_, Counts> {
         Box::pin(async { self.queue.counts().await.unwrap() })
+    }
+
+    fn counts_by_task(&self) -> BoxFuture<'_, Result<Vec<TaskCounts>, QueueError>> {
+        Box::pin(self.queue.counts_by_task())
+    }
+
+    fn retry_dead_letter(&self, id: i64) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(self.queue.retry_dead_letter(id))
+    }
+
+    fn retry_dead_letters(&self) -> BoxFuture<'_, Result<RetriedDeadLetters, QueueError>> {
+        Box::pin(self.queue.retry_dead_letters())
+    }
+
+    fn purge_dead_letters(&self) -> BoxFuture<'_, Result<u64, QueueError>> {
+        Box::pin(self.queue.purge_dead_letters())
     }
 }
 
@@ -334,6 +352,72 @@ async fn two_runtimes_on_one_database_run_every_task_once() {
             let queue = queue.clone();
             async move { queue.counts().await.unwrap() }
         },
+    )
+    .await;
+}
+
+/// Renames the checkpoints table of the fixture's schema away (`true`) or back, from a
+/// connection of its own.
+fn checkpoint_outage(url: String, schema: String) -> queue_suite::Outage {
+    Arc::new(move |broken: bool| {
+        let (url, schema) = (url.clone(), schema.replace('"', "\"\""));
+        Box::pin(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let driver = tokio::spawn(connection);
+            let (from, to) = if broken {
+                ("checkpoints", "checkpoints_away")
+            } else {
+                ("checkpoints_away", "checkpoints")
+            };
+            client
+                .batch_execute(&format!("ALTER TABLE \"{schema}\".{from} RENAME TO {to}"))
+                .await
+                .unwrap();
+            drop(client);
+            let _ = driver.await;
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_write_that_fails_briefly_is_retried_before_its_step_completes() {
+    let Some(fixture) = fresh().await else { return };
+    let outage = checkpoint_outage(fixture.url.clone(), fixture.schema.clone());
+    queue_suite::a_checkpoint_write_that_fails_briefly_is_retried_before_its_step_completes(
+        fixture.queue.clone(),
+        outage,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_that_cannot_be_written_within_the_lease_stops_the_run() {
+    let Some(fixture) = fresh().await else { return };
+    let outage = checkpoint_outage(fixture.url.clone(), fixture.schema.clone());
+    queue_suite::a_checkpoint_that_cannot_be_written_within_the_lease_stops_the_run(
+        fixture.queue.clone(),
+        outage,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_queued_attempt_is_delivered_again_and_replays_its_steps() {
+    let Some(fixture) = fresh().await else { return };
+    queue_suite::a_failed_queued_attempt_is_delivered_again_and_replays_its_steps(
+        fixture.queue.clone(),
+        true,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_task_that_times_out_in_every_attempt_ends_with_a_timeout() {
+    let Some(fixture) = fresh().await else { return };
+    queue_suite::a_queued_task_that_times_out_in_every_attempt_ends_with_a_timeout(
+        fixture.queue.clone(),
     )
     .await;
 }

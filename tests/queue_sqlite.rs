@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tasker::queue::{BoxFuture, Counts, DeadLetter, Queue, QueueError, SqliteQueue};
+use tasker::queue::{
+    BoxFuture, Counts, DeadLetter, Queue, QueueError, RetriedDeadLetters, SqliteQueue, TaskCounts,
+};
 
 /// A queue in a file of its own, removed with the fixture.
 struct Fixture {
@@ -100,6 +102,22 @@ impl queue_suite::Table for Fixture {
 
     fn counts(&self) -> BoxFuture<'_, Counts> {
         Box::pin(async { self.queue.counts().await.unwrap() })
+    }
+
+    fn counts_by_task(&self) -> BoxFuture<'_, Result<Vec<TaskCounts>, QueueError>> {
+        Box::pin(self.queue.counts_by_task())
+    }
+
+    fn retry_dead_letter(&self, id: i64) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(self.queue.retry_dead_letter(id))
+    }
+
+    fn retry_dead_letters(&self) -> BoxFuture<'_, Result<RetriedDeadLetters, QueueError>> {
+        Box::pin(self.queue.retry_dead_letters())
+    }
+
+    fn purge_dead_letters(&self) -> BoxFuture<'_, Result<u64, QueueError>> {
+        Box::pin(self.queue.purge_dead_letters())
     }
 }
 
@@ -195,6 +213,69 @@ async fn two_runtimes_on_one_file_run_every_task_once() {
             let queue = queue.clone();
             async move { queue.counts().await.unwrap() }
         },
+    )
+    .await;
+}
+
+/// Renames the checkpoints table of the queue in `path` away (`true`) or back, from a
+/// connection of its own.
+fn checkpoint_outage(path: PathBuf) -> queue_suite::Outage {
+    Arc::new(move |broken: bool| {
+        let path = path.clone();
+        Box::pin(async move {
+            let (from, to) = if broken {
+                ("tasker_checkpoints", "tasker_checkpoints_away")
+            } else {
+                ("tasker_checkpoints_away", "tasker_checkpoints")
+            };
+            tokio::task::spawn_blocking(move || {
+                let connection = rusqlite::Connection::open(path).unwrap();
+                connection.busy_timeout(Duration::from_secs(10)).unwrap();
+                connection
+                    .execute_batch(&format!("ALTER TABLE {from} RENAME TO {to}"))
+                    .unwrap();
+            })
+            .await
+            .unwrap();
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_write_that_fails_briefly_is_retried_before_its_step_completes() {
+    let fixture = fresh().await.unwrap();
+    queue_suite::a_checkpoint_write_that_fails_briefly_is_retried_before_its_step_completes(
+        fixture.queue.clone(),
+        checkpoint_outage(fixture.path()),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_that_cannot_be_written_within_the_lease_stops_the_run() {
+    let fixture = fresh().await.unwrap();
+    queue_suite::a_checkpoint_that_cannot_be_written_within_the_lease_stops_the_run(
+        fixture.queue.clone(),
+        checkpoint_outage(fixture.path()),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_queued_attempt_is_delivered_again_and_replays_its_steps() {
+    let fixture = fresh().await.unwrap();
+    queue_suite::a_failed_queued_attempt_is_delivered_again_and_replays_its_steps(
+        fixture.queue.clone(),
+        true,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_task_that_times_out_in_every_attempt_ends_with_a_timeout() {
+    let fixture = fresh().await.unwrap();
+    queue_suite::a_queued_task_that_times_out_in_every_attempt_ends_with_a_timeout(
+        fixture.queue.clone(),
     )
     .await;
 }

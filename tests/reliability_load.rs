@@ -22,7 +22,8 @@ use tasker::{Runtime, TaskError, TaskRequest, TelemetryAdapter};
 type TaskId = u128;
 
 /// Events of each lifecycle kind, in the order of `EventKind::ALL`.
-static COUNTS: [AtomicU64; 15] = [const { AtomicU64::new(0) }; 15];
+static COUNTS: [AtomicU64; EventKind::ALL.len()] =
+    [const { AtomicU64::new(0) }; EventKind::ALL.len()];
 
 /// The custom adapter under load: counts every event by kind.
 #[derive(Default)]
@@ -156,8 +157,8 @@ async fn load_order(plan: Plan) -> Result<u64, LoadError> {
 }
 
 /// Events of each kind, and step bodies run, that `plan` must give.
-fn expected(plan: &Plan) -> ([u64; 15], u64) {
-    let mut counts = [0u64; 15];
+fn expected(plan: &Plan) -> ([u64; EventKind::ALL.len()], u64) {
+    let mut counts = [0u64; EventKind::ALL.len()];
     let mut add = |kind: EventKind, count: u64| counts[kind as usize] += count;
     let mut bodies = 1;
     add(EventKind::TaskInitialize, 1);
@@ -296,7 +297,7 @@ async fn run_load(tasks: u64, seed: u64) {
     let warm_up = (tasks / 10).max(wave).min(tasks);
     let mut baseline = 0;
     let mut peak = 0;
-    let mut expected_counts = [0u64; 15];
+    let mut expected_counts = [0u64; EventKind::ALL.len()];
     let mut expected_bodies = 0;
     let mut first = 0;
     while first < tasks {

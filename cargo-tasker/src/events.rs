@@ -21,6 +21,14 @@ pub fn payload_keys(kind: EventKind) -> (&'static [&'static str], &'static str) 
         EventKind::TaskEnqueue => (&["queue"], "a request is queued"),
         EventKind::TaskStart => (&[], "processing begins"),
         EventKind::TaskHandle => (&[], "the task function is invoked"),
+        EventKind::TaskRetry => (
+            &["attempt", "max_attempts", "error_class", "error_message"],
+            "an attempt of the task failed and another is scheduled (attempt: the next one)",
+        ),
+        EventKind::TaskBackoff => (
+            &["attempt", "backoff_ms"],
+            "the wait before the task's next attempt",
+        ),
         EventKind::TaskFinalize => (
             &["completed_steps", "failed_steps", "skipped_steps"],
             "the body returned; the outcome is being decided",
@@ -141,6 +149,15 @@ mod tests {
             },
             EventKind::TaskStart => Details::TaskStart,
             EventKind::TaskHandle => Details::TaskHandle,
+            EventKind::TaskRetry => Details::TaskRetry {
+                attempt: 2,
+                max_attempts: 3,
+                error: error(),
+            },
+            EventKind::TaskBackoff => Details::TaskBackoff {
+                attempt: 2,
+                backoff: Duration::ZERO,
+            },
             EventKind::TaskFinalize => Details::TaskFinalize {
                 completed_steps: 1,
                 failed_steps: 0,

@@ -5,7 +5,11 @@
 //! cargo tasker telemetry setup [--force] [--manifest-path PATH] [--print]
 //! cargo tasker events [--json]
 //! cargo tasker tasks (PATH | --bin NAME | --example NAME) [--json]
+//! cargo tasker queue --url URL [--schema NAME] [--queue NAME] [--json] COMMAND
 //! ```
+//!
+//! `queue` has exit statuses of its own: 0 done, 1 the queue said no, 2 a command line error
+//! (see `queue.rs`).
 //!
 //! Exit status: 0 done; 1 done except a file the user changed, which was left alone (setup
 //! without `--force`); 2 an error (no cargo project, no `tasker` dependency, bad arguments, a
@@ -13,6 +17,7 @@
 
 mod events;
 mod manifest;
+mod queue;
 mod setup;
 mod tasks;
 
@@ -31,9 +36,13 @@ USAGE:
     cargo tasker events [--json]
         The lifecycle-event catalog with each payload's keys.
     cargo tasker tasks (PATH | --bin NAME | --example NAME) [--json]
-        The tasks and steps a program registers. The program is run with
-        TASKER_LIST_TASKS=1 and must call tasker::list_registered_and_exit_if_requested()
-        first in its main.
+        The tasks and steps a program registers. The program (--bin and --example are
+        built first) is run with TASKER_LIST_TASKS=1 and must call
+        tasker::list_registered_and_exit_if_requested() first in its main; one that does
+        not call it is refused before it runs.
+    cargo tasker queue --url (sqlite:PATH | postgres://…) [--json] COMMAND
+        Look after a durable queue: status, dead-letters, retry, purge, result.
+        See `cargo tasker queue --help`.
 ";
 
 /// What went wrong with the arguments.
@@ -73,6 +82,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         ["tasks", rest @ ..] => list_tasks(rest),
+        ["queue", rest @ ..] => Ok(queue::run(rest)),
         _ => Err(usage(UsageError(format!(
             "unknown command `{}`",
             words.join(" ")

@@ -121,7 +121,7 @@ pub fn run(options: &SetupOptions, current_dir: &Path) -> Result<SetupReport, Ma
         declare,
         "call it first in main and keep the guard: `let _telemetry = telemetry::init()?;`"
             .to_owned(),
-        "start a collector, e.g. Jaeger: `docker run --rm -p 16686:16686 -p 4317:4317 \
+        "start a collector, e.g. Jaeger: `docker run --rm -p 16686:16686 -p 4318:4318 \
          jaegertracing/all-in-one`"
             .to_owned(),
         "run with `OTEL_SERVICE_NAME=my-service cargo run` and open http://localhost:16686"

@@ -23,8 +23,8 @@ pub fn init() -> Result<OtelGuard, Box<dyn std::error::Error>> {
     // Builds the OTLP span and metric exporters from the standard OpenTelemetry variables and
     // installs them as the global providers, with the W3C trace-context propagator:
     //   OTEL_SERVICE_NAME              the service name your backend shows (Jaeger, Tempo, …)
-    //   OTEL_EXPORTER_OTLP_PROTOCOL    `grpc` (default, port 4317) or `http/protobuf` (4318)
-    //   OTEL_EXPORTER_OTLP_ENDPOINT    the collector, e.g. http://localhost:4317
+    //   OTEL_EXPORTER_OTLP_PROTOCOL    `http/protobuf` (default, port 4318) or `grpc` (4317)
+    //   OTEL_EXPORTER_OTLP_ENDPOINT    the collector, e.g. http://localhost:4318
     //   OTEL_EXPORTER_OTLP_HEADERS     `key=value,…` sent with every export (API keys)
     //   OTEL_EXPORTER_OTLP_TIMEOUT     milliseconds one export may take (default 10000)
     //   OTEL_RESOURCE_ATTRIBUTES       `deployment.environment=prod,…`

@@ -19,7 +19,7 @@ fn events_lists_the_catalog_with_payload_keys() {
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.starts_with(
-        "Tasker lifecycle events (15). Every payload also has: event, timestamp, task_id, \
+        "Tasker lifecycle events (17). Every payload also has: event, timestamp, task_id, \
          task_name, task_version.\n"
     ));
     assert!(text.contains(
@@ -28,13 +28,15 @@ fn events_lists_the_catalog_with_payload_keys() {
     ));
     let json = cargo_tasker(Path::new("."), &["events", "--json"]);
     let catalog: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(catalog.as_array().map(Vec::len), Some(15));
-    assert_eq!(catalog[5]["event"], "task.complete");
-    assert_eq!(catalog[5]["keys"], serde_json::json!(["duration_ms"]));
+    assert_eq!(catalog.as_array().map(Vec::len), Some(17));
+    assert_eq!(catalog[7]["event"], "task.complete");
+    assert_eq!(catalog[7]["keys"], serde_json::json!(["duration_ms"]));
 }
 
 /// A stand-in program: a shell script that answers `TASKER_LIST_TASKS=1` like
-/// `tasker::list_registered_and_exit_if_requested` does, or not at all.
+/// `tasker::list_registered_and_exit_if_requested` does, or not at all. Both carry the bytes
+/// that the function leaves in an executable that calls it (`tasker::listing::LINKED_MARKER`):
+/// the silent one stands for a program that calls it too late.
 #[cfg(unix)]
 fn program(dir: &Path, answers: bool) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
@@ -44,6 +46,8 @@ fn program(dir: &Path, answers: bool) -> std::path::PathBuf {
     } else {
         "#!/bin/sh\necho 'shop started' ; echo 'no registry here' >&2\n".to_owned()
     };
+    let marker = String::from_utf8(tasker::listing::LINKED_MARKER.to_vec()).unwrap();
+    let body = format!("{body}# {marker}\n");
     let path = dir.join(if answers { "shop" } else { "silent" });
     fs::write(&path, body).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
@@ -90,6 +94,72 @@ fn a_program_that_does_not_answer_is_told_what_to_call() {
         )),
         "{message}"
     );
+}
+
+/// A program that would run in full: it leaves `ran` behind when it is run.
+#[cfg(unix)]
+fn program_without_listing(dir: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("oblivious");
+    fs::write(
+        &path,
+        "#!/bin/sh\ntouch \"$(dirname \"$0\")/ran\"\nsleep 30\n",
+    )
+    .unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[cfg(unix)]
+#[test]
+fn a_program_that_does_not_call_the_listing_is_refused_before_it_runs() {
+    let temp = tempfile::tempdir().unwrap();
+    let oblivious = program_without_listing(temp.path());
+    let output = cargo_tasker(temp.path(), &["tasks", oblivious.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap(),
+        format!(
+            "error: {path} does not call `tasker::list_registered_and_exit_if_requested()` (its \
+             executable {path} does not contain it), so it cannot list its tasks and was not \
+             run; make `tasker::list_registered_and_exit_if_requested();` the first line of its \
+             main\n",
+            path = oblivious.display()
+        )
+    );
+    assert!(!temp.path().join("ran").exists(), "the program was not run");
+}
+
+/// `--bin` builds the program with cargo, checks it, and refuses it without running it.
+#[test]
+fn a_bin_that_does_not_call_the_listing_is_built_and_refused_unrun() {
+    let temp = tempfile::tempdir().unwrap();
+    fs::write(
+        temp.path().join("Cargo.toml"),
+        "[package]\nname = \"plain\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    fs::create_dir(temp.path().join("src")).unwrap();
+    fs::write(
+        temp.path().join("src/main.rs"),
+        "fn main() { std::fs::write(\"ran\", \"\").unwrap(); }\n",
+    )
+    .unwrap();
+    let output = cargo_tasker(temp.path(), &["tasks", "--bin", "plain"]);
+    assert_eq!(output.status.code(), Some(2));
+    let executable = temp.path().join("target/debug/plain");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.ends_with(&format!(
+            "error: --bin plain does not call `tasker::list_registered_and_exit_if_requested()` \
+             (its executable {} does not contain it), so it cannot list its tasks and was not \
+             run; make `tasker::list_registered_and_exit_if_requested();` the first line of its \
+             main\n",
+            executable.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!temp.path().join("ran").exists(), "the program was not run");
 }
 
 #[test]

@@ -43,6 +43,29 @@ pub(crate) enum Argument {
     },
 }
 
+impl Argument {
+    /// The binding the body expects, when it differs from the name in the signature: a `mut`
+    /// name or a destructuring pattern (`let (a, b) = __tasker_arg_0;`). Every path that runs the
+    /// body makes it, from the argument itself or from the retry slot.
+    pub(crate) fn rebinding(&self) -> Option<(&Ident, &Pat)> {
+        let Argument::Owned { name, pattern, .. } = self else {
+            return None;
+        };
+        match pattern {
+            Pat::Ident(ident)
+                if ident.mutability.is_none()
+                    && ident.by_ref.is_none()
+                    && ident.subpat.is_none()
+                    && ident.ident == *name =>
+            {
+                None
+            }
+            _ => Some((name, pattern)),
+        }
+    }
+}
+
+/// The annotated function, with its arguments renamed for the expansion.
 pub(crate) struct Function {
     pub(crate) item: ItemFn,
     pub(crate) shape: Shape,
@@ -291,5 +314,58 @@ pub(crate) fn replace_inner_async_block(block: &mut Block, new: Block) {
         if let Some(Expr::Async(future)) = call.args.first_mut() {
             future.block = new;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arguments(item: ItemFn) -> Vec<Option<(String, String)>> {
+        let mut cx = Ctxt::default();
+        let function = Function::analyze(&mut cx, item, "step");
+        assert!(cx.check().is_ok());
+        function
+            .arguments
+            .iter()
+            .map(|argument| {
+                argument
+                    .rebinding()
+                    .map(|(name, pattern)| (name.to_string(), quote::quote!(#pattern).to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mut_names_and_patterns_are_bound_again_and_plain_names_are_not() {
+        let item = syn::parse_quote! {
+            fn f(&self, plain: u32, mut counter: u32, (a, _): (u32, u32), _: u8, r: &u32, mut m: &mut u32) {}
+        };
+        assert_eq!(
+            arguments(item),
+            [
+                None,
+                None,
+                Some(("counter".to_owned(), "mut counter".to_owned())),
+                Some(("__tasker_arg_3".to_owned(), "(a , _)".to_owned())),
+                Some(("__tasker_arg_4".to_owned(), "_".to_owned())),
+                None,
+                None,
+            ]
+        );
+    }
+
+    #[test]
+    fn the_signature_keeps_plain_names_without_mut() {
+        let mut cx = Ctxt::default();
+        let item = syn::parse_quote!(
+            fn f(mut counter: u32, (a, b): (u32, u32)) {}
+        );
+        let function = Function::analyze(&mut cx, item, "step");
+        let inputs = &function.item.sig.inputs;
+        assert_eq!(
+            quote::quote!(#inputs).to_string(),
+            "counter : u32 , __tasker_arg_1 : (u32 , u32)"
+        );
     }
 }

@@ -6,7 +6,9 @@ use syn::spanned::Spanned as _;
 use syn::{GenericArgument, PathArguments, Type};
 
 /// `tokens` with every span set to `span`, so that a trait error inside them is reported at the
-/// user's token `span` comes from instead of at the attribute.
+/// user's token `span` comes from instead of at the attribute. Never give it the expansion's own
+/// locals (`__tasker_step`): with the user's span they would resolve with the user's hygiene, and
+/// a step written inside a `macro_rules!` could not see them.
 pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
     tokens
         .into_iter()

@@ -224,7 +224,7 @@ impl<T: JoinTuple> Future for Join<T> {
 /// # async fn reserve() -> u32 { 1 }
 /// # async fn charge() -> u32 { 2 }
 /// # async fn example() {
-/// let (reservation, receipt) = tasker_runtime::join!(reserve(), charge());
+/// let (reservation, receipt) = tasker::join!(reserve(), charge());
 /// # }
 /// ```
 #[macro_export]
@@ -255,7 +255,7 @@ impl<F: Future> std::fmt::Debug for JoinAll<F> {
 /// ```
 /// # async fn ship(_: u32) -> u32 { 1 }
 /// # async fn example() {
-/// let receipts = tasker_runtime::join_all((0..3).map(ship)).await;
+/// let receipts = tasker::join_all((0..3).map(ship)).await;
 /// assert_eq!(receipts.len(), 3);
 /// # }
 /// ```

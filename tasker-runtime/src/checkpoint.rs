@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tasker_telemetry::context::CheckpointError;
 
 use crate::step::StepRun;
 
@@ -28,9 +29,14 @@ impl<T> Probe<T> {
     }
 }
 
-/// The future of recording a checkpoint: ready at once when there is nothing to record.
+/// A checkpoint being written: `Ok` once it is durable.
+type Write = Pin<Box<dyn Future<Output = Result<(), CheckpointError>> + Send + 'static>>;
+
+/// The future of recording a checkpoint: ready at once when there is nothing to record, and
+/// ready otherwise only once the checkpoint is durable — a record that failed never finishes,
+/// so its step never completes (the worker stops the run).
 #[must_use = "a checkpoint is durable only once its recording is awaited"]
-pub struct Recording(Option<Pin<Box<dyn Future<Output = ()> + Send + 'static>>>);
+pub struct Recording(Option<Write>);
 
 impl Recording {
     /// Nothing to record.
@@ -39,7 +45,7 @@ impl Recording {
     }
 
     /// A record being written.
-    pub fn pending(future: Pin<Box<dyn Future<Output = ()> + Send + 'static>>) -> Self {
+    pub fn pending(future: Write) -> Self {
         Recording(Some(future))
     }
 }
@@ -49,7 +55,16 @@ impl Future for Recording {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         match &mut self.0 {
-            Some(future) => future.as_mut().poll(cx),
+            Some(future) => match future.as_mut().poll(cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(()),
+                Poll::Pending => Poll::Pending,
+                // Not durable: the step must not complete. A worker's checkpoints stop the run
+                // rather than say so (see `DurableCheckpoints`); this is the backstop.
+                Poll::Ready(Err(_)) => {
+                    self.0 = Some(Box::pin(std::future::pending()));
+                    Poll::Pending
+                }
+            },
             None => Poll::Ready(()),
         }
     }

@@ -6,7 +6,7 @@
 //! failing on `E: From<StepTimeout>` shows rustc's. So every bound here is asked on the type the
 //! message talks about, and the expansion points it at the user's argument or return type.
 
-use crate::StepTimeout;
+use crate::{StepTimeout, TaskTimeout};
 
 /// The by-value arguments of a step are given to every attempt, so they are cloned.
 #[diagnostic::on_unimplemented(
@@ -22,6 +22,24 @@ pub trait RetryArgument: Sized {
 impl<T: Clone> RetryArgument for T {
     #[inline]
     fn clone_for_retry(&self) -> Self {
+        self.clone()
+    }
+}
+
+/// The by-value arguments of a task with `max_attempts > 1` are given to every attempt.
+#[diagnostic::on_unimplemented(
+    message = "retrying a task re-runs its body, so its by-value argument of type `{Self}` must be `Clone`",
+    label = "this argument is passed to every attempt",
+    note = "borrow the argument instead (`&{Self}`), implement or derive `Clone`, or remove `max_attempts` (a task runs once by default)"
+)]
+pub trait TaskRetryArgument: Sized {
+    /// A copy for one more attempt.
+    fn clone_for_task_retry(&self) -> Self;
+}
+
+impl<T: Clone> TaskRetryArgument for T {
+    #[inline]
+    fn clone_for_task_retry(&self) -> Self {
         self.clone()
     }
 }
@@ -49,6 +67,58 @@ impl<T: Default> SkippedOutput for T {
 #[inline]
 pub fn skipped<T: SkippedOutput>() -> T {
     T::skipped()
+}
+
+/// A `skip_if` predicate is called with a reference to each of the step's arguments, before the
+/// step runs: it cannot take them by value, since the step still needs them.
+#[diagnostic::on_unimplemented(
+    message = "a `skip_if` predicate must take each argument of the step by reference and return `bool`, but `{Self}` does not",
+    label = "`skip_if` calls this with a reference to each argument of the step",
+    note = "declare the predicate as `fn(&T, ...) -> bool`, with one reference per argument of the step in order (`&self` first in a method): it runs before the step, which still needs its arguments"
+)]
+pub trait SkipPredicate<Arguments> {
+    /// Whether the step is skipped.
+    fn skips(self, arguments: Arguments) -> bool;
+}
+
+macro_rules! skip_predicate {
+    ($($argument:ident),*) => {
+        impl<'a, F, $($argument: ?Sized),*> SkipPredicate<($(&'a $argument,)*)> for F
+        where
+            F: FnOnce($(&'a $argument),*) -> bool,
+        {
+            #[inline]
+            #[allow(non_snake_case)]
+            fn skips(self, ($($argument,)*): ($(&'a $argument,)*)) -> bool {
+                self($($argument),*)
+            }
+        }
+    };
+}
+
+skip_predicate!();
+skip_predicate!(A);
+skip_predicate!(A, B);
+skip_predicate!(A, B, C);
+skip_predicate!(A, B, C, D);
+skip_predicate!(A, B, C, D, E);
+skip_predicate!(A, B, C, D, E, G);
+skip_predicate!(A, B, C, D, E, G, H);
+skip_predicate!(A, B, C, D, E, G, H, I);
+skip_predicate!(A, B, C, D, E, G, H, I, J);
+skip_predicate!(A, B, C, D, E, G, H, I, J, K);
+skip_predicate!(A, B, C, D, E, G, H, I, J, K, L);
+skip_predicate!(A, B, C, D, E, G, H, I, J, K, L, M);
+
+/// Whether `predicate`, called with `arguments` (one reference per argument of the step), skips
+/// the step. Implemented for up to 12 arguments; `#[step]` calls a predicate of a longer step
+/// directly.
+#[inline]
+pub fn skip_predicate<Arguments, P: SkipPredicate<Arguments>>(
+    predicate: P,
+    arguments: Arguments,
+) -> bool {
+    predicate.skips(arguments)
 }
 
 /// A step with `timeout_ms` returns a `Result`, so that a timed-out attempt can be an `Err`.
@@ -107,6 +177,41 @@ where
     }
 }
 
+/// The error type of a task with `timeout_ms` holds the [`TaskTimeout`] of an attempt.
+#[diagnostic::on_unimplemented(
+    message = "a task with `timeout_ms` returns `Err(tasker::TaskTimeout.into())` when an attempt times out, but its error type `{Self}` does not implement `From<tasker::TaskTimeout>`",
+    label = "this error type needs `From<tasker::TaskTimeout>`",
+    note = "add a variant with `#[from] tasker::TaskTimeout`, implement `From<tasker::TaskTimeout> for {Self}`, use an error type that converts from any error (`anyhow::Error`, `Box<dyn Error + Send + Sync>`), or remove `timeout_ms`"
+)]
+pub trait TaskTimeoutError {
+    /// The error for an attempt that timed out.
+    fn from_task_timeout(timeout: TaskTimeout) -> Self;
+}
+
+impl<E: From<TaskTimeout>> TaskTimeoutError for E {
+    #[inline]
+    fn from_task_timeout(timeout: TaskTimeout) -> Self {
+        E::from(timeout)
+    }
+}
+
+/// A task attempt that runs out of time returns `Err(TaskTimeout.into())`.
+pub trait FromTaskTimeout {
+    /// The value of an attempt that timed out.
+    fn from_task_timeout(timeout: TaskTimeout) -> Self;
+}
+
+impl<R> FromTaskTimeout for R
+where
+    R: TimeoutOutput,
+    R::Error: TaskTimeoutError,
+{
+    #[inline]
+    fn from_task_timeout(timeout: TaskTimeout) -> Self {
+        R::from_error(<R::Error as TaskTimeoutError>::from_task_timeout(timeout))
+    }
+}
+
 /// A value recorded by `#[step(fields(...))]`, as JSON.
 pub fn field_value<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Value {
     serde_json::to_value(value)
@@ -136,6 +241,17 @@ mod tests {
             boxed.unwrap_err().to_string(),
             "step `charge` timed out after 5 ms (attempt 2)"
         );
+    }
+
+    fn no_gift(gift: &bool, _note: &str) -> bool {
+        !*gift
+    }
+
+    #[test]
+    fn skip_predicate_is_called_with_each_argument_by_reference() {
+        assert!(skip_predicate(no_gift, (&false, "plain")));
+        assert!(!skip_predicate(no_gift, (&true, "wrapped")));
+        assert!(skip_predicate(|| true, ()));
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl RetryPolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tasker_runtime::RetryPolicy;
+    /// use tasker::RetryPolicy;
     /// let policy = RetryPolicy { backoff_ms: 100, jitter: 0.0, ..RetryPolicy::DEFAULT };
     /// assert_eq!(policy.backoff(1, 0.5), Duration::from_millis(100));
     /// assert_eq!(policy.backoff(3, 0.5), Duration::from_millis(400));

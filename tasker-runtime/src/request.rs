@@ -5,7 +5,7 @@ use serde_json::Value;
 use tasker_telemetry::propagation::{self, TraceContext};
 
 /// Why a [`TaskRequest`] could not be made.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum RequestError {
     /// The context does not serialize to JSON.
@@ -18,16 +18,18 @@ pub enum RequestError {
     },
 }
 
+tasker_telemetry::__debug_shows_message!(RequestError { Context });
+
 /// A request to run the task registered as `name`, with a JSON context that deserializes into
 /// its input.
 ///
 /// ```
-/// use tasker_runtime::TaskRequest;
+/// use tasker::TaskRequest;
 /// let request = TaskRequest::new("order_fulfillment", &serde_json::json!({"id": 7}))?
 ///     .version("1.0.0")
 ///     .bypass_steps(["gift_wrap"]);
 /// assert_eq!(request.name(), "order_fulfillment");
-/// # Ok::<(), tasker_runtime::RequestError>(())
+/// # Ok::<(), tasker::RequestError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRequest {

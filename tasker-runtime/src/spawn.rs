@@ -10,7 +10,7 @@ pub trait FutureExt: Future + Sized {
     /// current where `in_current_task` was called.
     ///
     /// ```
-    /// use tasker_runtime::FutureExt;
+    /// use tasker::FutureExt;
     /// # async fn work() {}
     /// # async fn example() {
     /// let handle = tokio::spawn(work().in_current_task());

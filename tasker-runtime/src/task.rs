@@ -7,7 +7,7 @@ use std::panic::resume_unwind;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as PollContext, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tasker_telemetry::context::{Context, TaskFrame};
 use tasker_telemetry::{
@@ -16,14 +16,28 @@ use tasker_telemetry::{
 };
 
 use crate::descriptor::TaskDescriptor;
+use crate::diagnostics::{FromTaskTimeout, TaskRetryArgument, TaskTimeoutError, TimeoutOutput};
 use crate::ids;
 use crate::outcome::{DescribeError, FixedError, Outcome};
 use crate::scoped::run_in;
-use crate::worker::{self, lock_terminal, QueuedRun, RunFailure, Terminal, TerminalSlot};
+use crate::step::Next;
+use crate::timeout::{TaskTimeout, TIMEOUT_CLASS};
+use crate::worker::{
+    self, lock_terminal, QueuedRetry, QueuedRun, RetrySlot, RunFailure, Terminal, TerminalSlot,
+};
 
-/// One run of a task.
+/// One run of a task, across its attempts (`#[task(max_attempts = …)]`): inline, the
+/// expansion loops `run` → [`finish`](TaskRun::finish) until it says [`Next::Return`]; run by a
+/// worker, a failed attempt with attempts left is handed back to the queue instead.
 #[derive(Debug)]
 pub struct TaskRun {
+    descriptor: &'static TaskDescriptor,
+    /// The attempt running (or about to), from 1.
+    attempt: u32,
+    /// The attempt whose `task.handle` was emitted.
+    handled: u32,
+    /// Set when the attempt ran out of time: its failure is reported with [`TIMEOUT_CLASS`].
+    timed_out: Option<TaskTimeout>,
     live: Option<Live>,
 }
 
@@ -38,6 +52,9 @@ struct Live {
     failure: Option<Arc<std::sync::Mutex<Option<RunFailure>>>>,
     /// Where a worker wants the terminal event, to emit it after its completion is accepted.
     terminal: Option<TerminalSlot>,
+    /// Where a worker wants the next attempt of a failed one, to hand the task back to the
+    /// queue for it.
+    retry: Option<RetrySlot>,
 }
 
 impl TaskRun {
@@ -50,9 +67,19 @@ impl TaskRun {
             return TaskRun::queued(descriptor, queued);
         }
         if !events::listening() {
-            return TaskRun { live: None };
+            return TaskRun::silent(descriptor, 1);
         }
         TaskRun::live(descriptor)
+    }
+
+    fn silent(descriptor: &'static TaskDescriptor, attempt: u32) -> TaskRun {
+        TaskRun {
+            descriptor,
+            attempt,
+            handled: attempt,
+            timed_out: None,
+            live: None,
+        }
     }
 
     #[cold]
@@ -65,16 +92,16 @@ impl TaskRun {
             origin: TaskOrigin::Inline,
         };
         let frame = Arc::new(TaskFrame::new(task));
-        let mut run = TaskRun {
-            live: Some(Live {
-                context: Some(Context::current().with_task(frame.clone())),
-                frame,
-                started: Instant::now(),
-                finished: false,
-                failure: None,
-                terminal: None,
-            }),
-        };
+        let mut run = TaskRun::silent(descriptor, 1);
+        run.live = Some(Live {
+            context: Some(Context::current().with_task(frame.clone())),
+            frame,
+            started: Instant::now(),
+            finished: false,
+            failure: None,
+            terminal: None,
+            retry: None,
+        });
         run.emit(Details::TaskInitialize {
             status: InitializeStatus::Success,
             errors: Cow::Borrowed(&[]),
@@ -99,19 +126,68 @@ impl TaskRun {
             origin: TaskOrigin::Queued,
         };
         let frame = Arc::new(TaskFrame::with_queued(task, Some(queued.info)));
-        let mut run = TaskRun {
-            live: Some(Live {
-                context: Some(Context::current().with_task(frame.clone())),
-                frame,
-                started: Instant::now(),
-                finished: false,
-                failure: Some(queued.failure),
-                terminal: Some(queued.terminal),
-            }),
-        };
+        let mut run = TaskRun::silent(descriptor, queued.attempt.max(1));
+        run.live = Some(Live {
+            context: Some(Context::current().with_task(frame.clone())),
+            frame,
+            started: Instant::now(),
+            finished: false,
+            failure: Some(queued.failure),
+            terminal: Some(queued.terminal),
+            retry: Some(queued.retry),
+        });
+        // Every delivery begins processing, a later attempt's too (its trace follows the
+        // earlier delivery's).
         run.emit(Details::TaskStart);
         run.emit(Details::TaskHandle);
         run
+    }
+
+    /// The attempt running (or about to), from 1.
+    pub fn attempt_number(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Gives a by-value argument to the next attempt: a clone while more attempts may follow,
+    /// the original on the last one.
+    #[inline]
+    pub fn argument<T: TaskRetryArgument>(&self, slot: &mut Option<T>) -> T {
+        if self.attempt < self.descriptor.policy.max_attempts {
+            if let Some(value) = slot.as_ref() {
+                return value.clone_for_task_retry();
+            }
+        }
+        // The slot is only emptied on the last attempt, after which the task returns.
+        slot.take()
+            .expect("tasker: a task argument was requested after the last attempt")
+    }
+
+    /// Starts an attempt after the first: emits its `task.handle`.
+    #[inline]
+    pub fn begin_attempt(&mut self) {
+        if self.handled != self.attempt {
+            self.handled = self.attempt;
+            self.emit(Details::TaskHandle);
+        }
+    }
+
+    /// [`TaskRun::run`] with the task's `timeout_ms`: an attempt that runs longer is dropped
+    /// (its steps report cancellation) and returns `Err(TaskTimeout.into())`, which
+    /// [`finish`](TaskRun::finish) reports with class [`TIMEOUT_CLASS`].
+    pub fn run_timed<F>(&mut self, body: F) -> TimedBody<'_, F>
+    where
+        F: Future,
+        F::Output: TimeoutOutput,
+        <F::Output as TimeoutOutput>::Error: TaskTimeoutError,
+    {
+        let limit = self.descriptor.timeout.unwrap_or(Duration::MAX);
+        TimedBody {
+            run: self,
+            timer: futures_timer::Delay::new(limit),
+            limit,
+            timed_out: <F::Output as FromTaskTimeout>::from_task_timeout,
+            body: Some(body),
+        }
     }
 
     /// The run's identity, when somebody listens.
@@ -137,11 +213,90 @@ impl TaskRun {
         }
     }
 
-    /// Emits `task.finalize` and then `task.complete` or `task.error`.
+    /// Decides what follows an attempt: `task.finalize` and then `task.complete` or
+    /// `task.error` ([`Next::Return`]), or, for a failure with attempts left, `task.retry` and
+    /// `task.backoff` — then [`Next::Retry`] inline, and [`Next::Return`] in a worker's run, which
+    /// the queue delivers again for the next attempt.
     #[inline]
-    pub fn finish(&mut self, outcome: Outcome<'_>) {
+    pub fn finish(&mut self, outcome: Outcome<'_>) -> Next {
+        let timeout = self.timed_out.take().map(|timeout| timeout.to_string());
+        let outcome = match (&timeout, outcome) {
+            (Some(message), Outcome::Failure { retryable, .. }) => {
+                return self.finish_failure(
+                    retryable,
+                    &FixedError {
+                        class: TIMEOUT_CLASS,
+                        message,
+                    },
+                )
+            }
+            (_, outcome) => outcome,
+        };
+        match outcome {
+            Outcome::Success => {
+                if self.live.is_some() {
+                    self.finish_live(outcome);
+                }
+                Next::Return
+            }
+            Outcome::Failure { retryable, error } => self.finish_failure(retryable, error),
+        }
+    }
+
+    fn finish_failure(&mut self, retryable: bool, error: &dyn DescribeError) -> Next {
+        if retryable && self.attempt < self.descriptor.policy.max_attempts {
+            return self.retry(error);
+        }
         if self.live.is_some() {
-            self.finish_live(outcome);
+            self.end(Some(error), true);
+        }
+        Next::Return
+    }
+
+    /// Schedules the next attempt after a failed one.
+    #[cold]
+    fn retry(&mut self, error: &dyn DescribeError) -> Next {
+        let policy = &self.descriptor.policy;
+        let wait = policy.next_backoff(self.attempt);
+        self.attempt += 1;
+        let (attempt, max_attempts) = (self.attempt, policy.max_attempts);
+        if events::listening() && self.live.is_some() {
+            self.emit(Details::TaskRetry {
+                attempt,
+                max_attempts,
+                error: ErrorInfo {
+                    class: Cow::Borrowed(error.class()),
+                    message: Cow::Owned(error.message()),
+                },
+            });
+            self.emit(Details::TaskBackoff {
+                attempt,
+                backoff: wait,
+            });
+        }
+        let Some(live) = &mut self.live else {
+            return Next::Retry(wait);
+        };
+        live.frame.begin_attempt();
+        match &live.retry {
+            Some(slot) => {
+                // Should the queue refuse the hand-back, the worker completes the task with it.
+                if let Some(failure) = &live.failure {
+                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(RunFailure {
+                        class: error.class().to_owned(),
+                        message: error.message(),
+                    });
+                }
+                // A worker's run: the queue delivers the next attempt after the wait; this run
+                // ends here without a terminal event.
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(QueuedRetry {
+                    attempt,
+                    backoff: wait,
+                });
+                live.finished = true;
+                Next::Return
+            }
+            None => Next::Retry(wait),
         }
     }
 
@@ -277,6 +432,65 @@ impl Drop for TaskRun {
     }
 }
 
+/// The future of [`TaskRun::run_timed`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct TimedBody<'a, F: Future> {
+    run: &'a mut TaskRun,
+    timer: futures_timer::Delay,
+    limit: Duration,
+    /// The output of an attempt that timed out, chosen where the bounds were checked.
+    timed_out: fn(TaskTimeout) -> F::Output,
+    /// `None` once the attempt timed out: dropped then, so that its steps report cancellation
+    /// before the task reports the timeout.
+    body: Option<F>,
+}
+
+impl<F: Future> Future for TimedBody<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut PollContext<'_>) -> Poll<F::Output> {
+        // SAFETY: `body` is structurally pinned: polled in place and dropped in place, never
+        // moved; `run` and `timer` (`Unpin`) are not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let Some(body) = &mut this.body else {
+            return Poll::Pending;
+        };
+        let body = unsafe { Pin::new_unchecked(body) };
+        if let Poll::Ready(value) = poll_in_task(this.run, body, cx) {
+            return Poll::Ready(value);
+        }
+        if Pin::new(&mut this.timer).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // Dropped in place; each step reports its own cancellation in its own context.
+        this.body = None;
+        let timeout = TaskTimeout {
+            task: this.run.descriptor.name,
+            attempt: this.run.attempt,
+            limit: this.limit,
+        };
+        this.run.timed_out = Some(timeout.clone());
+        Poll::Ready((this.timed_out)(timeout))
+    }
+}
+
+/// Polls `body` inside `run`'s context, reporting a panic before it resumes.
+#[inline]
+fn poll_in_task<F: Future>(
+    run: &mut TaskRun,
+    body: Pin<&mut F>,
+    cx: &mut PollContext<'_>,
+) -> Poll<F::Output> {
+    let Some(live) = &mut run.live else {
+        return body.poll(cx);
+    };
+    match run_in(&mut live.context, || body.poll(cx)) {
+        Ok(poll) => poll,
+        Err(payload) => run.panicked(payload),
+    }
+}
+
 /// The future of [`TaskRun::run`].
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
@@ -293,12 +507,6 @@ impl<F: Future> Future for Body<'_, F> {
         // SAFETY: `body` is structurally pinned and never moved; `run` is not pinned.
         let this = unsafe { self.get_unchecked_mut() };
         let body = unsafe { Pin::new_unchecked(&mut this.body) };
-        let Some(live) = &mut this.run.live else {
-            return body.poll(cx);
-        };
-        match run_in(&mut live.context, || body.poll(cx)) {
-            Ok(poll) => poll,
-            Err(payload) => this.run.panicked(payload),
-        }
+        poll_in_task(this.run, body, cx)
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 ///
 /// A step with `timeout_ms` returns `Result<T, E>` with `E: From<StepTimeout>`; the timed-out
 /// attempt returns `Err(StepTimeout.into())`, which is retried like any other error.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("step `{step}` timed out after {} ms (attempt {attempt})", limit.as_millis())]
 pub struct StepTimeout {
     /// The step.
@@ -16,3 +16,27 @@ pub struct StepTimeout {
     /// The limit it exceeded.
     pub limit: Duration,
 }
+
+tasker_telemetry::__debug_shows_message!(StepTimeout);
+
+/// The `error_class` of a task attempt that ran longer than its `timeout_ms`.
+pub const TIMEOUT_CLASS: &str = "tasker::Timeout";
+
+/// An attempt of a task with `timeout_ms` ran longer than allowed and was dropped (its steps
+/// report `tasker::Cancelled`, as for any dropped future).
+///
+/// A task with `timeout_ms` returns `Result<T, E>` with `E: From<TaskTimeout>`: the attempt
+/// returns `Err(TaskTimeout.into())`, retried like any other failure while attempts remain;
+/// `task.retry`/`task.error` report it with class [`TIMEOUT_CLASS`].
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[error("task `{task}` timed out after {} ms (attempt {attempt})", limit.as_millis())]
+pub struct TaskTimeout {
+    /// The task.
+    pub task: &'static str,
+    /// The attempt that timed out.
+    pub attempt: u32,
+    /// The limit it exceeded.
+    pub limit: Duration,
+}
+
+tasker_telemetry::__debug_shows_message!(TaskTimeout);

@@ -19,6 +19,22 @@ pub(crate) struct QueuedRun {
     /// Where the run leaves its `task.complete`/`task.error`, for the worker to emit once the
     /// queue has accepted the completion: never for a task whose lease another worker took over.
     pub(crate) terminal: TerminalSlot,
+    /// The task's attempt this delivery runs (`#[task(max_attempts = …)]`), from 1.
+    pub(crate) attempt: u32,
+    /// Where the run asks for its next attempt, after a failed one with attempts left.
+    pub(crate) retry: RetrySlot,
+}
+
+/// Where a worker's run leaves the next attempt it asks for.
+pub(crate) type RetrySlot = Arc<Mutex<Option<QueuedRetry>>>;
+
+/// The next attempt of a task that failed with attempts left, for the queue to deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueuedRetry {
+    /// The attempt, from 2.
+    pub(crate) attempt: u32,
+    /// The wait before its delivery.
+    pub(crate) backoff: std::time::Duration,
 }
 
 /// A task run's terminal event, held until the worker's completion is accepted.

@@ -15,7 +15,8 @@ pub enum SpanOutcome {
     /// Its future was dropped before it finished.
     Cancellation,
     /// A task run by a worker that lost the task's lease (it expired and the task may be
-    /// running elsewhere): the worker stopped it and reports no end; another delivery of the
+    /// running elsewhere), or that handed a failed attempt back to the queue for the next one
+    /// (`task.backoff` of a queued task): the worker reports no end; another delivery of the
     /// task ends it. Only [`Adapter::end_trace`] receives it.
     Abandoned,
 }
@@ -47,7 +48,7 @@ impl SpanOutcome {
 /// thread and must be quick; a panic is isolated and counted.
 ///
 /// ```
-/// use tasker_telemetry::{Adapter, Event};
+/// use tasker::telemetry::{Adapter, Event};
 ///
 /// #[derive(Default)]
 /// pub struct AuditAdapter;
@@ -57,7 +58,6 @@ impl SpanOutcome {
 ///         println!("{} {}", event.name(), event.to_json());
 ///     }
 /// }
-/// # use tasker_telemetry as tasker;
 /// tasker::register_adapter!(AuditAdapter);
 /// ```
 pub trait Adapter: Send + Sync + 'static {
@@ -144,15 +144,14 @@ pub(crate) fn find_adapter(name: &str) -> Option<&'static AdapterRegistration> {
 /// reference it with [`use_adapters!`](crate::use_adapters).
 ///
 /// ```
-/// # use tasker_telemetry as tasker;
 /// #[derive(Default)]
 /// pub struct AuditAdapter;
-/// impl tasker::Adapter for AuditAdapter {
-///     fn record(&self, _event: &tasker::Event<'_>) {}
+/// impl tasker::telemetry::Adapter for AuditAdapter {
+///     fn record(&self, _event: &tasker::telemetry::Event<'_>) {}
 /// }
 /// tasker::register_adapter!(AuditAdapter);
 /// tasker::register_adapter!("audit-v2", AuditAdapter::default);
-/// assert!(tasker::registered_adapters().contains(&"audit-v2"));
+/// assert!(tasker::telemetry::registered_adapters().contains(&"audit-v2"));
 /// ```
 #[macro_export]
 macro_rules! register_adapter {

@@ -21,7 +21,7 @@ use crate::isolate::Isolated;
 /// affects the code that fired the event.
 ///
 /// ```
-/// use tasker_telemetry::{events, Event};
+/// use tasker::{events, telemetry::Event};
 /// let subscription = events::subscribe(|event: &Event<'_>| println!("{}", event.name()));
 /// drop(subscription); // unsubscribes
 /// ```
@@ -78,11 +78,10 @@ impl std::fmt::Debug for dyn Observer {
 /// Registers an observer at link time, so it sees every event without code at startup.
 ///
 /// ```
-/// # use tasker_telemetry as tasker;
 /// #[derive(Default)]
 /// struct Counter;
 /// impl tasker::events::Observer for Counter {
-///     fn on_event(&self, _event: &tasker::Event<'_>) {}
+///     fn on_event(&self, _event: &tasker::telemetry::Event<'_>) {}
 /// }
 /// tasker::register_observer!(Counter);                     // `module_path!()::Counter`, built with `Default`
 /// tasker::register_observer!("counter-v2", Counter::default); // name and constructor

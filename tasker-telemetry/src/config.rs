@@ -12,6 +12,7 @@ use crate::adapter::{find_adapter, registered_adapters, Adapter, AdapterRegistra
 use crate::adapters::{ColorChoice, ConsoleAdapter, LogFormat, LoggerAdapter};
 use crate::filter::DEFAULT_FILTER_PARAMETERS;
 use crate::isolate::{panic_message, Isolated};
+use crate::notice::Notice;
 use crate::propagation::{self, Propagator};
 use crate::{bus, telemetry::TelemetryObserver};
 
@@ -69,7 +70,7 @@ impl FromStr for TelemetryAdapter {
 
 /// Everything `configure` can be wrong about. Each message names the bad value and what would be
 /// valid.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// A word that names no adapter.
@@ -161,6 +162,18 @@ pub enum ConfigError {
     },
 }
 
+crate::__debug_shows_message!(ConfigError {
+    UnknownAdapter,
+    UnknownAdapterClass,
+    AdapterClassCount,
+    DuplicateAdapter,
+    FeatureDisabled,
+    InvalidEnvironment,
+    NotUnicode,
+    EmptyFilterParameter,
+    AdapterConstructorPanicked
+});
+
 fn registered_list(registered: &[&'static str]) -> String {
     if registered.is_empty() {
         "no custom adapter is registered in this program (a crate that registers adapters but is \
@@ -173,6 +186,15 @@ fn registered_list(registered: &[&'static str]) -> String {
             quoted(registered)
         )
     }
+}
+
+fn adapter_words(adapters: &[TelemetryAdapter]) -> String {
+    quoted(
+        &adapters
+            .iter()
+            .map(|adapter| adapter.as_str())
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn quoted<S: AsRef<str>>(names: &[S]) -> String {
@@ -189,7 +211,7 @@ fn quoted<S: AsRef<str>>(names: &[S]) -> String {
 /// Tasker's configuration.
 ///
 /// ```
-/// use tasker_telemetry::{configure, TelemetryAdapter};
+/// use tasker::{configure, TelemetryAdapter};
 /// configure(|config| {
 ///     config.enable_telemetry = true;
 ///     config.telemetry_adapters = vec![TelemetryAdapter::Default];
@@ -288,7 +310,7 @@ impl Configuration {
     /// ```
     /// # #[cfg(unix)] {
     /// use std::os::unix::ffi::OsStringExt;
-    /// use tasker_telemetry::{ConfigError, Configuration};
+    /// use tasker::{ConfigError, Configuration};
     /// let error = Configuration::from_os_lookup(|name| {
     ///     (name == "TASKER_ENABLE_TELEMETRY").then(|| std::ffi::OsString::from_vec(b"on\xff".to_vec()))
     /// })
@@ -526,9 +548,11 @@ static CONFIGURING: Mutex<()> = Mutex::new(());
 /// either the old adapters or the new ones.
 pub fn configure(change: impl FnOnce(&mut Configuration)) -> Result<(), ConfigError> {
     let _configuring = CONFIGURING.lock().unwrap_or_else(|e| e.into_inner());
-    let mut config = configuration();
+    let previous = configuration();
+    let mut config = previous.clone();
     change(&mut config);
     let (adapters, propagator) = config.build()?;
+    warn_if_silent(&previous, &config);
     let observer = (config.enable_telemetry && !adapters.is_empty())
         .then(|| Arc::new(TelemetryObserver::new(adapters)) as Arc<dyn bus::Observer>);
     // The OpenTelemetry adapter's propagator goes in and out with the adapter itself.
@@ -539,6 +563,59 @@ pub fn configure(change: impl FnOnce(&mut Configuration)) -> Result<(), ConfigEr
     propagation::set_configured_propagator(propagator);
     *applied = Some(config);
     Ok(())
+}
+
+/// Said when adapters are configured while telemetry is (and was) off.
+static ADAPTERS_WITH_TELEMETRY_OFF: Notice = Notice::new();
+/// Said when a `configure` drops the OpenTelemetry adapter while an `OtelGuard` exports.
+#[cfg(feature = "opentelemetry")]
+static OPENTELEMETRY_DROPPED: Notice = Notice::new();
+
+/// Says, once per process, when a valid configuration cannot do what it asks for.
+fn warn_if_silent(previous: &Configuration, config: &Configuration) {
+    let default_adapters = [TelemetryAdapter::Default];
+    // Turning telemetry off at run time is deliberate: only a configuration that was never on
+    // while it names adapters is a mistake.
+    if !config.enable_telemetry
+        && !previous.enable_telemetry
+        && (config.telemetry_adapters != default_adapters
+            || !config.telemetry_adapter_classes.is_empty())
+    {
+        ADAPTERS_WITH_TELEMETRY_OFF.say(|| {
+            format!(
+                "telemetry_adapters lists {} but enable_telemetry is false, so no adapter \
+                 receives any event; set `config.enable_telemetry = true` in `configure` (or \
+                 TASKER_ENABLE_TELEMETRY=true with `Configuration::from_env`)",
+                adapter_words(&config.telemetry_adapters)
+            )
+        });
+    }
+    #[cfg(feature = "opentelemetry")]
+    {
+        let otel = |config: &Configuration| {
+            config.enable_telemetry
+                && config
+                    .telemetry_adapters
+                    .contains(&TelemetryAdapter::OpenTelemetry)
+        };
+        if otel(previous)
+            && !config
+                .telemetry_adapters
+                .contains(&TelemetryAdapter::OpenTelemetry)
+            && crate::otel::guards_alive()
+        {
+            OPENTELEMETRY_DROPPED.say(|| {
+                format!(
+                    "this `configure` call removed the OpenTelemetry adapter (telemetry_adapters \
+                     is now {}) while an OtelGuard (from `init_from_env`, e.g. in \
+                     `telemetry::init()`) is alive, so no span or metric is exported any more; \
+                     change the configuration `configure` hands you instead of replacing it, \
+                     e.g. `config.telemetry_adapters.push(TelemetryAdapter::Default)`",
+                    adapter_words(&config.telemetry_adapters)
+                )
+            });
+        }
+    }
 }
 
 /// The configuration in force.
@@ -803,8 +880,9 @@ mod tests {
         assert!(output.status.success(), "{stdout}");
         assert!(
             stdout.contains(
-                "from_env: Err(NotUnicode { variable: \"TASKER_FILTER_PARAMETERS\", value: \
-                 \"passw,tok\u{fffd}en\" })"
+                "from_env: Err(ConfigError::NotUnicode: TASKER_FILTER_PARAMETERS is not valid \
+                 UTF-8 (its value, shown lossily: \"passw,tok\u{fffd}en\"); Tasker's variables \
+                 must be text)"
             ),
             "{stdout}"
         );

@@ -114,15 +114,31 @@ pub trait Checkpoints: Send + Sync + 'static {
     /// The output recorded for the step call at `position`, if any.
     fn recorded(&self, position: u32) -> Option<serde_json::Value>;
 
-    /// Records `output` for the step call at `position`; the future ends when it is durable (or
-    /// recording failed, which is reported and leaves the step to run again on redelivery).
+    /// Records `output` for the step call at `position`, once: the future ends `Ok` when the
+    /// record is durable, or with why it is not (the worker retries a
+    /// [`CheckpointError::Backend`] while it holds the task's lease, and stops the run otherwise,
+    /// so that a step completes only once its checkpoint is durable).
     fn record(
         &self,
         position: u32,
         step: &'static str,
         output: serde_json::Value,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+    ) -> Pin<Box<dyn Future<Output = Result<(), CheckpointError>> + Send + 'static>>;
 }
+
+/// Why a step's checkpoint was not recorded.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// The queue refused the record: the run's lease has ended, and another delivery may run
+    /// the task, so this one's steps must not count as completed.
+    #[error("the task's lease has ended; another delivery of the task may run it")]
+    LeaseLost,
+    /// The database did not take the record (it may on a later try).
+    #[error("the checkpoint could not be written: {0}")]
+    Backend(String),
+}
+
+crate::__debug_shows_message!(CheckpointError { LeaseLost, Backend });
 
 impl std::fmt::Debug for dyn Checkpoints {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -222,6 +238,18 @@ impl TaskFrame {
                 self.failed_steps.fetch_add(1, Ordering::Relaxed)
             }
         };
+    }
+
+    /// Starts counting the steps of another attempt of the task: `task.finalize` and
+    /// `task.error` describe the attempt that ended the task.
+    pub fn begin_attempt(&self) {
+        self.completed_steps.store(0, Ordering::Relaxed);
+        self.failed_steps.store(0, Ordering::Relaxed);
+        self.skipped_steps.store(0, Ordering::Relaxed);
+        self.error_steps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// `(completed, failed, skipped)` step counts so far.

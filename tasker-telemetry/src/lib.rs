@@ -11,9 +11,11 @@ mod bus;
 pub mod clock;
 mod config;
 pub mod context;
+mod debug_message;
 mod event;
 pub mod filter;
 mod isolate;
+mod notice;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;
 pub mod propagation;

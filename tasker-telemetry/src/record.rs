@@ -23,7 +23,7 @@ const RESERVED_KEYS: [&str; 7] = [
 ];
 
 /// Why [`record`] refused an event.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordError {
     /// `task.*` and `step.*` belong to the lifecycle catalog.
@@ -79,6 +79,14 @@ pub enum RecordError {
     },
 }
 
+crate::__debug_shows_message!(RecordError {
+    ReservedName,
+    InvalidName,
+    Payload,
+    NotAnObject,
+    ReservedKey
+});
+
 fn check_name(name: &str) -> Result<(), RecordError> {
     for namespace in ["task", "step"] {
         if name
@@ -125,7 +133,7 @@ fn kind_of(value: &Value) -> &'static str {
 /// telemetry is off.
 ///
 /// ```
-/// use tasker_telemetry::record;
+/// use tasker::telemetry::record;
 /// record("order.flagged", serde_json::json!({"order_id": 42, "card_token": "tok_1"})).unwrap();
 /// assert!(record("task.custom", ()).is_err()); // reserved namespace
 /// ```

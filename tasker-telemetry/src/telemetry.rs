@@ -3,7 +3,7 @@
 
 use crate::adapter::{Adapter, SpanOutcome};
 use crate::bus::Observer;
-use crate::context::TaskRef;
+use crate::context::{TaskOrigin, TaskRef};
 use crate::event::{Details, Event};
 use crate::isolate::Isolated;
 
@@ -48,6 +48,14 @@ pub(crate) fn dispatch(adapter: &dyn Adapter, event: &Event<'_>) {
             adapter.record(event);
             if let Some(task) = task {
                 adapter.end_trace(task, SpanOutcome::Success);
+            }
+        }
+        (Details::TaskBackoff { .. }, _) => {
+            adapter.record(event);
+            // A worker hands a failed attempt back to the queue: this delivery's trace ends
+            // here without an end of the task, which the delivery of its next attempt reports.
+            if let Some(task) = task.filter(|task| task.origin == TaskOrigin::Queued) {
+                adapter.end_trace(task, SpanOutcome::Abandoned);
             }
         }
         (Details::TaskError { error, .. }, _) => {

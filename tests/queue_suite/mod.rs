@@ -18,9 +18,10 @@ use serde_json::{json, Value};
 pub use crate::support::task_log::{Observe, TaskLog};
 use tasker::queue::{
     BoxFuture, Claim, Completion, Counts, DeadLetter, Envelope, Isolation, LeaseId, Queue,
-    QueueError, RunTrace, DEAD_LETTER_RAW_BYTES, MAX_ENVELOPE_BYTES,
+    QueueError, RetriedDeadLetters, RunTrace, TaskCounts, DEAD_LETTER_RAW_BYTES,
+    MAX_ENVELOPE_BYTES,
 };
-use tasker::telemetry::context::Checkpoints;
+use tasker::telemetry::context::{CheckpointError, Checkpoints};
 use tasker::telemetry::propagation::TraceContext;
 use tasker::{Runtime, TaskRequest};
 
@@ -45,6 +46,8 @@ macro_rules! queue_suite {
             a_late_acknowledge_of_an_expired_lease_is_refused,
             unknown_leases_are_lost,
             deliveries_past_the_limit_are_dead_lettered,
+            released_envelopes_come_back_at_once_without_counting_a_delivery,
+            unfinished_counts_ready_delayed_and_leased_envelopes,
             an_expired_last_delivery_is_dead_lettered,
             an_expired_lease_that_ran_beside_others_does_not_count,
             an_expired_lease_that_ran_alone_counts,
@@ -59,6 +62,7 @@ macro_rules! queue_suite {
         queue_suite!(@table_tests $fresh;
             unreadable_rows_are_buried_and_every_good_envelope_is_claimed,
             dead_letters_list_a_dead_envelope_and_buried_rows_with_their_fields,
+            operators_count_retry_and_purge_every_kind_of_dead_row,
         );
     };
     (@table_tests $fresh:ident; $($name:ident,)*) => {
@@ -218,6 +222,49 @@ pub async fn deliveries_past_the_limit_are_dead_lettered(queue: Arc<dyn Queue>) 
             .is_none(),
         "an envelope delivered {MAX_DELIVERIES} times is not delivered again"
     );
+}
+
+pub async fn released_envelopes_come_back_at_once_without_counting_a_delivery(
+    queue: Arc<dyn Queue>,
+) {
+    queue.push(envelope("handed-back")).await.unwrap();
+    // More hand-backs than the delivery limit: none counts.
+    for delivery in 1..=MAX_DELIVERIES + 2 {
+        let claim = queue
+            .claim(LEASE, Duration::ZERO)
+            .await
+            .unwrap()
+            .expect("a released envelope is claimable at once");
+        assert_eq!(claim.envelope.delivery_attempt, delivery);
+        queue.release(claim.lease).await.unwrap();
+        assert_eq!(
+            queue.release(claim.lease).await,
+            Err(QueueError::LeaseLost(claim.lease)),
+            "a released lease is not held"
+        );
+    }
+    // Deliveries that count still meet the limit: the current one and two more.
+    for _ in 0..MAX_DELIVERIES {
+        let claim = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+        queue.requeue(claim.lease, Duration::ZERO).await.unwrap();
+    }
+    assert!(queue.claim(LEASE, Duration::ZERO).await.unwrap().is_none());
+}
+
+pub async fn unfinished_counts_ready_delayed_and_leased_envelopes(queue: Arc<dyn Queue>) {
+    assert_eq!(queue.unfinished().await, Ok(Some(0)));
+    for name in ["leased", "delayed", "ready"] {
+        queue.push(envelope(name)).await.unwrap();
+    }
+    let leased = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+    let delayed = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+    queue
+        .requeue(delayed.lease, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(queue.unfinished().await, Ok(Some(3)));
+    queue.acknowledge(leased.lease).await.unwrap();
+    assert_eq!(queue.unfinished().await, Ok(Some(2)));
 }
 
 pub async fn an_expired_last_delivery_is_dead_lettered(queue: Arc<dyn Queue>) {
@@ -459,14 +506,13 @@ pub async fn the_next_delivery_carries_the_run_an_earlier_one_recorded(queue: Ar
     queue.acknowledge(after.lease).await.unwrap();
 }
 
-/// Records a checkpoint; `None` when the record did not finish within `wait` (a record the
-/// queue refused never does).
+/// Records a checkpoint; `None` when the record did not finish within `wait`.
 async fn record(
     checkpoints: &Arc<dyn Checkpoints>,
     position: u32,
     step: &'static str,
     wait: Duration,
-) -> Option<()> {
+) -> Option<Result<(), CheckpointError>> {
     tokio::time::timeout(
         wait,
         checkpoints.record(position, step, json!(position * 10)),
@@ -490,18 +536,18 @@ pub async fn checkpoints_are_recorded_only_while_the_lease_is_held(queue: Arc<dy
         .expect("a durable queue keeps checkpoints");
     assert_eq!(
         record(&held, 0, "reserve", Duration::from_secs(10)).await,
-        Some(()),
+        Some(Ok(())),
         "recorded while the lease is held"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let second = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
     assert_eq!(second.envelope.delivery_attempt, 2);
-    // The first delivery's lease is gone: its record never finishes, so its step never counts
-    // as completed.
+    // The first delivery's lease is gone: its record is refused, so its step never counts as
+    // completed.
     assert_eq!(
         record(&held, 1, "charge", Duration::from_secs(2)).await,
-        None,
-        "a record after the lease ended must not finish"
+        Some(Err(CheckpointError::LeaseLost)),
+        "a record after the lease ended must be refused"
     );
     let replay = queue
         .checkpoints(task_id, second.lease)
@@ -637,14 +683,16 @@ pub async fn a_task_whose_lease_is_taken_stops_without_a_terminal_event(queue: A
         ]
     );
     assert_eq!(log.abandoned(), [handle.task_id()]);
-    // The new delivery replays the step the first one completed.
-    let checkpoints = queue
+    // The new delivery replays the step the first one completed, on a queue that keeps
+    // checkpoints (a `MemoryQueue` keeps none: its envelopes die with the process).
+    if let Some(checkpoints) = queue
         .checkpoints(thief.envelope.task_id, thief.lease)
         .await
         .unwrap()
-        .unwrap();
-    assert_eq!(checkpoints.recorded(0), Some(json!(70)));
-    assert_eq!(checkpoints.recorded(1), None);
+    {
+        assert_eq!(checkpoints.recorded(0), Some(json!(70)));
+        assert_eq!(checkpoints.recorded(1), None);
+    }
     let done = Completion {
         succeeded: true,
         output: Some(json!(70)),
@@ -724,6 +772,327 @@ pub async fn two_runtimes_on_one_database_run_every_task_once<F>(
     );
 }
 
+/// Makes a backend's checkpoint writes fail (`true`: the checkpoints table is renamed away from
+/// another connection) or work again (`false`: renamed back).
+pub type Outage = Arc<dyn Fn(bool) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Opened by the test once the checkpoint writes fail, so that the gated step records its
+/// output during the outage.
+static GATE: AtomicBool = AtomicBool::new(false);
+
+#[tasker::step(max_attempts = 1)]
+async fn suite_outage_reserve(order: u32) -> u32 {
+    order * 10
+}
+
+#[tasker::step(max_attempts = 1)]
+async fn suite_outage_charge(reservation: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !GATE.load(Ordering::SeqCst) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    reservation + 1
+}
+
+#[tasker::step(max_attempts = 1)]
+async fn suite_outage_ship(receipt: u32) -> u32 {
+    receipt * 2
+}
+
+#[tasker::task(name = "suite_checkpoint_outage", version = "1.0.0")]
+async fn suite_checkpoint_outage(order: u32) -> u32 {
+    let reservation = suite_outage_reserve(order).await;
+    let receipt = suite_outage_charge(reservation).await;
+    suite_outage_ship(receipt).await
+}
+
+/// Runs `suite_checkpoint_outage` on a worker with `lease`, with the checkpoint writes failing
+/// from the moment `suite_outage_charge` runs until `outage` has passed; returns the task's
+/// events, the runs abandoned, and its output. Only one such test runs per binary at a time.
+async fn run_through_a_checkpoint_outage(
+    queue: Arc<dyn Queue>,
+    break_writes: Outage,
+    lease: Duration,
+    outage: Duration,
+) -> (Vec<String>, usize, Value) {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = ONE_AT_A_TIME.lock().await;
+    GATE.store(false, Ordering::SeqCst);
+    let log = Arc::new(TaskLog::default());
+    let _subscription = tasker::events::subscribe(Observe(log.clone()));
+    let worker = Runtime::builder()
+        .workers(1)
+        .lease(lease)
+        .shared_queue(queue)
+        .build()
+        .unwrap();
+    let handle = worker
+        .enqueue(TaskRequest::new("suite_checkpoint_outage", &7u32).unwrap())
+        .await
+        .unwrap();
+    *log.task_id.lock().unwrap() = Some(handle.task_id());
+    log.wait_for("the second step to start", |lines| {
+        lines
+            .iter()
+            .any(|line| line == "step.handle suite_outage_charge")
+    })
+    .await;
+    break_writes(true).await;
+    GATE.store(true, Ordering::SeqCst);
+    tokio::time::sleep(outage).await;
+    // The step's output is not durable yet, so the step has not completed.
+    assert!(
+        !log.lines()
+            .iter()
+            .any(|line| line == "step.complete suite_outage_charge"),
+        "a step completed while its checkpoint could not be written: {:#?}",
+        log.lines()
+    );
+    break_writes(false).await;
+    let output = tokio::time::timeout(Duration::from_secs(30), handle.wait())
+        .await
+        .expect("the task finished within 30 s")
+        .unwrap();
+    worker.shutdown().await;
+    (log.lines(), log.abandoned().len(), output)
+}
+
+/// A checkpoint write that fails for less than a lease is retried until it is written: the step
+/// completes once, after the outage, and the run goes on in the same delivery.
+pub async fn a_checkpoint_write_that_fails_briefly_is_retried_before_its_step_completes(
+    queue: Arc<dyn Queue>,
+    break_writes: Outage,
+) {
+    let (lines, abandoned, output) = run_through_a_checkpoint_outage(
+        queue,
+        break_writes,
+        Duration::from_secs(5),
+        Duration::from_millis(600),
+    )
+    .await;
+    assert_eq!(
+        lines,
+        [
+            "task.start",
+            "task.handle",
+            "step.handle suite_outage_reserve",
+            "step.complete suite_outage_reserve",
+            "step.handle suite_outage_charge",
+            "step.complete suite_outage_charge",
+            "step.handle suite_outage_ship",
+            "step.complete suite_outage_ship",
+            "task.finalize",
+            "task.complete",
+        ]
+    );
+    assert_eq!(abandoned, 0);
+    assert_eq!(output, json!(142));
+}
+
+/// A checkpoint write that fails for longer than a lease stops the run as a lost lease does (no
+/// `step.complete` for the step, no terminal event, the run abandoned); the next delivery
+/// replays the step that completed and runs the stopped one again: each step completes once.
+pub async fn a_checkpoint_that_cannot_be_written_within_the_lease_stops_the_run(
+    queue: Arc<dyn Queue>,
+    break_writes: Outage,
+) {
+    let (lines, abandoned, output) = run_through_a_checkpoint_outage(
+        queue,
+        break_writes,
+        Duration::from_millis(600),
+        Duration::from_millis(1000),
+    )
+    .await;
+    assert_eq!(
+        lines,
+        [
+            "task.start",
+            "task.handle",
+            "step.handle suite_outage_reserve",
+            "step.complete suite_outage_reserve",
+            "step.handle suite_outage_charge",
+            "step.error suite_outage_charge tasker::Cancelled",
+            "task.start",
+            "task.handle",
+            "step.skip suite_outage_reserve",
+            "step.handle suite_outage_charge",
+            "step.complete suite_outage_charge",
+            "step.handle suite_outage_ship",
+            "step.complete suite_outage_ship",
+            "task.finalize",
+            "task.complete",
+        ]
+    );
+    assert_eq!(abandoned, 1);
+    assert_eq!(output, json!(142));
+}
+
+/// How often `suite_retry_reserve` ran, by order.
+static RETRY_RESERVES: Mutex<Option<HashMap<u32, u32>>> = Mutex::new(None);
+
+#[tasker::step(max_attempts = 1)]
+async fn suite_retry_reserve(order: u32) -> u32 {
+    *RETRY_RESERVES
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .entry(order)
+        .or_default() += 1;
+    order * 10
+}
+
+/// Fails its first attempt after its step completed; the second attempt, delivered again by
+/// the queue, replays the step's checkpoint (on a queue that keeps them).
+#[tasker::task(
+    name = "suite_retried",
+    version = "1.0.0",
+    max_attempts = 2,
+    backoff_ms = 50,
+    jitter = 0.0
+)]
+async fn suite_retried(order: u32) -> Result<u32, String> {
+    static ATTEMPTS: Mutex<Option<HashMap<u32, u32>>> = Mutex::new(None);
+    let reservation = suite_retry_reserve(order).await;
+    let attempt = {
+        let mut attempts = ATTEMPTS.lock().unwrap();
+        let attempt = attempts
+            .get_or_insert_with(HashMap::new)
+            .entry(order)
+            .or_default();
+        *attempt += 1;
+        *attempt
+    };
+    if attempt == 1 {
+        return Err(format!("the carrier refused order {order}"));
+    }
+    Ok(reservation + 1)
+}
+
+/// A queued task whose attempt failed is handed back to the queue after its backoff, not
+/// completed: the next delivery runs attempt 2 (its own `task.start` and `task.handle`),
+/// replaying the step the first attempt completed when the queue keeps checkpoints
+/// (`checkpointed`), or running it again otherwise.
+pub async fn a_failed_queued_attempt_is_delivered_again_and_replays_its_steps(
+    queue: Arc<dyn Queue>,
+    checkpointed: bool,
+) {
+    let log = Arc::new(TaskLog::default());
+    let _subscription = tasker::events::subscribe(Observe(log.clone()));
+    let order = 1000 + fastrand_order();
+    let worker = Runtime::builder()
+        .workers(1)
+        .shared_queue(queue)
+        .build()
+        .unwrap();
+    let handle = worker
+        .enqueue(TaskRequest::new("suite_retried", &order).unwrap())
+        .await
+        .unwrap();
+    *log.task_id.lock().unwrap() = Some(handle.task_id());
+    let output = tokio::time::timeout(Duration::from_secs(30), handle.wait())
+        .await
+        .expect("the task finished within 30 s")
+        .unwrap();
+    assert_eq!(output, json!(order * 10 + 1));
+    let second_reserve = if checkpointed {
+        vec!["step.skip suite_retry_reserve"]
+    } else {
+        vec![
+            "step.handle suite_retry_reserve",
+            "step.complete suite_retry_reserve",
+        ]
+    };
+    let mut expected = vec![
+        "task.start",
+        "task.handle",
+        "step.handle suite_retry_reserve",
+        "step.complete suite_retry_reserve",
+        "task.retry",
+        "task.backoff",
+        "task.start",
+        "task.handle",
+    ];
+    expected.extend(second_reserve);
+    expected.extend(["task.finalize", "task.complete"]);
+    assert_eq!(log.lines(), expected);
+    let runs = RETRY_RESERVES.lock().unwrap().as_ref().unwrap()[&order];
+    assert_eq!(runs, if checkpointed { 1 } else { 2 });
+    worker.shutdown().await;
+}
+
+/// An order number no other test of this binary uses.
+fn fastrand_order() -> u32 {
+    use std::sync::atomic::AtomicU32;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
+#[tasker::step(max_attempts = 1)]
+async fn suite_wait_for_a_carrier() {
+    std::future::pending::<()>().await
+}
+
+/// Hangs in every attempt.
+#[tasker::task(
+    name = "suite_hangs",
+    version = "1.0.0",
+    timeout_ms = 100,
+    max_attempts = 2,
+    backoff_ms = 10,
+    jitter = 0.0
+)]
+async fn suite_hangs(order: u32) -> Result<u32, tasker::TaskTimeout> {
+    suite_wait_for_a_carrier().await;
+    Ok(order)
+}
+
+/// A queued task whose every attempt times out is stopped at its `timeout_ms` each time, not
+/// held by its worker: two deliveries, then `task.error` with class `tasker::Timeout`.
+pub async fn a_queued_task_that_times_out_in_every_attempt_ends_with_a_timeout(
+    queue: Arc<dyn Queue>,
+) {
+    let log = Arc::new(TaskLog::default());
+    let _subscription = tasker::events::subscribe(Observe(log.clone()));
+    let worker = Runtime::builder()
+        .workers(1)
+        .shared_queue(queue)
+        .build()
+        .unwrap();
+    let handle = worker
+        .enqueue(TaskRequest::new("suite_hangs", &5u32).unwrap())
+        .await
+        .unwrap();
+    *log.task_id.lock().unwrap() = Some(handle.task_id());
+    let result = tokio::time::timeout(Duration::from_secs(30), handle.wait())
+        .await
+        .expect("the timeouts ended the task within 30 s");
+    assert_eq!(
+        result,
+        Err(tasker::TaskError::Failed {
+            class: "tasker::Timeout".to_owned(),
+            message: "task `suite_hangs` timed out after 100 ms (attempt 2)".to_owned(),
+        })
+    );
+    assert_eq!(
+        log.lines(),
+        [
+            "task.start",
+            "task.handle",
+            "step.handle suite_wait_for_a_carrier",
+            "step.error suite_wait_for_a_carrier tasker::Cancelled",
+            "task.retry",
+            "task.backoff",
+            "task.start",
+            "task.handle",
+            "step.handle suite_wait_for_a_carrier",
+            "step.error suite_wait_for_a_carrier tasker::Cancelled",
+            "task.finalize",
+            "task.error",
+        ]
+    );
+    worker.shutdown().await;
+}
+
 /// What a stored envelope column may hold, written by something other than tasker.
 #[derive(Debug, Clone)]
 pub enum Stored {
@@ -756,6 +1125,14 @@ pub trait Table: Send + Sync {
     fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>>;
     /// The queue's `counts()`.
     fn counts(&self) -> BoxFuture<'_, Counts>;
+    /// The queue's `counts_by_task()`.
+    fn counts_by_task(&self) -> BoxFuture<'_, Result<Vec<TaskCounts>, QueueError>>;
+    /// The queue's `retry_dead_letter(id)`.
+    fn retry_dead_letter(&self, id: i64) -> BoxFuture<'_, Result<(), QueueError>>;
+    /// The queue's `retry_dead_letters()`.
+    fn retry_dead_letters(&self) -> BoxFuture<'_, Result<RetriedDeadLetters, QueueError>>;
+    /// The queue's `purge_dead_letters()`.
+    fn purge_dead_letters(&self) -> BoxFuture<'_, Result<u64, QueueError>>;
 }
 
 /// Garbage rows and the reason each is buried with.
@@ -922,4 +1299,102 @@ pub async fn dead_letters_list_a_dead_envelope_and_buried_rows_with_their_fields
     assert_buried(&dead[2], "empty", &empty, &empty_reason);
     assert_eq!(dead[2].task_name, None);
     assert!(dead[0].id < dead[1].id && dead[1].id < dead[2].id);
+}
+
+/// The operator's calls over a dead envelope and every kind of buried row the backend can
+/// hold: counts by task (whatever the rows hold), retries (the envelope ready again with its
+/// deliveries counted afresh; each buried row refused with what is wrong with it) and a purge.
+pub async fn operators_count_retry_and_purge_every_kind_of_dead_row(table: &dyn Table) {
+    let queue = table.queue();
+    let mut written = Vec::new();
+    for (index, (stored, reason)) in garbage().into_iter().enumerate() {
+        let task_id = format!("garbage-{index}");
+        if table.insert(&task_id, &stored).await {
+            written.push(reason);
+        }
+    }
+    let doomed = envelope("doomed");
+    queue.push(doomed.clone()).await.unwrap();
+    for _ in 0..MAX_DELIVERIES {
+        let claim = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+        queue.requeue(claim.lease, Duration::ZERO).await.unwrap();
+    }
+    let dead = table.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), written.len() + 1, "{dead:#?}");
+    let doomed_id = dead[written.len()].id;
+    let total = Counts {
+        dead: written.len() as u64 + 1,
+        ..Counts::default()
+    };
+    assert_eq!(table.counts().await, total);
+
+    let by_task = table.counts_by_task().await.unwrap();
+    let summed = by_task.iter().fold(Counts::default(), |sum, group| Counts {
+        dead: sum.dead + group.counts.dead,
+        ready: sum.ready + group.counts.ready,
+        delayed: sum.delayed + group.counts.delayed,
+        leased: sum.leased + group.counts.leased,
+    });
+    assert_eq!(summed, total, "{by_task:#?}");
+    let doomed_group = by_task
+        .iter()
+        .find(|group| group.task_name.as_deref() == Some("doomed"))
+        .map(|group| group.counts);
+    assert_eq!(
+        doomed_group,
+        Some(Counts {
+            dead: 1,
+            ..Counts::default()
+        })
+    );
+
+    for (row, reason) in dead.iter().zip(&written) {
+        match table.retry_dead_letter(row.id).await {
+            Err(QueueError::UnreadableDeadLetter { id, reason: why }) => {
+                assert_eq!((id, why.as_str()), (row.id, reason.as_str()))
+            }
+            other => panic!("retrying buried row {}: {other:?}", row.task_id),
+        }
+    }
+    assert_eq!(
+        table.retry_dead_letter(doomed_id + 1000).await,
+        Err(QueueError::NoSuchDeadLetter {
+            queue: queue.name().to_owned(),
+            id: doomed_id + 1000
+        })
+    );
+    let retried = table.retry_dead_letters().await.unwrap();
+    assert_eq!(retried.retried, vec![doomed_id]);
+    assert_eq!(
+        retried.unreadable,
+        dead.iter()
+            .zip(&written)
+            .map(|(row, reason)| (row.id, reason.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        table.counts().await,
+        Counts {
+            ready: 1,
+            dead: written.len() as u64,
+            ..Counts::default()
+        }
+    );
+    // Its next delivery, numbered on; and as many deliveries again before it dies.
+    for delivery in MAX_DELIVERIES + 1..2 * MAX_DELIVERIES + 1 {
+        let claim = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(
+            (claim.envelope.task_id, claim.envelope.delivery_attempt),
+            (doomed.task_id, delivery)
+        );
+        queue.requeue(claim.lease, Duration::ZERO).await.unwrap();
+    }
+    assert_eq!(table.counts().await.dead, written.len() as u64 + 1);
+
+    assert_eq!(
+        table.purge_dead_letters().await.unwrap(),
+        written.len() as u64 + 1
+    );
+    assert_eq!(table.counts().await, Counts::default());
+    assert_eq!(table.dead_letters().await.unwrap(), Vec::new());
 }

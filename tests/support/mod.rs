@@ -48,6 +48,17 @@ pub fn line(event: &Event<'_>) -> String {
             "{name} {} {:?} steps={error_steps:?}",
             error.class, error.message
         ),
+        Details::TaskRetry {
+            attempt,
+            max_attempts,
+            error,
+        } => format!(
+            "{name} {attempt}/{max_attempts} {} {:?}",
+            error.class, error.message
+        ),
+        Details::TaskBackoff { attempt, backoff } => {
+            format!("{name} {attempt} {}ms", backoff.as_millis())
+        }
         Details::StepFindViable { step_names } => format!("{name} {step_names:?}"),
         Details::StepHandle {
             attempt,

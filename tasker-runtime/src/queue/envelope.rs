@@ -21,7 +21,7 @@ pub const MAX_CONTEXT_BYTES: usize = MAX_ENVELOPE_BYTES - 64 * 1024;
 /// A task request on its way to a worker.
 ///
 /// ```
-/// use tasker_runtime::queue::Envelope;
+/// use tasker::queue::Envelope;
 /// let envelope = Envelope::new("order_fulfillment", "1.0.0", serde_json::json!({"id": 7}));
 /// let bytes = envelope.encode();
 /// assert_eq!(Envelope::decode(&bytes).unwrap(), envelope);
@@ -48,10 +48,19 @@ pub struct Envelope {
     pub enqueued_at_us: u64,
     /// Which delivery this is, from 1; a queue increments it when it hands the envelope out again.
     pub delivery_attempt: u32,
+    /// The task's attempt this delivery runs, from 1 (`#[task(max_attempts = …)]`): a worker
+    /// whose attempt failed with attempts left hands the envelope back with the next one.
+    /// Absent from envelopes written before task retries, which are first attempts.
+    #[serde(default = "first_attempt")]
+    pub task_attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 /// Why bytes are not an envelope.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum EnvelopeError {
     /// Larger than [`MAX_ENVELOPE_BYTES`].
@@ -77,6 +86,12 @@ pub enum EnvelopeError {
     },
 }
 
+tasker_telemetry::__debug_shows_message!(EnvelopeError {
+    TooLarge,
+    Malformed,
+    UnsupportedFormat
+});
+
 #[derive(Deserialize)]
 struct FormatProbe {
     format: Option<Value>,
@@ -99,6 +114,7 @@ impl Envelope {
             trace_context: None,
             enqueued_at_us: now_micros(),
             delivery_attempt: 1,
+            task_attempt: 1,
         }
     }
 
@@ -213,6 +229,15 @@ mod tests {
         })
     }
 
+    #[test]
+    fn an_envelope_written_before_task_retries_is_a_first_attempt() {
+        let mut json: Value =
+            serde_json::from_slice(&Envelope::new("order", "1.0.0", Value::Null).encode()).unwrap();
+        json.as_object_mut().unwrap().remove("task_attempt");
+        let envelope = Envelope::decode(json.to_string().as_bytes()).unwrap();
+        assert_eq!(envelope.task_attempt, 1);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -226,6 +251,7 @@ mod tests {
             baggage in proptest::option::of(".*"),
             enqueued_at_us in any::<u64>(),
             delivery_attempt in 1..u32::MAX,
+            task_attempt in 1..u32::MAX,
             id in any::<u128>(),
         ) {
             let envelope = Envelope {
@@ -242,6 +268,7 @@ mod tests {
                 }),
                 enqueued_at_us,
                 delivery_attempt,
+                task_attempt,
             };
             prop_assert_eq!(Envelope::decode(&envelope.encode()).unwrap(), envelope);
         }

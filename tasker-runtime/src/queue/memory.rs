@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -16,7 +16,7 @@ use crate::runner::BoxFuture;
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use std::time::Duration;
-/// use tasker_runtime::queue::{Envelope, MemoryQueue, Queue};
+/// use tasker::queue::{Envelope, MemoryQueue, Queue};
 /// let queue = MemoryQueue::new();
 /// queue.push(Envelope::new("t", "1", serde_json::Value::Null)).await.unwrap();
 /// let claim = queue.claim(Duration::from_secs(30), Duration::ZERO).await.unwrap().unwrap();
@@ -24,12 +24,15 @@ use crate::runner::BoxFuture;
 /// assert_eq!(queue.len(), 0);
 /// # });
 /// ```
-#[derive(Debug)]
+///
+/// A `MemoryQueue` is a cheap handle: clones share the same queue, so a program can keep one for
+/// enqueueing and give another to a [`Runtime`](crate::Runtime).
+#[derive(Debug, Clone)]
 pub struct MemoryQueue {
     name: String,
-    state: Mutex<State>,
-    available: Notify,
-    next_lease: AtomicU64,
+    state: Arc<Mutex<State>>,
+    available: Arc<Notify>,
+    next_lease: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
@@ -58,9 +61,9 @@ impl MemoryQueue {
     pub fn named(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
-            state: Mutex::new(State::default()),
-            available: Notify::new(),
-            next_lease: AtomicU64::new(1),
+            state: Arc::default(),
+            available: Arc::default(),
+            next_lease: Arc::new(AtomicU64::new(1)),
         }
     }
 
@@ -121,6 +124,16 @@ impl MemoryQueue {
         })
     }
 
+    /// The lease's deadline and envelope while it is held: a lease that ended is refused even
+    /// before the next claim hands its envelope out again, as on the durable queues, since
+    /// another worker may take it at any moment.
+    fn held(state: &mut State, lease: LeaseId) -> Result<&mut (Instant, Envelope), QueueError> {
+        match state.leased.get_mut(&lease) {
+            Some(held) if held.0 > Instant::now() => Ok(held),
+            _ => Err(QueueError::LeaseLost(lease)),
+        }
+    }
+
     /// How long until a lease expires or a delayed envelope is due, if anything is pending.
     fn next_deadline(&self) -> Option<Duration> {
         let state = self.lock();
@@ -172,185 +185,75 @@ impl Queue for MemoryQueue {
     }
 
     fn renew(&self, lease: LeaseId, duration: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
-        let result = match self.lock().leased.get_mut(&lease) {
-            Some((until, _)) => {
-                *until = Instant::now() + duration;
-                Ok(())
-            }
-            None => Err(QueueError::LeaseLost(lease)),
-        };
+        let result = Self::held(&mut self.lock(), lease).map(|(until, _)| {
+            *until = Instant::now() + duration;
+        });
         Box::pin(std::future::ready(result))
     }
 
     fn acknowledge(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
         let mut state = self.lock();
-        let result = match state.leased.remove(&lease) {
-            Some((_, envelope)) => {
-                state.runs.remove(&envelope.task_id);
-                Ok(())
-            }
-            None => Err(QueueError::LeaseLost(lease)),
-        };
-        Box::pin(std::future::ready(result))
+        let result = Self::held(&mut state, lease).map(|(_, envelope)| envelope.task_id);
+        if let Ok(task_id) = result {
+            state.leased.remove(&lease);
+            state.runs.remove(&task_id);
+        }
+        Box::pin(std::future::ready(result.map(drop)))
     }
 
     fn record_run(&self, lease: LeaseId, run: &RunTrace) -> BoxFuture<'_, Result<(), QueueError>> {
         let mut state = self.lock();
-        let result = match state.leased.get(&lease) {
-            Some((_, envelope)) => {
-                let task_id = envelope.task_id;
-                state.runs.insert(task_id, run.clone());
-                Ok(())
-            }
-            None => Err(QueueError::LeaseLost(lease)),
-        };
-        Box::pin(std::future::ready(result))
+        let result = Self::held(&mut state, lease).map(|(_, envelope)| envelope.task_id);
+        if let Ok(task_id) = result {
+            state.runs.insert(task_id, run.clone());
+        }
+        Box::pin(std::future::ready(result.map(drop)))
     }
 
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.put_back(lease, delay, None)
+    }
+
+    fn requeue_attempt(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: u32,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.put_back(lease, delay, Some(task_attempt))
+    }
+
+    fn unfinished(&self) -> BoxFuture<'_, Result<Option<u64>, QueueError>> {
+        let unfinished = u64::try_from(self.len()).unwrap_or(u64::MAX);
+        Box::pin(std::future::ready(Ok(Some(unfinished))))
+    }
+}
+
+impl MemoryQueue {
+    /// Hands a claimed envelope out again after `delay`, for `task_attempt` when given.
+    fn put_back(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: Option<u32>,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
         let result = {
             let mut state = self.lock();
-            match state.leased.remove(&lease) {
-                Some((_, mut envelope)) => {
+            Self::held(&mut state, lease).map(drop).map(|()| {
+                if let Some((_, mut envelope)) = state.leased.remove(&lease) {
                     envelope.delivery_attempt = envelope.delivery_attempt.saturating_add(1);
+                    if let Some(task_attempt) = task_attempt {
+                        envelope.task_attempt = task_attempt;
+                    }
                     if delay.is_zero() {
                         state.ready.push_back(envelope);
                     } else {
                         state.delayed.push((Instant::now() + delay, envelope));
                     }
-                    Ok(())
                 }
-                None => Err(QueueError::LeaseLost(lease)),
-            }
+            })
         };
         self.available.notify_one();
         Box::pin(std::future::ready(result))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::Value;
-
-    fn envelope(name: &str) -> Envelope {
-        Envelope::new(name, "1", Value::Null)
-    }
-
-    const LEASE: Duration = Duration::from_secs(30);
-
-    #[tokio::test]
-    async fn claims_come_out_in_push_order() {
-        let queue = MemoryQueue::new();
-        for name in ["a", "b", "c"] {
-            queue.push(envelope(name)).await.unwrap();
-        }
-        let mut names = Vec::new();
-        while let Some(claim) = queue.claim(LEASE, Duration::ZERO).await.unwrap() {
-            names.push(claim.envelope.task_name.clone());
-            queue.acknowledge(claim.lease).await.unwrap();
-        }
-        assert_eq!(names, ["a", "b", "c"]);
-        assert!(queue.is_empty());
-    }
-
-    #[tokio::test]
-    async fn an_expired_lease_hands_the_envelope_out_again() {
-        let queue = MemoryQueue::new();
-        queue.push(envelope("a")).await.unwrap();
-        let first = queue
-            .claim(Duration::from_millis(10), Duration::ZERO)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(queue.claim(LEASE, Duration::ZERO).await.unwrap().is_none());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let second = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
-        assert_eq!(second.envelope.task_id, first.envelope.task_id);
-        assert_eq!(second.envelope.delivery_attempt, 2);
-        assert_eq!(
-            queue.acknowledge(first.lease).await,
-            Err(QueueError::LeaseLost(first.lease))
-        );
-        assert_eq!(queue.acknowledge(second.lease).await, Ok(()));
-    }
-
-    #[tokio::test]
-    async fn a_renewed_lease_does_not_expire() {
-        let queue = MemoryQueue::new();
-        queue.push(envelope("a")).await.unwrap();
-        let claim = queue
-            .claim(Duration::from_millis(30), Duration::ZERO)
-            .await
-            .unwrap()
-            .unwrap();
-        queue.renew(claim.lease, LEASE).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(40)).await;
-        assert!(queue.claim(LEASE, Duration::ZERO).await.unwrap().is_none());
-        queue.acknowledge(claim.lease).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn requeued_envelope_waits_out_its_delay() {
-        let queue = MemoryQueue::new();
-        queue.push(envelope("a")).await.unwrap();
-        let claim = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
-        queue
-            .requeue(claim.lease, Duration::from_millis(30))
-            .await
-            .unwrap();
-        assert!(queue.claim(LEASE, Duration::ZERO).await.unwrap().is_none());
-        let again = queue
-            .claim(LEASE, Duration::from_secs(2))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(again.envelope.delivery_attempt, 2);
-    }
-
-    #[tokio::test]
-    async fn the_next_delivery_carries_the_run_an_earlier_one_recorded() {
-        let queue = MemoryQueue::new();
-        queue.push(envelope("a")).await.unwrap();
-        let first = queue
-            .claim(Duration::from_millis(10), Duration::ZERO)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(first.previous_run, None);
-        let run = RunTrace {
-            delivery_attempt: 1,
-            trace_context: tasker_telemetry::propagation::TraceContext::new(
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            ),
-        };
-        queue.record_run(first.lease, &run).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let second = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
-        assert_eq!(second.envelope.delivery_attempt, 2);
-        assert_eq!(second.previous_run, Some(run.clone()));
-        assert_eq!(
-            queue.record_run(first.lease, &run).await,
-            Err(QueueError::LeaseLost(first.lease)),
-            "a lease that ended records nothing"
-        );
-        queue.acknowledge(second.lease).await.unwrap();
-        assert!(
-            queue.lock().runs.is_empty(),
-            "the record leaves with the task"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_waiting_claim_wakes_up_on_push() {
-        let queue = std::sync::Arc::new(MemoryQueue::new());
-        let waiter = {
-            let queue = queue.clone();
-            tokio::spawn(async move { queue.claim(LEASE, Duration::from_secs(5)).await })
-        };
-        tokio::task::yield_now().await;
-        queue.push(envelope("late")).await.unwrap();
-        let claim = waiter.await.unwrap().unwrap().unwrap();
-        assert_eq!(claim.envelope.task_name, "late");
     }
 }

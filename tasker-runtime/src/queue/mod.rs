@@ -29,7 +29,7 @@ pub use memory::MemoryQueue;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresQueue, PostgresQueueBuilder, MAX_SCHEMA_NAME_BYTES};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub use sql::{Counts, DeadLetter, DEAD_LETTER_RAW_BYTES};
+pub use sql::{Counts, DeadLetter, RetriedDeadLetters, TaskCounts, DEAD_LETTER_RAW_BYTES};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteQueue, SqliteQueueBuilder};
 pub use terminal::{TerminalEvent, TerminalEventError};
@@ -102,7 +102,7 @@ pub enum Isolation {
 }
 
 /// Why a queue operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {
     /// The lease expired (the envelope went back to the queue) or was never handed out.
@@ -128,7 +128,37 @@ pub enum QueueError {
         /// The longest name PostgreSQL keeps, in bytes.
         limit: usize,
     },
+    /// No row of the queue with this id is in the dead-letter state (an operator's retry or
+    /// purge of one dead letter).
+    #[error(
+        "queue `{queue}` has no dead letter with id {id}: `dead_letters()` (or `cargo tasker \
+         queue dead-letters`) lists the ids there are"
+    )]
+    NoSuchDeadLetter {
+        /// The queue's name.
+        queue: String,
+        /// The id asked for.
+        id: i64,
+    },
+    /// A dead letter whose stored envelope does not decode cannot be delivered again: no worker
+    /// could read it. It can only be purged.
+    #[error("dead letter {id} cannot be retried: {reason}; it can only be purged")]
+    UnreadableDeadLetter {
+        /// The row's id.
+        id: i64,
+        /// What is wrong with its envelope.
+        reason: String,
+    },
 }
+
+tasker_telemetry::__debug_shows_message!(QueueError {
+    LeaseLost,
+    Closed,
+    Backend,
+    SchemaNameTooLong,
+    NoSuchDeadLetter,
+    UnreadableDeadLetter,
+});
 
 /// A queue of task requests.
 ///
@@ -244,14 +274,52 @@ pub trait Queue: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(0)))
     }
 
-    /// Puts a claimed envelope back, for another delivery after `delay`.
+    /// Puts a claimed envelope back, for another delivery after `delay`. The delivery counts
+    /// toward a durable queue's `max_deliveries`.
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>>;
+
+    /// Hands a claimed envelope back for another worker to take at once, without counting the
+    /// delivery against its task: its worker is stopping (the task did nothing wrong). Refused
+    /// with [`QueueError::LeaseLost`] once the lease has ended. By default, a
+    /// [`requeue`](Self::requeue) with no delay (which counts, on a queue that counts).
+    fn release(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.requeue(lease, Duration::ZERO)
+    }
+
+    /// Work left in the queue: envelopes ready, delayed or leased (dead letters excluded) plus,
+    /// on a queue that keeps terminal events, completions whose event is not reported yet.
+    /// `None` (the default) when the queue cannot tell. What
+    /// [`Runtime::run_until_drained`](crate::Runtime::run_until_drained) waits on.
+    fn unfinished(&self) -> BoxFuture<'_, Result<Option<u64>, QueueError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Puts a claimed envelope back for its task's next attempt (`#[task(max_attempts = …)]`):
+    /// as [`requeue`](Queue::requeue) — another delivery after `delay`, counted toward the
+    /// queue's delivery limit — with [`Envelope::task_attempt`] set to `task_attempt`, so that
+    /// the attempt number survives in the queue. The checkpoints of the task's steps are kept:
+    /// the next attempt replays them. By default a backend error: a queue that cannot keep the
+    /// attempt must not retry the task for ever.
+    fn requeue_attempt(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: u32,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        let _ = (lease, delay, task_attempt);
+        let message = format!(
+            "queue `{}` does not implement `Queue::requeue_attempt`, so a failed task is not \
+             retried through it",
+            self.name()
+        );
+        Box::pin(std::future::ready(Err(QueueError::Backend(message))))
+    }
 
     /// The step checkpoints of task `task_id`, claimed under `lease`: the outputs its completed
     /// steps recorded during earlier deliveries, and where new ones are recorded — only while
-    /// `lease` is held: a record the queue refuses because the lease ended never finishes (the
-    /// step does not complete; the worker stops the task once its renewal finds the lease
-    /// gone). `None` (the default) for a queue that keeps none, such as [`MemoryQueue`], whose
+    /// `lease` is held: a record after the lease ended is refused with
+    /// [`CheckpointError::LeaseLost`](tasker_telemetry::context::CheckpointError), and the step
+    /// does not complete (the worker stops the task). `None` (the default) for a queue that keeps none, such as [`MemoryQueue`], whose
     /// envelopes do not outlive the process. Completing or acknowledging a task's envelope
     /// removes its checkpoints.
     fn checkpoints(

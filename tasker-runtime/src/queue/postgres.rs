@@ -8,13 +8,13 @@ use tokio::sync::Notify;
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
-use super::sql::{self, Counts, DeadLetter, StoredEnvelope};
+use super::sql::{self, Counts, DeadLetter, RetriedDeadLetters, StoredEnvelope, TaskCounts};
 use super::{
     Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
     TerminalEvent,
 };
 use crate::runner::BoxFuture;
-use tasker_telemetry::context::Checkpoints;
+use tasker_telemetry::context::{CheckpointError, Checkpoints};
 
 /// The versioned migrations, in order: `(version, name, SQL)`, the SQL with `{schema}` where the
 /// quoted schema name goes. Each is idempotent, so the script [`PostgresQueue::migration_sql`]
@@ -202,7 +202,7 @@ impl PostgresQueueBuilder {
             ))
         });
         Ok(PostgresQueue {
-            sql: Statements::new(&quoted),
+            sql: Arc::new(Statements::new(&quoted)),
             schema: self.schema,
             name: self.name,
             pool,
@@ -210,7 +210,7 @@ impl PostgresQueueBuilder {
             poll_interval: self.poll_interval,
             channel,
             wake,
-            listener,
+            listener: listener.map(|listener| Arc::new(Listener(listener))),
         })
     }
 }
@@ -226,8 +226,8 @@ impl PostgresQueueBuilder {
 /// immediate requeues `NOTIFY` waiting claims, which also poll as a fallback.
 ///
 /// ```no_run
-/// # async fn example() -> Result<(), tasker_runtime::queue::QueueError> {
-/// use tasker_runtime::queue::PostgresQueue;
+/// # async fn example() -> Result<(), tasker::queue::QueueError> {
+/// use tasker::queue::PostgresQueue;
 /// let queue = PostgresQueue::builder("postgres://postgres@127.0.0.1:5432/app")
 ///     .schema("tasker")
 ///     .pool_size(8)
@@ -237,17 +237,30 @@ impl PostgresQueueBuilder {
 /// # Ok(()) }
 /// ```
 ///
+/// A `PostgresQueue` is a cheap handle: clones share the pool, the statements and the listener,
+/// so a program can keep one for enqueueing and give another to a [`Runtime`](crate::Runtime).
+///
 /// [`max_deliveries`]: PostgresQueueBuilder::max_deliveries
+#[derive(Clone)]
 pub struct PostgresQueue {
     schema: String,
     name: String,
     pool: Pool,
-    sql: Statements,
+    sql: Arc<Statements>,
     max_deliveries: i32,
     poll_interval: Duration,
     channel: String,
     wake: Arc<Notify>,
-    listener: Option<tokio::task::JoinHandle<()>>,
+    listener: Option<Arc<Listener>>,
+}
+
+/// The `LISTEN` task, stopped when the last handle of the queue is dropped.
+struct Listener(tokio::task::JoinHandle<()>);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for PostgresQueue {
@@ -259,14 +272,6 @@ impl std::fmt::Debug for PostgresQueue {
             .field("poll_interval", &self.poll_interval)
             .field("listening", &self.listener.is_some())
             .finish()
-    }
-}
-
-impl Drop for PostgresQueue {
-    fn drop(&mut self) {
-        if let Some(listener) = self.listener.take() {
-            listener.abort();
-        }
     }
 }
 
@@ -294,6 +299,8 @@ struct Statements {
     mark_reported: String,
     result: String,
     requeue: String,
+    release: String,
+    requeue_attempt: String,
     dead: String,
     counts: String,
 }
@@ -433,6 +440,20 @@ impl Statements {
                  SELECT count(*) FROM held"
             ),
             previous_run: format!("SELECT trace FROM {schema}.runs WHERE task_id = $1"),
+            requeue_attempt: format!(
+                "UPDATE {t} SET
+                    envelope = (envelope::jsonb
+                        || jsonb_build_object('task_attempt', $4::integer))::text,
+                    delivery_attempt = delivery_attempt + 1,
+                    state = CASE WHEN delivery_attempt + 1 > $3 THEN 'dead' ELSE 'ready' END,
+                    dead_at = CASE WHEN delivery_attempt + 1 > $3 THEN now() END,
+                    last_error = CASE WHEN delivery_attempt + 1 > $3
+                        THEN 'requeued after its last delivery' END,
+                    available_at = now() + $2 {micros},
+                    lease_id = NULL, lease_until = NULL
+                 WHERE {held}
+                 RETURNING state"
+            ),
             requeue: format!(
                 "UPDATE {t} SET
                     delivery_attempt = delivery_attempt + 1,
@@ -445,6 +466,14 @@ impl Statements {
                     lease_id = NULL, lease_until = NULL
                  WHERE {held}
                  RETURNING state"
+            ),
+            // A hand-back: the next delivery is a new one, but the task did nothing to count.
+            release: format!(
+                "UPDATE {t} SET
+                    delivery_attempt = delivery_attempt + 1,
+                    state = 'ready', available_at = now(),
+                    lease_id = NULL, lease_until = NULL
+                 WHERE {held}"
             ),
             dead: format!(
                 "SELECT id, task_id, envelope, last_error, delivery_attempt, dead_at FROM {t}
@@ -701,6 +730,189 @@ impl PostgresQueue {
         Ok(column::<Option<f64>>(&row, 0, "next due")?
             .map(|seconds| Duration::from_secs_f64(seconds.clamp(0.0, 86_400.0))))
     }
+
+    /// How many envelopes of this queue are in each state, by task name, sorted by name: the
+    /// first `"task_name": "…"` string in each stored envelope, read by pattern, so truncated
+    /// JSON still names its task; rows whose envelope names none are one group, `None`, last.
+    /// (SQLite's reads names from envelopes that are whole JSON only.)
+    pub async fn counts_by_task(&self) -> Result<Vec<TaskCounts>, QueueError> {
+        let client = self.pool.get().await.map_err(backend)?;
+        // A pattern rather than a JSON cast: a cast fails the whole query on one row that is
+        // not JSON, and these counts are wanted most when such rows are there.
+        let statement = format!(
+            "SELECT substring(envelope::text from $2),
+                count(*) FILTER (WHERE state = 'ready' AND available_at <= now()),
+                count(*) FILTER (WHERE state = 'ready' AND available_at > now()),
+                count(*) FILTER (WHERE state = 'leased'),
+                count(*) FILTER (WHERE state = 'dead')
+             FROM {}.envelopes WHERE queue = $1 GROUP BY 1",
+            quote_ident(&self.schema)
+        );
+        let pattern = r#""task_name"\s*:\s*"((?:[^"\\]|\\.)*)""#;
+        let rows = client
+            .query(&statement, &[&self.name, &pattern])
+            .await
+            .map_err(backend)?;
+        let rows = rows
+            .iter()
+            .map(|row| {
+                let count = |index: usize| {
+                    column::<i64>(row, index, "count")
+                        .map(|count| u64::try_from(count).unwrap_or(0))
+                };
+                // The JSON string's escapes, undone; as it is if they do not undo.
+                let task_name = column::<Option<&str>>(row, 0, "task_name")?.map(|raw| {
+                    serde_json::from_str::<String>(&format!("\"{raw}\""))
+                        .unwrap_or_else(|_| raw.to_owned())
+                });
+                let counts = Counts {
+                    ready: count(1)?,
+                    delayed: count(2)?,
+                    leased: count(3)?,
+                    dead: count(4)?,
+                };
+                Ok((task_name, counts))
+            })
+            .collect::<Result<Vec<_>, QueueError>>()?;
+        Ok(sql::group_by_task(rows))
+    }
+
+    /// How long the oldest envelope of this queue that is ready now has been available (since
+    /// it was pushed, or since the delay it was requeued with passed), by the database's clock;
+    /// `None` when none is ready.
+    pub async fn oldest_ready_age(&self) -> Result<Option<Duration>, QueueError> {
+        let client = self.pool.get().await.map_err(backend)?;
+        let statement = format!(
+            "SELECT EXTRACT(EPOCH FROM now() - min(available_at))::float8 FROM {}.envelopes
+             WHERE queue = $1 AND state = 'ready' AND available_at <= now()",
+            quote_ident(&self.schema)
+        );
+        let row = client
+            .query_one(&statement, &[&self.name])
+            .await
+            .map_err(backend)?;
+        Ok(column::<Option<f64>>(&row, 0, "oldest ready age")?
+            .map(|seconds| Duration::from_secs_f64(seconds.clamp(0.0, 1e12))))
+    }
+
+    /// Makes dead letter `id` ready again, now: its counted deliveries (what counts toward
+    /// `max_deliveries`) start again from one; its checkpoints stay, so the steps it completed
+    /// are replayed. Refused with [`QueueError::NoSuchDeadLetter`] when the queue has no dead
+    /// row `id`, and with [`QueueError::UnreadableDeadLetter`] when its envelope does not
+    /// decode (no worker could run it).
+    pub async fn retry_dead_letter(&self, id: i64) -> Result<(), QueueError> {
+        let retried = self.revive(Some(id)).await?;
+        if let Some((_, reason)) = retried.unreadable.into_iter().next() {
+            return Err(QueueError::UnreadableDeadLetter { id, reason });
+        }
+        if retried.retried.is_empty() {
+            return Err(QueueError::NoSuchDeadLetter {
+                queue: self.name.clone(),
+                id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Makes every dead letter of this queue whose envelope decodes ready again, as
+    /// [`retry_dead_letter`](Self::retry_dead_letter) does one, in one transaction; the others
+    /// stay dead and are listed with what is wrong with them.
+    pub async fn retry_dead_letters(&self) -> Result<RetriedDeadLetters, QueueError> {
+        self.revive(None).await
+    }
+
+    /// Removes dead letter `id` for good, with its task's checkpoints and run record.
+    /// [`QueueError::NoSuchDeadLetter`] when the queue has no dead row `id`.
+    pub async fn purge_dead_letter(&self, id: i64) -> Result<(), QueueError> {
+        match self.purge_dead(Some(id)).await? {
+            0 => Err(QueueError::NoSuchDeadLetter {
+                queue: self.name.clone(),
+                id,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes every dead letter of this queue for good, with their tasks' checkpoints and run
+    /// records, and returns how many it removed. Ready, delayed and leased envelopes stay.
+    pub async fn purge_dead_letters(&self) -> Result<u64, QueueError> {
+        self.purge_dead(None).await
+    }
+
+    /// Makes the dead letters of this queue whose envelope decodes ready again — dead row `id`,
+    /// or all of them — in one transaction, and wakes waiting claims.
+    async fn revive(&self, id: Option<i64>) -> Result<RetriedDeadLetters, QueueError> {
+        let t = format!("{}.envelopes", quote_ident(&self.schema));
+        let mut client = self.pool.get().await.map_err(backend)?;
+        let transaction = client.transaction().await.map_err(backend)?;
+        let rows = transaction
+            .query(
+                &format!(
+                    "SELECT id, envelope FROM {t}
+                     WHERE queue = $1 AND state = 'dead' AND ($2::bigint IS NULL OR id = $2)
+                     ORDER BY id FOR UPDATE"
+                ),
+                &[&self.name, &id],
+            )
+            .await
+            .map_err(backend)?;
+        let mut report = RetriedDeadLetters::default();
+        for row in &rows {
+            let id: i64 = column(row, 0, "envelopes.id")?;
+            let decoded = column::<AnyValue>(row, 1, "envelopes.envelope")?
+                .stored()
+                .decode();
+            match decoded {
+                Ok(_) => report.retried.push(id),
+                Err(reason) => report.unreadable.push((id, reason)),
+            }
+        }
+        if !report.retried.is_empty() {
+            transaction
+                .execute(
+                    &format!(
+                        "UPDATE {t} SET state = 'ready', available_at = now(),
+                            counted_deliveries = 1, alone = true, dead_at = NULL,
+                            last_error = NULL, lease_id = NULL, lease_until = NULL
+                         WHERE id = ANY($1) AND state = 'dead'"
+                    ),
+                    &[&report.retried],
+                )
+                .await
+                .map_err(backend)?;
+            transaction
+                .execute("SELECT pg_notify($1, '')", &[&self.channel])
+                .await
+                .map_err(backend)?;
+        }
+        transaction.commit().await.map_err(backend)?;
+        if !report.retried.is_empty() {
+            self.wake.notify_waiters();
+        }
+        Ok(report)
+    }
+
+    /// Removes this queue's dead rows — row `id`, or all of them — with their tasks'
+    /// checkpoints and run records, in one statement; returns how many rows it removed.
+    async fn purge_dead(&self, id: Option<i64>) -> Result<u64, QueueError> {
+        let schema = quote_ident(&self.schema);
+        let client = self.pool.get().await.map_err(backend)?;
+        let statement = format!(
+            "WITH dead AS (DELETE FROM {schema}.envelopes
+                           WHERE queue = $1 AND state = 'dead' AND ($2::bigint IS NULL OR id = $2)
+                           RETURNING task_id),
+                  gone AS (DELETE FROM {schema}.checkpoints
+                           WHERE task_id IN (SELECT task_id FROM dead)),
+                  runs AS (DELETE FROM {schema}.runs WHERE task_id IN (SELECT task_id FROM dead))
+             SELECT count(*) FROM dead"
+        );
+        let removed: i64 = client
+            .query_one(&statement, &[&self.name, &id])
+            .await
+            .map_err(backend)
+            .and_then(|row| column(&row, 0, "count"))?;
+        Ok(u64::try_from(removed).unwrap_or(0))
+    }
 }
 
 impl Queue for PostgresQueue {
@@ -955,19 +1167,84 @@ impl Queue for PostgresQueue {
     }
 
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.put_back(lease, delay, None)
+    }
+
+    fn requeue_attempt(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: u32,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.put_back(lease, delay, Some(task_attempt))
+    }
+
+    fn release(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
             let client = self.pool.get().await.map_err(backend)?;
-            let row = client
-                .query_opt(
-                    &self.sql.requeue,
-                    &[
-                        &sql::lease_text(lease),
-                        &micros(delay),
-                        &self.max_deliveries,
-                    ],
-                )
+            let released = client
+                .execute(&self.sql.release, &[&sql::lease_text(lease)])
                 .await
                 .map_err(backend)?;
+            if released == 0 {
+                return Err(QueueError::LeaseLost(lease));
+            }
+            client
+                .execute("SELECT pg_notify($1, '')", &[&self.channel])
+                .await
+                .map_err(backend)?;
+            self.wake.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn unfinished(&self) -> BoxFuture<'_, Result<Option<u64>, QueueError>> {
+        Box::pin(async move {
+            let counts = self.counts().await?;
+            let unreported = self.unreported().await?;
+            Ok(Some(
+                counts.ready + counts.delayed + counts.leased + unreported,
+            ))
+        })
+    }
+}
+
+impl PostgresQueue {
+    /// Hands a claimed envelope out again after `delay`, for `task_attempt` when given.
+    fn put_back(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: Option<u32>,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(backend)?;
+            let (lease_text, delay_micros) = (sql::lease_text(lease), micros(delay));
+            let row = match task_attempt {
+                None => {
+                    client
+                        .query_opt(
+                            &self.sql.requeue,
+                            &[&lease_text, &delay_micros, &self.max_deliveries],
+                        )
+                        .await
+                }
+                Some(task_attempt) => {
+                    let task_attempt = i32::try_from(task_attempt).unwrap_or(i32::MAX);
+                    client
+                        .query_opt(
+                            &self.sql.requeue_attempt,
+                            &[
+                                &lease_text,
+                                &delay_micros,
+                                &self.max_deliveries,
+                                &task_attempt,
+                            ],
+                        )
+                        .await
+                }
+            }
+            .map_err(backend)?;
             let Some(row) = row else {
                 return Err(QueueError::LeaseLost(lease));
             };
@@ -1145,7 +1422,9 @@ impl Checkpoints for PostgresCheckpoints {
         position: u32,
         step: &'static str,
         output: serde_json::Value,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), CheckpointError>> + Send + 'static>,
+    > {
         let (pool, statement, lease) = (
             self.pool.clone(),
             self.statement.clone(),
@@ -1164,14 +1443,9 @@ impl Checkpoints for PostgresCheckpoints {
             }
             .await;
             match stored {
-                Ok(true) => {}
-                // The lease ended: the step never completes here; the worker stops the task.
-                Ok(false) => std::future::pending::<()>().await,
-                Err(error) => tracing::warn!(
-                    target: "tasker",
-                    "[Tasker] could not record the checkpoint of step `{step}`: {error}; it runs \
-                     again if the task is delivered again"
-                ),
+                Ok(true) => Ok(()),
+                Ok(false) => Err(CheckpointError::LeaseLost),
+                Err(error) => Err(CheckpointError::Backend(error.to_string())),
             }
         })
     }

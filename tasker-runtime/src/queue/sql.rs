@@ -27,7 +27,7 @@ pub const DEAD_LETTER_RAW_BYTES: usize = 1024;
 /// to it). The same on every SQL backend.
 ///
 /// ```
-/// use tasker_runtime::queue::DeadLetter;
+/// use tasker::queue::DeadLetter;
 ///
 /// /// One line per dead row, as `queue.dead_letters().await?` lists them.
 /// fn show(dead_letters: &[DeadLetter]) {
@@ -70,6 +70,46 @@ pub struct DeadLetter {
     pub delivery_attempt: u32,
     /// When it was set aside.
     pub dead_at: Option<SystemTime>,
+}
+
+/// How many envelopes of one task name are in each state, as `counts_by_task()` lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskCounts {
+    /// The task name in the stored envelope; `None` for rows whose envelope names none that can
+    /// be read (not JSON, not text, no `task_name` string).
+    pub task_name: Option<String>,
+    /// Its envelopes in each state.
+    pub counts: Counts,
+}
+
+/// What `retry_dead_letters()` did: the dead letters it made ready again, and those it left
+/// dead because their envelope does not decode (no worker could read them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetriedDeadLetters {
+    /// The ids of the rows made ready again, in id order.
+    pub retried: Vec<i64>,
+    /// The rows left dead, in id order, each with what is wrong with its envelope.
+    pub unreadable: Vec<(i64, String)>,
+}
+
+/// Adds `row`'s counts to the group of its task name; the groups sorted by name, the unnamed
+/// group last. Two raw names that read the same (after a lossy UTF-8 conversion) are one group.
+pub(crate) fn group_by_task(rows: Vec<(Option<String>, Counts)>) -> Vec<TaskCounts> {
+    let mut groups: std::collections::BTreeMap<(bool, Option<String>), Counts> =
+        std::collections::BTreeMap::new();
+    for (task_name, counts) in rows {
+        let group = groups.entry((task_name.is_none(), task_name)).or_default();
+        group.ready += counts.ready;
+        group.delayed += counts.delayed;
+        group.leased += counts.leased;
+        group.dead += counts.dead;
+    }
+    groups
+        .into_iter()
+        .map(|((_, task_name), counts)| TaskCounts { task_name, counts })
+        .collect()
 }
 
 /// An envelope column as the database handed it back, before anything assumes its type.
@@ -191,6 +231,38 @@ mod tests {
             dead_at: None,
         }
         .into_dead_letter()
+    }
+
+    #[test]
+    fn task_groups_merge_equal_names_and_put_the_unnamed_last() {
+        let counts = |ready, dead| Counts {
+            ready,
+            dead,
+            ..Counts::default()
+        };
+        let groups = group_by_task(vec![
+            (None, counts(1, 0)),
+            (Some("ship".to_owned()), counts(2, 0)),
+            (Some("charge".to_owned()), counts(0, 1)),
+            (Some("ship".to_owned()), counts(0, 3)),
+        ]);
+        assert_eq!(
+            groups,
+            vec![
+                TaskCounts {
+                    task_name: Some("charge".to_owned()),
+                    counts: counts(0, 1)
+                },
+                TaskCounts {
+                    task_name: Some("ship".to_owned()),
+                    counts: counts(2, 3)
+                },
+                TaskCounts {
+                    task_name: None,
+                    counts: counts(1, 0)
+                },
+            ]
+        );
     }
 
     #[test]

@@ -9,13 +9,13 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::envelope::now_micros;
-use super::sql::{self, Counts, DeadLetter, StoredEnvelope};
+use super::sql::{self, Counts, DeadLetter, RetriedDeadLetters, StoredEnvelope, TaskCounts};
 use super::{
     Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
     TerminalEvent,
 };
 use crate::runner::BoxFuture;
-use tasker_telemetry::context::Checkpoints;
+use tasker_telemetry::context::{CheckpointError, Checkpoints};
 
 /// The versioned migrations, in order: `(version, name, SQL)`. Each is idempotent but the fifth
 /// (SQLite has no `ADD COLUMN IF NOT EXISTS`); [`SqliteQueue::migrate`] applies each once.
@@ -192,7 +192,7 @@ impl SqliteQueueBuilder {
 /// ```
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 /// use std::time::Duration;
-/// use tasker_runtime::queue::{Envelope, Queue, SqliteQueue};
+/// use tasker::queue::{Envelope, Queue, SqliteQueue};
 /// let dir = std::env::temp_dir().join(format!("tasker-doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir).unwrap();
 /// let queue = SqliteQueue::open(dir.join("queue.db")).await.unwrap();
@@ -204,7 +204,11 @@ impl SqliteQueueBuilder {
 /// # });
 /// ```
 ///
+/// A `SqliteQueue` is a cheap handle: clones share the connection, so a program can keep one for
+/// enqueueing and give another to a [`Runtime`](crate::Runtime).
+///
 /// [`max_deliveries`]: SqliteQueueBuilder::max_deliveries
+#[derive(Clone)]
 pub struct SqliteQueue {
     name: String,
     connection: Arc<Mutex<Connection>>,
@@ -536,6 +540,168 @@ impl SqliteQueue {
             _ => Ok(()),
         }
     }
+
+    /// How many envelopes of this queue are in each state, by task name, sorted by name: the
+    /// `task_name` of each stored envelope that is JSON text; rows whose envelope is not (a
+    /// BLOB, truncated JSON) or names no task are one group, `None`, last. (PostgreSQL's reads
+    /// the name from truncated JSON too.)
+    pub async fn counts_by_task(&self) -> Result<Vec<TaskCounts>, QueueError> {
+        let name = self.name.clone();
+        let rows = self
+            .with(move |connection| {
+                // `typeof` first: SQLite reads a BLOB given to its JSON functions as JSONB.
+                let mut statement = connection.prepare(
+                    "SELECT
+                        CASE WHEN typeof(envelope) = 'text' AND json_valid(envelope)
+                            THEN json_extract(envelope, '$.task_name') END AS task_name,
+                        coalesce(sum(state = 'ready' AND available_at_us <= ?2), 0),
+                        coalesce(sum(state = 'ready' AND available_at_us > ?2), 0),
+                        coalesce(sum(state = 'leased'), 0),
+                        coalesce(sum(state = 'dead'), 0)
+                     FROM tasker_envelopes WHERE queue = ?1 GROUP BY 1",
+                )?;
+                let rows = statement.query_map(params![name, micros_now()], |row| {
+                    let task_name = match row.get_ref(0)? {
+                        ValueRef::Text(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+                        _ => None,
+                    };
+                    let count = |index: usize| -> rusqlite::Result<u64> {
+                        Ok(u64::try_from(row.get::<_, i64>(index)?).unwrap_or(0))
+                    };
+                    let counts = Counts {
+                        ready: count(1)?,
+                        delayed: count(2)?,
+                        leased: count(3)?,
+                        dead: count(4)?,
+                    };
+                    Ok((task_name, counts))
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        Ok(sql::group_by_task(rows))
+    }
+
+    /// How long the oldest envelope of this queue that is ready now has been available (since
+    /// it was pushed, or since the delay it was requeued with passed); `None` when none is
+    /// ready.
+    pub async fn oldest_ready_age(&self) -> Result<Option<Duration>, QueueError> {
+        let name = self.name.clone();
+        self.with(move |connection| {
+            let now = micros_now();
+            let oldest: Option<i64> = connection.query_row(
+                "SELECT min(available_at_us) FROM tasker_envelopes
+                 WHERE queue = ?1 AND state = 'ready' AND available_at_us <= ?2",
+                params![name, now],
+                |row| row.get(0),
+            )?;
+            Ok(oldest.map(|oldest| {
+                Duration::from_micros(u64::try_from(now.saturating_sub(oldest)).unwrap_or(0))
+            }))
+        })
+        .await
+    }
+
+    /// Makes dead letter `id` ready again, now: its counted deliveries (what counts toward
+    /// `max_deliveries`) start again from one; its checkpoints stay, so the steps it completed
+    /// are replayed. Refused with [`QueueError::NoSuchDeadLetter`] when the queue has no dead
+    /// row `id`, and with [`QueueError::UnreadableDeadLetter`] when its envelope does not
+    /// decode (no worker could run it).
+    pub async fn retry_dead_letter(&self, id: i64) -> Result<(), QueueError> {
+        let name = self.name.clone();
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let read: Option<Result<Envelope, String>> = transaction
+                .query_row(
+                    "SELECT envelope FROM tasker_envelopes
+                     WHERE id = ?1 AND queue = ?2 AND state = 'dead'",
+                    params![id, name],
+                    |row| Ok(stored(row.get_ref(0)?).decode()),
+                )
+                .optional()?;
+            let refusal = match read {
+                None => Some(QueueError::NoSuchDeadLetter { queue: name, id }),
+                Some(Err(reason)) => Some(QueueError::UnreadableDeadLetter { id, reason }),
+                Some(Ok(_)) => {
+                    transaction.execute(REVIVE, params![id, micros_now()])?;
+                    None
+                }
+            };
+            transaction.commit()?;
+            Ok(refusal)
+        })
+        .await?
+        .map_or(Ok(()), Err)?;
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Makes every dead letter of this queue whose envelope decodes ready again, as
+    /// [`retry_dead_letter`](Self::retry_dead_letter) does one, in one transaction; the others
+    /// stay dead and are listed with what is wrong with them.
+    pub async fn retry_dead_letters(&self) -> Result<RetriedDeadLetters, QueueError> {
+        let name = self.name.clone();
+        let report = self
+            .with(move |connection| {
+                let transaction =
+                    connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let rows: Vec<(i64, Result<Envelope, String>)> = {
+                    let mut statement = transaction.prepare(
+                        "SELECT id, envelope FROM tasker_envelopes
+                         WHERE queue = ?1 AND state = 'dead' ORDER BY id",
+                    )?;
+                    let rows = statement.query_map([&name], |row| {
+                        Ok((row.get(0)?, stored(row.get_ref(1)?).decode()))
+                    })?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                let mut report = RetriedDeadLetters::default();
+                let now = micros_now();
+                for (id, read) in rows {
+                    match read {
+                        Ok(_) => {
+                            transaction.execute(REVIVE, params![id, now])?;
+                            report.retried.push(id);
+                        }
+                        Err(reason) => report.unreadable.push((id, reason)),
+                    }
+                }
+                transaction.commit()?;
+                Ok(report)
+            })
+            .await?;
+        self.wake.notify_waiters();
+        Ok(report)
+    }
+
+    /// Removes dead letter `id` for good, with its task's checkpoints and run record.
+    /// [`QueueError::NoSuchDeadLetter`] when the queue has no dead row `id`.
+    pub async fn purge_dead_letter(&self, id: i64) -> Result<(), QueueError> {
+        let name = self.name.clone();
+        let removed = self
+            .with(move |connection| {
+                purge_dead(connection, "id = ?2 AND queue = ?1", params![name, id])
+            })
+            .await?;
+        match removed {
+            0 => Err(QueueError::NoSuchDeadLetter {
+                queue: self.name.clone(),
+                id,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes every dead letter of this queue for good, with their tasks' checkpoints and run
+    /// records, and returns how many it removed. Ready, delayed and leased envelopes stay.
+    pub async fn purge_dead_letters(&self) -> Result<u64, QueueError> {
+        let name = self.name.clone();
+        let removed = self
+            .with(move |connection| purge_dead(connection, "queue = ?1", params![name]))
+            .await?;
+        Ok(u64::try_from(removed).unwrap_or(0))
+    }
 }
 
 /// Matches the row of a lease that is still held: `?1` the lease id, `?2` now.
@@ -562,7 +728,9 @@ impl Checkpoints for SqliteCheckpoints {
         position: u32,
         step: &'static str,
         output: serde_json::Value,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), CheckpointError>> + Send + 'static>,
+    > {
         let connection = self.connection.clone();
         let lease = sql::lease_text(self.lease);
         Box::pin(async move {
@@ -594,14 +762,9 @@ impl Checkpoints for SqliteCheckpoints {
             })
             .await;
             match stored {
-                Ok(true) => {}
-                // The lease ended: the step never completes here; the worker stops the task.
-                Ok(false) => std::future::pending::<()>().await,
-                Err(error) => tracing::warn!(
-                    target: "tasker",
-                    "[Tasker] could not record the checkpoint of step `{step}`: {error}; it runs \
-                     again if the task is delivered again"
-                ),
+                Ok(true) => Ok(()),
+                Ok(false) => Err(CheckpointError::LeaseLost),
+                Err(error) => Err(CheckpointError::Backend(error.to_string())),
             }
         })
     }
@@ -934,6 +1097,46 @@ impl Queue for SqliteQueue {
         ))
     }
 
+    fn requeue_attempt(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: u32,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        let delay = micros(delay);
+        let max = self.max_deliveries;
+        Box::pin(async move {
+            self.on_held(
+                lease,
+                concat!(
+                    "UPDATE tasker_envelopes SET
+                        envelope = json_set(envelope, '$.task_attempt', ?5),
+                        delivery_attempt = delivery_attempt + 1,
+                        state = CASE WHEN delivery_attempt + 1 > ?4 THEN 'dead' ELSE 'ready' END,
+                        dead_at_us = CASE WHEN delivery_attempt + 1 > ?4 THEN ?2 END,
+                        last_error = CASE WHEN delivery_attempt + 1 > ?4
+                            THEN 'requeued after its last delivery' END,
+                        available_at_us = ?2 + ?3,
+                        lease_id = NULL, lease_until_us = NULL
+                     WHERE ",
+                    held!()
+                ),
+                move |lease, now| {
+                    vec![
+                        lease.into(),
+                        now.into(),
+                        delay.into(),
+                        max.into(),
+                        i64::from(task_attempt).into(),
+                    ]
+                },
+            )
+            .await?;
+            self.wake.notify_waiters();
+            Ok(())
+        })
+    }
+
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
         let delay = micros(delay);
         let max = self.max_deliveries;
@@ -958,6 +1161,37 @@ impl Queue for SqliteQueue {
             .await?;
             self.wake.notify_waiters();
             Ok(())
+        })
+    }
+
+    fn release(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(async move {
+            self.on_held(
+                lease,
+                // A hand-back: the next delivery is a new one, but the task did nothing to count.
+                concat!(
+                    "UPDATE tasker_envelopes SET
+                        delivery_attempt = delivery_attempt + 1,
+                        state = 'ready', available_at_us = ?2,
+                        lease_id = NULL, lease_until_us = NULL
+                     WHERE ",
+                    held!()
+                ),
+                move |lease, now| vec![lease.into(), now.into()],
+            )
+            .await?;
+            self.wake.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn unfinished(&self) -> BoxFuture<'_, Result<Option<u64>, QueueError>> {
+        Box::pin(async move {
+            let counts = self.counts().await?;
+            let unreported = self.unreported().await?;
+            Ok(Some(
+                counts.ready + counts.delayed + counts.leased + unreported,
+            ))
         })
     }
 }
@@ -1045,4 +1279,33 @@ fn read_claimed(row: &rusqlite::Row<'_>) -> Claimed {
         return Err("unreadable row: the `task_id` column does not hold UTF-8 text".into());
     };
     Ok((envelope, attempt, task_id))
+}
+
+/// Makes dead row `?1` ready at `?2` (now), its counted deliveries starting again from one.
+const REVIVE: &str = "UPDATE tasker_envelopes SET state = 'ready', available_at_us = ?2,
+    counted_deliveries = 1, alone = 1, dead_at_us = NULL, last_error = NULL, lease_id = NULL,
+    lease_until_us = NULL
+ WHERE id = ?1 AND state = 'dead'";
+
+/// Removes the dead rows that `filter` matches (with `params`), with their tasks' checkpoints
+/// and run records, in one transaction; returns how many rows it removed.
+fn purge_dead(
+    connection: &mut Connection,
+    filter: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<usize> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let dead = format!("SELECT task_id FROM tasker_envelopes WHERE state = 'dead' AND {filter}");
+    for table in ["tasker_checkpoints", "tasker_runs"] {
+        transaction.execute(
+            &format!("DELETE FROM {table} WHERE task_id IN ({dead})"),
+            params,
+        )?;
+    }
+    let removed = transaction.execute(
+        &format!("DELETE FROM tasker_envelopes WHERE state = 'dead' AND {filter}"),
+        params,
+    )?;
+    transaction.commit()?;
+    Ok(removed)
 }

@@ -39,7 +39,7 @@ pub struct TerminalEvent {
 }
 
 /// Why a stored terminal event could not be read back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "the stored terminal event of task {task_id} is not a terminal event's JSON \
      (an object with event_id, task_id, task_name, task_version, succeeded, timestamp_ns and \
@@ -51,6 +51,8 @@ pub struct TerminalEventError {
     /// What the decoder found wrong.
     pub reason: String,
 }
+
+tasker_telemetry::__debug_shows_message!(TerminalEventError);
 
 impl TerminalEvent {
     /// The stored form of `event`, when it is a `task.complete` or `task.error` of a task and

@@ -3,7 +3,7 @@
 use crate::queue::QueueError;
 
 /// Why a [`Runtime`](super::Runtime) could not start.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
     /// Two `#[tasker::task]`s share a name and version.
@@ -26,9 +26,14 @@ pub enum BuildError {
     NoTokioRuntime,
 }
 
+tasker_telemetry::__debug_shows_message!(BuildError {
+    DuplicateTask,
+    NoTokioRuntime
+});
+
 /// Why a request was refused. Nothing reaches the queue in these cases, and `task.initialize`
 /// is emitted with `status: "error"` and the message in `errors`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EnqueueError {
     /// No task is registered under the name.
@@ -60,6 +65,14 @@ pub enum EnqueueError {
         name: String,
         /// The version.
         version: String,
+    },
+    /// The input of a typed request (`task::request(input)`) does not serialize to JSON.
+    #[error("the input of the request for task `{name}` does not serialize to JSON: {reason}")]
+    InvalidInput {
+        /// The task.
+        name: String,
+        /// serde's error.
+        reason: String,
     },
     /// The context does not deserialize into the task's input.
     #[error("the context for task `{name}` version `{version}` does not fit its input: {reason}")]
@@ -109,6 +122,18 @@ pub enum EnqueueError {
     Queue(#[from] QueueError),
 }
 
+tasker_telemetry::__debug_shows_message!(EnqueueError {
+    UnknownTask,
+    UnknownVersion,
+    NotEnqueueable,
+    InvalidContext,
+    InvalidInput,
+    TooLarge,
+    UnknownStep,
+    NotSkippable,
+    Queue
+});
+
 fn list(names: &[String]) -> String {
     if names.is_empty() {
         "none".to_owned()
@@ -122,7 +147,7 @@ fn list(names: &[String]) -> String {
 }
 
 /// Why a task that was enqueued did not give a value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TaskError {
     /// The task returned an error (its `task.error` describes it the same way).
@@ -145,6 +170,18 @@ pub enum TaskError {
     /// The output does not serialize to JSON.
     #[error("the task's output does not serialize to JSON: {0}")]
     InvalidOutput(String),
+    /// The output does not read as the type the handle waits for (a worker ran another version
+    /// of the task, whose output type differs).
+    #[error(
+        "the task's output does not read as `{expected}`: {reason}; did a worker run another \
+         version of the task?"
+    )]
+    UnexpectedOutput {
+        /// The type the handle waits for.
+        expected: &'static str,
+        /// serde's error.
+        reason: String,
+    },
     /// The worker does not know the task.
     #[error("no worker of this runtime knows task `{name}` version `{version}`")]
     UnknownTask {
@@ -158,3 +195,13 @@ pub enum TaskError {
     #[error("the runtime shut down before the task ran; the request is still queued")]
     Abandoned,
 }
+
+tasker_telemetry::__debug_shows_message!(TaskError {
+    Failed,
+    Panicked,
+    InvalidContext,
+    InvalidOutput,
+    UnexpectedOutput,
+    UnknownTask,
+    Abandoned
+});

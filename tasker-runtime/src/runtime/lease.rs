@@ -7,9 +7,11 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use tasker_telemetry::context::CheckpointError;
 use tasker_telemetry::propagation::{self, RunTrace};
 use tasker_telemetry::TaskRef;
 
+use super::durable::CheckpointStop;
 use crate::queue::{LeaseId, Queue, QueueError};
 use crate::runner::BoxFuture;
 use crate::worker::{abandon_run, TerminalSlot};
@@ -22,6 +24,14 @@ pub(super) enum Lost {
     Taken,
     /// Renewals failed (the queue did not answer) until the lease would have ended.
     Unrenewable(QueueError),
+    /// A step's checkpoint could not be written for a lease's length: the step must not
+    /// complete without it, so the run stops and the next delivery runs the step again.
+    Unrecorded(CheckpointError),
+    /// The checkpoints of earlier deliveries could not be read before the lease would end: the
+    /// run did not start, since it would have run completed steps again.
+    Unread(QueueError),
+    /// The runtime is stopping and its deadline passed: the task goes back to the queue.
+    HandedBack,
 }
 
 impl std::fmt::Display for Lost {
@@ -34,6 +44,19 @@ impl std::fmt::Display for Lost {
                 f,
                 "its lease could not be renewed before it ended (last error: {error})"
             ),
+            Lost::Unrecorded(error) => write!(
+                f,
+                "a step's checkpoint could not be recorded for the length of its lease ({error}); \
+                 the step did not complete and runs again on the task's next delivery"
+            ),
+            Lost::Unread(error) => write!(
+                f,
+                "the checkpoints of its earlier deliveries could not be read before its lease \
+                 would end ({error}); the task did not start and runs on its next delivery"
+            ),
+            Lost::HandedBack => {
+                f.write_str("the runtime stopped and its deadline passed before the task ended")
+            }
         }
     }
 }
@@ -54,6 +77,17 @@ pub(super) struct Held<'a> {
     pub(super) terminal: &'a TerminalSlot,
     /// The scope of the worker's run, for observers told of an abandonment.
     pub(super) scope: tasker_telemetry::context::ScopeTag,
+    /// Set when the run's checkpoints stop it (see [`DurableCheckpoints`](super::durable)).
+    pub(super) checkpoints: &'a CheckpointStop,
+    /// Turns `true` when the runtime hands its running tasks back (its stop deadline passed).
+    pub(super) handback: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Resolves once `handback` turns `true`; never, should its sender go away.
+async fn handed_back(mut handback: tokio::sync::watch::Receiver<bool>) {
+    if handback.wait_for(|handed| *handed).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Where recording the run's trace context stands.
@@ -71,7 +105,8 @@ impl Held<'_> {
     /// the queue refuses a renewal or the run's trace record, or renewals fail until the lease
     /// would have ended — the run is marked abandoned and dropped at once (between two of its
     /// polls), and `Err` says why. A database error short of that is reported once and
-    /// retried at the next renewal.
+    /// retried at the next renewal. A step checkpoint that could not be recorded stops the run
+    /// the same way.
     pub(super) async fn run<T>(
         mut self,
         run: BoxFuture<'static, T>,
@@ -85,9 +120,18 @@ impl Held<'_> {
         let mut recording = Recording::Looking;
         let mut reported = false;
         let queue = self.queue;
+        let mut handback = std::pin::pin!(handed_back(self.handback.clone()));
         let outcome = std::future::poll_fn(|cx| {
             if let Poll::Ready(output) = run.as_mut().poll(cx) {
                 return Poll::Ready(Ok(output));
+            }
+            match self.checkpoints.error() {
+                None => {}
+                Some(CheckpointError::LeaseLost) => return Poll::Ready(Err(Lost::Taken)),
+                Some(error) => return Poll::Ready(Err(Lost::Unrecorded(error))),
+            }
+            if handback.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Lost::HandedBack));
             }
             if let Recording::Looking = recording {
                 if let Some(trace_context) = propagation::run_context(&self.task) {

@@ -1,21 +1,24 @@
 //! The runtime: enqueue task requests by name, and run them on workers.
 
+mod durable;
 mod error;
 mod isolation;
 mod lease;
 mod registry;
 mod report;
+mod run_loop;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
 use serde_json::Value;
-use tasker_telemetry::context::{CheckpointedRun, Context, QueuedInfo, ScopeTag};
+use tasker_telemetry::context::{CheckpointedRun, Checkpoints, Context, QueuedInfo, ScopeTag};
 use tasker_telemetry::{
     events, propagation, Details, Event, InitializeStatus, TaskOrigin, TaskRef,
 };
@@ -25,6 +28,7 @@ use uuid::Uuid;
 
 pub use error::{BuildError, EnqueueError, TaskError};
 use registry::{Registered, Registry};
+pub use run_loop::{RunError, RunSummary, StopSignal};
 
 use crate::queue::{
     Claim, Completion, Envelope, MemoryQueue, Queue, QueueError, TerminalEvent, MAX_CONTEXT_BYTES,
@@ -33,9 +37,10 @@ use crate::repeated_failure::{FailureReport, RepeatedFailure};
 use crate::request::TaskRequest;
 use crate::runner::{BoxFuture, RunOutput};
 use crate::worker::{
-    abandon_run, lock_terminal, with_queued_run, QueuedRun, RunFailure, Terminal, TerminalSlot,
-    WithQueuedRun,
+    abandon_run, lock_terminal, with_queued_run, QueuedRetry, QueuedRun, RetrySlot, RunFailure,
+    Terminal, TerminalSlot, WithQueuedRun,
 };
+use durable::{read_checkpoints, CheckpointStop, DurableCheckpoints};
 use lease::{Held, Lost};
 use report::Marks;
 
@@ -75,7 +80,8 @@ impl RuntimeBuilder {
         self
     }
 
-    /// A queue shared with other runtimes or code.
+    /// A queue shared with other runtimes or code, behind `dyn Queue`. The queues of this crate
+    /// are cheap `Clone` handles: `queue(queue.clone())` shares them too.
     pub fn shared_queue(mut self, queue: Arc<dyn Queue>) -> Self {
         self.queue = Some(queue);
         self
@@ -106,6 +112,9 @@ impl RuntimeBuilder {
             claim_failures: Mutex::new(RepeatedFailure::new(CLAIM_FAILURE_REPORTS)),
             suspect_check: isolation::SuspectCheck::new(),
             marks: Arc::default(),
+            handback: watch::channel(false).0,
+            finished: AtomicU64::new(0),
+            handed_back: AtomicU64::new(0),
         });
         let workers = (0..self.workers)
             .map(|_| handle.spawn(work(inner.clone(), stopped.clone())))
@@ -141,7 +150,36 @@ impl RuntimeBuilder {
 /// Runs registered tasks requested by name: producers [`enqueue`](Runtime::enqueue) requests
 /// into a [`Queue`], workers claim and run them, continuing the producer's task id and trace.
 ///
-/// See the `tasker` crate for a complete example with `#[tasker::task]`.
+/// A task is enqueued by its registered name, with a context that deserializes into its
+/// argument; [`TaskHandle::wait`] gives its output as JSON:
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Order {
+///     id: u64,
+/// }
+///
+/// #[tasker::task(name = "fulfil", version = "1.0.0")]
+/// async fn fulfil(order: Order) -> Result<u64, std::io::Error> {
+///     Ok(order.id * 10)
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
+/// let runtime = tasker::Runtime::builder().workers(2).build()?; // inside a Tokio runtime
+/// let request = tasker::TaskRequest::new("fulfil", &Order { id: 7 })?;
+/// let handle = runtime.enqueue(request).await?;
+/// assert_eq!(handle.wait().await?, serde_json::json!(70));
+/// runtime.shutdown().await;
+/// # Ok(())
+/// # })
+/// # }
+/// ```
+///
+/// Durable queues ([`SqliteQueue`](crate::queue::SqliteQueue),
+/// [`PostgresQueue`](crate::queue::PostgresQueue)) go in with
+/// [`RuntimeBuilder::queue`]; `examples/worker.rs` in the repository runs producers and workers
+/// as separate processes.
 pub struct Runtime {
     inner: Arc<Inner>,
     stop: watch::Sender<bool>,
@@ -174,6 +212,12 @@ struct Inner {
     suspect_check: isolation::SuspectCheck,
     /// Terminal events emitted here, to mark reported.
     marks: Arc<Marks>,
+    /// Turns `true` when a run loop's stop deadline passes: running tasks are handed back.
+    handback: watch::Sender<bool>,
+    /// Tasks whose completion the queue accepted.
+    finished: AtomicU64,
+    /// Tasks stopped and handed back to the queue.
+    handed_back: AtomicU64,
 }
 
 struct Pending {
@@ -182,24 +226,41 @@ struct Pending {
 }
 
 /// A request that was enqueued: its task id, and its result once a worker of this runtime ran
-/// it.
-#[derive(Debug)]
-pub struct TaskHandle {
+/// it, as a `T`: the task's output type for a [`TypedRequest`](crate::TypedRequest), JSON for a
+/// by-name [`TaskRequest`].
+pub struct TaskHandle<T = Value> {
     task_id: Uuid,
     result: oneshot::Receiver<Result<Value, TaskError>>,
+    _output: std::marker::PhantomData<fn() -> T>,
 }
 
-impl TaskHandle {
+impl<T> std::fmt::Debug for TaskHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskHandle")
+            .field("task_id", &self.task_id)
+            .field("output", &std::any::type_name::<T>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> TaskHandle<T> {
     /// The id every event of the task carries, on the producer's side and the worker's.
     pub fn task_id(&self) -> Uuid {
         self.task_id
     }
+}
 
-    /// The task's output as JSON (the `Ok` value for a task returning a `Result`), once a worker
-    /// of this runtime has run it. A producer-only runtime (`workers(0)`) never runs it, so
-    /// waiting gives [`TaskError::Abandoned`] at once.
-    pub async fn wait(self) -> Result<Value, TaskError> {
-        self.result.await.unwrap_or(Err(TaskError::Abandoned))
+impl<T: serde::de::DeserializeOwned> TaskHandle<T> {
+    /// The task's output (the `Ok` value for a task returning a `Result`), once a worker of this
+    /// runtime has run it. A producer-only runtime (`workers(0)`) never runs it, so waiting
+    /// gives [`TaskError::Abandoned`] at once. An output that does not read as a `T` (a worker
+    /// of another version of the task) is [`TaskError::UnexpectedOutput`].
+    pub async fn wait(self) -> Result<T, TaskError> {
+        let value = self.result.await.unwrap_or(Err(TaskError::Abandoned))?;
+        serde_json::from_value(value).map_err(|error| TaskError::UnexpectedOutput {
+            expected: std::any::type_name::<T>(),
+            reason: error.to_string(),
+        })
     }
 }
 
@@ -222,10 +283,18 @@ impl Runtime {
     /// Checks `request` against the registered tasks and queues it: emits `task.initialize`, then
     /// `task.enqueue`, with the task id the worker's events will carry too.
     ///
+    /// `request` is the task function's own request, typed (`fulfill::request(order)`: the
+    /// handle waits for the task's output type), or a by-name [`TaskRequest`] (the handle waits
+    /// for JSON).
+    ///
     /// A request for an unknown task or version, with a context that does not fit the task's
     /// input, or bypassing a step that is not `skippable`, is refused: `task.initialize` is
     /// emitted with `status: "error"` and the message, and nothing reaches the queue.
-    pub async fn enqueue(&self, request: TaskRequest) -> Result<TaskHandle, EnqueueError> {
+    pub async fn enqueue<R: crate::typed::Enqueue>(
+        &self,
+        request: R,
+    ) -> Result<TaskHandle<R::Output>, EnqueueError> {
+        let request = request.into_request()?;
         let task_id = crate::ids::new_id();
         let registered = match self.check(&request) {
             Ok(registered) => registered,
@@ -259,6 +328,7 @@ impl Runtime {
             trace_context,
             enqueued_at_us: crate::queue::now_micros(),
             delivery_attempt: 1,
+            task_attempt: 1,
         };
         let (sender, receiver) = oneshot::channel();
         if self.inner.has_workers {
@@ -277,6 +347,7 @@ impl Runtime {
         Ok(TaskHandle {
             task_id,
             result: receiver,
+            _output: std::marker::PhantomData,
         })
     }
 
@@ -376,6 +447,26 @@ impl Inner {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Releases the lease of a task stopped at a run loop's deadline, for another worker to
+    /// take at once, with no delivery counted against it.
+    async fn hand_back(&self, lease: crate::queue::LeaseId, task_id: Uuid) {
+        match self.queue.release(lease).await {
+            Ok(()) => {
+                self.handed_back.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    target: "tasker",
+                    %task_id,
+                    "[Tasker] task {task_id} was still running at the stop deadline: handed back                      to the queue for another worker"
+                );
+            }
+            Err(error) => tracing::warn!(
+                target: "tasker",
+                %task_id,
+                "[Tasker] could not hand task {task_id} back at the stop deadline: {error}; it                  runs again once its lease expires"
+            ),
+        }
+    }
+
     /// Runs a claimed request (asked for at `asked`) and completes it.
     async fn run(
         &self,
@@ -391,12 +482,17 @@ impl Inner {
             .get(&task_id)
             .map_or_else(ScopeTag::default, |pending| pending.scope);
         let terminal = TerminalSlot::default();
+        let retry = RetrySlot::default();
         let result = match Context::default()
             .with_scope(scope)
-            .wrap(self.execute(claim, asked, timer, &terminal, scope))
+            .wrap(self.execute(claim, asked, timer, &terminal, &retry, scope))
             .await
         {
             Ok(result) => result,
+            Err(Lost::HandedBack) => {
+                self.hand_back(lease, task_id).await;
+                return;
+            }
             Err(lost) => {
                 // The run was dropped (a sync one left to finish on its thread) and reports no
                 // end; whoever waits on it here keeps waiting for the delivery that finishes it.
@@ -430,6 +526,31 @@ impl Inner {
                 "[Tasker] no worker that took it knows task `{name}` version `{version}`; \
                  dropping the request after {delivery} deliveries"
             );
+        }
+        let next = *retry.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(QueuedRetry { attempt, backoff }) = next {
+            // The attempt failed with attempts left (its `task.retry`/`task.backoff` are out):
+            // the queue delivers the next attempt after the wait; whoever waits keeps waiting.
+            match self.queue.requeue_attempt(lease, backoff, attempt).await {
+                Ok(()) => return,
+                Err(QueueError::LeaseLost(_)) => {
+                    abandon_run(&terminal, scope);
+                    tracing::warn!(
+                        target: "tasker",
+                        %task_id,
+                        "[Tasker] task {task_id} could not be handed back for attempt {attempt}: \
+                         its lease expired and another worker may have taken it over"
+                    );
+                    return;
+                }
+                Err(error) => tracing::warn!(
+                    target: "tasker",
+                    %task_id,
+                    "[Tasker] could not hand task {task_id} back for attempt {attempt}: {error}; \
+                     completing it with the failure of attempt {} instead",
+                    attempt - 1
+                ),
+            }
         }
         // The terminal event follows the queue's acceptance of the completion: a worker whose
         // lease expired (another worker took the task over) does not report a completion.
@@ -468,6 +589,7 @@ impl Inner {
         };
         match completed {
             Ok(()) => {
+                self.finished.fetch_add(1, Ordering::Relaxed);
                 if let Some(event) = &event {
                     Context::default()
                         .with_scope(scope)
@@ -512,6 +634,7 @@ impl Inner {
         asked: std::time::Instant,
         timer: &mut Pin<Box<tokio::time::Sleep>>,
         terminal: &TerminalSlot,
+        retry: &RetrySlot,
         scope: ScopeTag,
     ) -> Result<Result<Value, TaskError>, Lost> {
         let Claim {
@@ -531,7 +654,9 @@ impl Inner {
                 version: envelope.task_version,
             }));
         };
+        let checkpoint_stop = Arc::new(CheckpointStop::default());
         let held = Held {
+            checkpoints: &checkpoint_stop,
             queue: &*self.queue,
             lease,
             length: self.lease,
@@ -540,22 +665,22 @@ impl Inner {
             delivery_attempt: envelope.delivery_attempt,
             terminal,
             scope,
+            handback: self.handback.subscribe(),
         };
         let failure = Arc::new(Mutex::new(None));
-        // Checkpoints of earlier deliveries, on a queue that keeps them; without them the task
-        // simply runs every step.
-        let checkpoints = match self.queue.checkpoints(envelope.task_id, lease).await {
-            Ok(checkpoints) => checkpoints,
-            Err(error) => {
-                tracing::warn!(
-                    target: "tasker",
-                    task_id = %envelope.task_id,
-                    "[Tasker] could not read the checkpoints of task {}: {error}; its steps run again",
-                    envelope.task_id,
-                );
-                None
-            }
-        };
+        // Checkpoints of earlier deliveries, on a queue that keeps them. A run without the ones
+        // it has would run completed steps again, so a read that keeps failing until the lease
+        // would end stops the run before it starts, as a lost lease does.
+        let checkpoints =
+            read_checkpoints(&*self.queue, envelope.task_id, lease, asked + self.lease)
+                .await?
+                .map(|checkpoints| {
+                    Arc::new(DurableCheckpoints::new(
+                        checkpoints,
+                        self.lease,
+                        checkpoint_stop.clone(),
+                    )) as Arc<dyn Checkpoints>
+                });
         let _checkpointing = checkpoints.is_some().then(CheckpointedRun::begin);
         let info = QueuedInfo {
             bypass_steps: envelope.bypass_steps.clone(),
@@ -576,6 +701,8 @@ impl Inner {
             info,
             failure: failure.clone(),
             terminal: terminal.clone(),
+            attempt: envelope.task_attempt,
+            retry: retry.clone(),
         };
         let context = envelope.context;
         let runner = runner.clone();
@@ -657,6 +784,8 @@ fn report_invalid_context(
         info,
         failure: Arc::default(),
         terminal,
+        attempt: 1,
+        retry: Arc::default(),
     };
     with_queued_run(run, || {
         let mut task = crate::TaskRun::start(descriptor);

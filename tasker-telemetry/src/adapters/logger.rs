@@ -8,6 +8,7 @@ use tracing::Level;
 
 use crate::adapter::Adapter;
 use crate::event::{serialize::millis, Details, Event, EventKind};
+use crate::notice::Notice;
 
 /// How [`LoggerAdapter`] writes each event's line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,9 +39,11 @@ impl fmt::Display for LogFormat {
 }
 
 /// A word that is not a [`LogFormat`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not a log format; valid formats are: {words}", words = LogFormat::WORDS)]
 pub struct UnknownLogFormat(pub String);
+
+crate::__debug_shows_message!(UnknownLogFormat);
 
 impl FromStr for LogFormat {
     type Err = UnknownLogFormat;
@@ -67,7 +70,7 @@ impl FromStr for LogFormat {
 /// are fixed at compile time.
 ///
 /// ```
-/// use tasker_telemetry::adapters::{LogFormat, LoggerAdapter};
+/// use tasker::telemetry::adapters::{LogFormat, LoggerAdapter};
 /// let ruby_style = LoggerAdapter::new(LogFormat::Json);
 /// assert_eq!(ruby_style.format(), LogFormat::Json);
 /// assert_eq!(LoggerAdapter::default().format(), LogFormat::Compact);
@@ -93,7 +96,8 @@ impl LoggerAdapter {
 pub fn level_of(kind: Option<EventKind>) -> Level {
     match kind {
         Some(EventKind::TaskError | EventKind::StepMaxRetriesReached) => Level::ERROR,
-        Some(EventKind::StepError) => Level::WARN,
+        // A failed attempt of a step, or of a task that will be retried.
+        Some(EventKind::StepError | EventKind::TaskRetry) => Level::WARN,
         _ => Level::INFO,
     }
 }
@@ -110,6 +114,17 @@ macro_rules! event_at {
     };
 }
 
+/// Said the first time an INFO line finds no subscriber that takes it.
+static NOBODY_READS: Notice = Notice::new();
+
+/// What [`NOBODY_READS`] says.
+pub(crate) fn nobody_reads_message() -> &'static str {
+    "the default logger writes its lines through `tracing` (target `tasker`, level INFO), and no \
+     subscriber takes them, so they are lost; install one first in `main`, e.g. \
+     `tracing_subscriber::fmt().init()` (with `RUST_LOG=tasker=info` if you filter), or list \
+     `TelemetryAdapter::Console` instead of `Default` for a view without a subscriber"
+}
+
 /// Whether a line at `level` would be written by the current subscriber.
 fn enabled(level: Level) -> bool {
     match level {
@@ -123,6 +138,9 @@ impl Adapter for LoggerAdapter {
     fn record(&self, event: &Event<'_>) {
         let level = level_of(event.kind());
         if !enabled(level) {
+            if level == Level::INFO && !NOBODY_READS.said() {
+                NOBODY_READS.say(|| nobody_reads_message().to_owned());
+            }
             return;
         }
         let details = event.details();
@@ -359,10 +377,14 @@ mod tests {
             Level::ERROR
         );
         assert_eq!(level_of(Some(EventKind::StepError)), Level::WARN);
+        assert_eq!(level_of(Some(EventKind::TaskRetry)), Level::WARN);
         for kind in EventKind::ALL {
             if !matches!(
                 kind,
-                EventKind::TaskError | EventKind::StepMaxRetriesReached | EventKind::StepError
+                EventKind::TaskError
+                    | EventKind::StepMaxRetriesReached
+                    | EventKind::StepError
+                    | EventKind::TaskRetry
             ) {
                 assert_eq!(level_of(Some(kind)), Level::INFO, "{kind}");
             }

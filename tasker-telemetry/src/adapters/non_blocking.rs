@@ -32,13 +32,12 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Register it like any adapter:
 ///
 /// ```
-/// # use tasker_telemetry as tasker;
-/// use tasker::adapters::NonBlocking;
+/// use tasker::telemetry::adapters::NonBlocking;
 ///
 /// #[derive(Default)]
 /// pub struct SlowAudit;
-/// impl tasker::Adapter for SlowAudit {
-///     fn record(&self, _event: &tasker::Event<'_>) { /* a network call */ }
+/// impl tasker::telemetry::Adapter for SlowAudit {
+///     fn record(&self, _event: &tasker::telemetry::Event<'_>) { /* a network call */ }
 /// }
 ///
 /// tasker::register_adapter!("slow-audit", || {

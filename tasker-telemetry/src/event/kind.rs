@@ -5,13 +5,13 @@ use std::str::FromStr;
 
 macro_rules! catalog {
     ($($(#[$doc:meta])* $variant:ident => $name:literal,)+) => {
-        /// One of the fifteen lifecycle events of a task or step.
+        /// One of the seventeen lifecycle events of a task or step.
         ///
         /// The dotted names are a stable contract: they round-trip through
         /// [`Display`](fmt::Display) and [`FromStr`].
         ///
         /// ```
-        /// use tasker_telemetry::EventKind;
+        /// use tasker::telemetry::EventKind;
         /// let kind: EventKind = "step.retry".parse().unwrap();
         /// assert_eq!(kind, EventKind::StepRetry);
         /// assert_eq!(kind.to_string(), "step.retry");
@@ -23,7 +23,7 @@ macro_rules! catalog {
 
         impl EventKind {
             /// Every lifecycle event, tasks first, in lifecycle order.
-            pub const ALL: [EventKind; 15] = [$(EventKind::$variant,)+];
+            pub const ALL: [EventKind; 17] = [$(EventKind::$variant,)+];
 
             /// The stable dotted name, such as `"task.complete"`.
             pub const fn name(self) -> &'static str {
@@ -44,6 +44,10 @@ catalog! {
     TaskStart => "task.start",
     /// The task function is invoked.
     TaskHandle => "task.handle",
+    /// An attempt of a task failed and another is scheduled.
+    TaskRetry => "task.retry",
+    /// The wait before the task's next attempt.
+    TaskBackoff => "task.backoff",
     /// The task body returned; its outcome is being decided.
     TaskFinalize => "task.finalize",
     /// The task succeeded.
@@ -77,6 +81,8 @@ impl EventKind {
                 | EventKind::TaskEnqueue
                 | EventKind::TaskStart
                 | EventKind::TaskHandle
+                | EventKind::TaskRetry
+                | EventKind::TaskBackoff
                 | EventKind::TaskFinalize
                 | EventKind::TaskComplete
                 | EventKind::TaskError
@@ -91,12 +97,14 @@ impl fmt::Display for EventKind {
 }
 
 /// The error of parsing an unknown event name into an [`EventKind`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown lifecycle event `{name}`; valid names are: {}", valid_names())]
 pub struct UnknownEventKind {
     /// The name that was given.
     pub name: String,
 }
+
+crate::__debug_shows_message!(UnknownEventKind);
 
 fn valid_names() -> String {
     EventKind::ALL.map(EventKind::name).join(", ")
@@ -127,11 +135,11 @@ mod tests {
     }
 
     #[test]
-    fn catalog_has_fifteen_distinct_names() {
+    fn catalog_has_seventeen_distinct_names() {
         let mut names: Vec<_> = EventKind::ALL.iter().map(|k| k.name()).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 15);
+        assert_eq!(names.len(), 17);
     }
 
     #[test]

@@ -70,6 +70,23 @@ pub enum Details<'a> {
     TaskStart,
     /// `task.handle`.
     TaskHandle,
+    /// `task.retry`: an attempt of a task with `max_attempts > 1` failed and another is
+    /// scheduled (`task.error` stays the one terminal event, after the last attempt).
+    TaskRetry {
+        /// The next attempt's number.
+        attempt: u32,
+        /// Attempts allowed in total.
+        max_attempts: u32,
+        /// Why the attempt before it failed.
+        error: ErrorInfo<'a>,
+    },
+    /// `task.backoff`: the wait before the task's next attempt.
+    TaskBackoff {
+        /// The attempt that follows the wait.
+        attempt: u32,
+        /// The wait.
+        backoff: Duration,
+    },
     /// `task.finalize`: how the task's step calls ended.
     TaskFinalize {
         /// Step calls that succeeded.
@@ -165,6 +182,8 @@ impl Details<'_> {
             Details::TaskEnqueue { .. } => EventKind::TaskEnqueue,
             Details::TaskStart => EventKind::TaskStart,
             Details::TaskHandle => EventKind::TaskHandle,
+            Details::TaskRetry { .. } => EventKind::TaskRetry,
+            Details::TaskBackoff { .. } => EventKind::TaskBackoff,
             Details::TaskFinalize { .. } => EventKind::TaskFinalize,
             Details::TaskComplete { .. } => EventKind::TaskComplete,
             Details::TaskError { .. } => EventKind::TaskError,
@@ -192,6 +211,16 @@ impl Details<'_> {
             },
             Details::TaskStart => Details::TaskStart,
             Details::TaskHandle => Details::TaskHandle,
+            Details::TaskRetry {
+                attempt,
+                max_attempts,
+                error,
+            } => Details::TaskRetry {
+                attempt,
+                max_attempts,
+                error: error.into_owned(),
+            },
+            Details::TaskBackoff { attempt, backoff } => Details::TaskBackoff { attempt, backoff },
             Details::TaskFinalize {
                 completed_steps,
                 failed_steps,
@@ -265,7 +294,7 @@ impl Details<'_> {
 /// observer keeps it ([`Event::into_owned`]).
 ///
 /// ```
-/// use tasker_telemetry::{Details, Event};
+/// use tasker::telemetry::{Details, Event};
 /// let event = Event::new(None, None, Details::TaskStart);
 /// assert_eq!(event.name(), "task.start");
 /// let json = event.to_json();
@@ -311,7 +340,7 @@ impl<'a> Event<'a> {
     /// of the same event, so that a consumer can recognise a repeat.
     ///
     /// ```
-    /// use tasker_telemetry::{Details, Event};
+    /// use tasker::telemetry::{Details, Event};
     /// let id = uuid::Uuid::from_u128(7);
     /// let event = Event::new(None, None, Details::TaskStart).with_id(id);
     /// assert_eq!(event.event_id(), Some(id));
@@ -393,10 +422,13 @@ impl<'a> Event<'a> {
         self.step.map(|step| step.name)
     }
 
-    /// `attempt` of `step.handle`, `step.complete`, `step.error`, `step.retry`, `step.backoff`.
+    /// `attempt` of `step.handle`, `step.complete`, `step.error`, `step.retry`, `step.backoff`,
+    /// `task.retry` and `task.backoff`.
     pub fn attempt(&self) -> Option<u32> {
         match self.details {
-            Details::StepHandle { attempt, .. }
+            Details::TaskRetry { attempt, .. }
+            | Details::TaskBackoff { attempt, .. }
+            | Details::StepHandle { attempt, .. }
             | Details::StepComplete { attempt, .. }
             | Details::StepError { attempt, .. }
             | Details::StepRetry { attempt, .. }
@@ -405,20 +437,23 @@ impl<'a> Event<'a> {
         }
     }
 
-    /// `max_attempts` of `step.handle`, `step.retry`, `step.max_retries_reached`.
+    /// `max_attempts` of `step.handle`, `step.retry`, `step.max_retries_reached`, `task.retry`.
     pub fn max_attempts(&self) -> Option<u32> {
         match self.details {
-            Details::StepHandle { max_attempts, .. }
+            Details::TaskRetry { max_attempts, .. }
+            | Details::StepHandle { max_attempts, .. }
             | Details::StepRetry { max_attempts, .. }
             | Details::StepMaxRetriesReached { max_attempts, .. } => Some(max_attempts),
             _ => None,
         }
     }
 
-    /// The error of `step.error` and `task.error`.
+    /// The error of `step.error`, `task.error`, and of the failed attempt `task.retry` follows.
     pub fn error(&self) -> Option<&ErrorInfo<'a>> {
         match &self.details {
-            Details::StepError { error, .. } | Details::TaskError { error, .. } => Some(error),
+            Details::StepError { error, .. }
+            | Details::TaskError { error, .. }
+            | Details::TaskRetry { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -433,10 +468,12 @@ impl<'a> Event<'a> {
         }
     }
 
-    /// `backoff_ms` of `step.backoff`.
+    /// `backoff_ms` of `step.backoff` and `task.backoff`.
     pub fn backoff(&self) -> Option<Duration> {
         match self.details {
-            Details::StepBackoff { backoff, .. } => Some(backoff),
+            Details::StepBackoff { backoff, .. } | Details::TaskBackoff { backoff, .. } => {
+                Some(backoff)
+            }
             _ => None,
         }
     }

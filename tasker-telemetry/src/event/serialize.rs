@@ -39,6 +39,16 @@ impl Serialize for Event<'_> {
             }
             Details::TaskEnqueue { queue } => map.serialize_entry("queue", queue)?,
             Details::TaskStart | Details::TaskHandle => {}
+            Details::TaskRetry {
+                attempt,
+                max_attempts,
+                error,
+            } => {
+                map.serialize_entry("attempt", attempt)?;
+                map.serialize_entry("max_attempts", max_attempts)?;
+                map.serialize_entry("error_class", &error.class)?;
+                map.serialize_entry("error_message", &error.message)?;
+            }
             Details::TaskFinalize {
                 completed_steps,
                 failed_steps,
@@ -90,7 +100,8 @@ impl Serialize for Event<'_> {
                 map.serialize_entry("error_message", &error.message)?;
                 map.serialize_entry("retryable", retryable)?;
             }
-            Details::StepBackoff { attempt, backoff } => {
+            Details::StepBackoff { attempt, backoff }
+            | Details::TaskBackoff { attempt, backoff } => {
                 map.serialize_entry("attempt", attempt)?;
                 map.serialize_entry("backoff_ms", &(backoff.as_millis() as u64))?;
             }

@@ -28,7 +28,7 @@ use crate::telemetry::CANCELLED_CLASS;
 ///
 /// ```
 /// use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-/// use tasker_telemetry::{configure, TelemetryAdapter};
+/// use tasker::{configure, TelemetryAdapter};
 ///
 /// let exporter = InMemorySpanExporter::default();
 /// let provider = SdkTracerProvider::builder()

@@ -83,6 +83,16 @@ pub(crate) fn details_attributes(details: &Details<'_>) -> Vec<KeyValue> {
         }
         Details::TaskEnqueue { queue } => vec![text("queue", queue)],
         Details::TaskStart | Details::TaskHandle => Vec::new(),
+        Details::TaskRetry {
+            attempt,
+            max_attempts,
+            error,
+        } => vec![
+            int("attempt", *attempt),
+            int("max_attempts", *max_attempts),
+            text("error_class", &error.class),
+            text("error_message", &error.message),
+        ],
         Details::TaskFinalize {
             completed_steps,
             failed_steps,
@@ -131,13 +141,15 @@ pub(crate) fn details_attributes(details: &Details<'_>) -> Vec<KeyValue> {
             text("error_message", &error.message),
             KeyValue::new("retryable", *retryable),
         ],
-        Details::StepBackoff { attempt, backoff } => vec![
-            int("attempt", *attempt),
-            int(
-                "backoff_ms",
-                i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX),
-            ),
-        ],
+        Details::StepBackoff { attempt, backoff } | Details::TaskBackoff { attempt, backoff } => {
+            vec![
+                int("attempt", *attempt),
+                int(
+                    "backoff_ms",
+                    i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX),
+                ),
+            ]
+        }
         Details::StepSkip { reason } => vec![text("reason", reason)],
         Details::StepMaxRetriesReached {
             attempts,

@@ -27,7 +27,7 @@ const DEFAULT_DELAY: Duration = Duration::from_millis(500);
 const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a [`DirectExport`] could not be built.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum DirectExportError {
     /// A size of zero.
@@ -40,6 +40,8 @@ pub enum DirectExportError {
     #[error("the direct span export's thread could not be started: {0}")]
     Thread(#[source] std::io::Error),
 }
+
+crate::__debug_shows_message!(DirectExportError { Zero, Thread });
 
 /// Counts of a [`DirectExport`] since it was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -549,8 +551,9 @@ mod tests {
             .build()
             .expect_err("zero");
         assert_eq!(
-            error.to_string(),
-            "max_queue_size of the direct span export must be at least 1 (got 0)"
+            format!("{error:?}"),
+            "DirectExportError::Zero: max_queue_size of the direct span export must be at least 1 \
+             (got 0)"
         );
     }
 }

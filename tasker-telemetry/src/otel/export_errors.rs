@@ -11,6 +11,9 @@ use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 
+use super::settings::{OtlpProtocol, OtlpSettings};
+use crate::notice::say;
+
 /// How many exports have failed since the exporters were built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExportErrorCounts {
@@ -21,14 +24,29 @@ pub struct ExportErrorCounts {
 }
 
 /// The error counters shared by the exporters of one [`OtelGuard`](super::OtelGuard).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ExportErrors {
     spans: AtomicU64,
     metrics: AtomicU64,
     reported: AtomicBool,
+    /// Named in the first error's report, so that a wrong port or protocol is plain to see.
+    protocol: OtlpProtocol,
+    traces_endpoint: String,
+    metrics_endpoint: String,
 }
 
 impl ExportErrors {
+    pub(crate) fn new(settings: &OtlpSettings) -> Self {
+        Self {
+            spans: AtomicU64::new(0),
+            metrics: AtomicU64::new(0),
+            reported: AtomicBool::new(false),
+            protocol: settings.protocol,
+            traces_endpoint: settings.traces_endpoint.clone(),
+            metrics_endpoint: settings.metrics_endpoint.clone(),
+        }
+    }
+
     pub(crate) fn counts(&self) -> ExportErrorCounts {
         ExportErrorCounts {
             spans: self.spans.load(Ordering::Relaxed),
@@ -36,17 +54,30 @@ impl ExportErrors {
         }
     }
 
-    fn count(&self, counter: &AtomicU64, what: &str, result: &OTelSdkResult) {
+    fn count(&self, counter: &AtomicU64, what: &str, endpoint: &str, result: &OTelSdkResult) {
         let Err(error) = result else { return };
         counter.fetch_add(1, Ordering::Relaxed);
         if !self.reported.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                target: "tasker::otel",
-                "exporting {what} over OTLP failed: {error}; tasks are not affected, and further \
-                 export errors are counted (OtelGuard::export_errors) but not logged"
-            );
+            say(&export_failed_message(what, endpoint, self.protocol, error));
         }
     }
+}
+
+/// The report of the first failed export: where, how, and the variable that picks the protocol
+/// (an exporter speaking the wrong one is the usual cause).
+pub(crate) fn export_failed_message(
+    what: &str,
+    endpoint: &str,
+    protocol: OtlpProtocol,
+    error: &dyn std::fmt::Display,
+) -> String {
+    format!(
+        "exporting {what} over OTLP to {endpoint} with protocol {protocol} failed: {error}; check \
+         that a collector listens there and speaks {protocol}, or set \
+         OTEL_EXPORTER_OTLP_PROTOCOL (`http/protobuf`, usually port 4318, or `grpc`, usually \
+         port 4317) and OTEL_EXPORTER_OTLP_ENDPOINT to match it; tasks are not affected, and \
+         further export errors are counted (OtelGuard::export_errors) but not logged"
+    )
 }
 
 /// A span exporter that counts the failures of the one it wraps.
@@ -59,7 +90,8 @@ pub(crate) struct CountingSpanExporter<E> {
 impl<E: SpanExporter> SpanExporter for CountingSpanExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let result = self.inner.export(batch).await;
-        self.errors.count(&self.errors.spans, "spans", &result);
+        let errors = &*self.errors;
+        errors.count(&errors.spans, "spans", &errors.traces_endpoint, &result);
         result
     }
 
@@ -86,7 +118,13 @@ pub(crate) struct CountingMetricExporter<E> {
 impl<E: PushMetricExporter> PushMetricExporter for CountingMetricExporter<E> {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
         let result = self.inner.export(metrics).await;
-        self.errors.count(&self.errors.metrics, "metrics", &result);
+        let errors = &*self.errors;
+        errors.count(
+            &errors.metrics,
+            "metrics",
+            &errors.metrics_endpoint,
+            &result,
+        );
         result
     }
 

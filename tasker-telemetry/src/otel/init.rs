@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,7 +86,7 @@ impl OtlpSettings {
                 self.metric_exporter()?,
             )
         };
-        let errors = Arc::new(ExportErrors::default());
+        let errors = Arc::new(ExportErrors::new(&self));
         let resource = Resource::builder_empty()
             .with_detector(Box::new(TelemetryResourceDetector))
             .with_service_name(self.service_name.clone())
@@ -130,6 +131,7 @@ impl OtlpSettings {
             .with_resource(resource)
             .build();
 
+        GUARDS_ALIVE.fetch_add(1, Ordering::Relaxed);
         Ok(OtelGuard {
             tracer_provider,
             direct_export,
@@ -277,8 +279,18 @@ impl OtelGuard {
     }
 }
 
+/// [`OtelGuard`]s not dropped yet: while one is, dropping the OpenTelemetry adapter from the
+/// configuration loses what it would export, which `configure` says.
+static GUARDS_ALIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether an [`OtelGuard`] is alive.
+pub(crate) fn guards_alive() -> bool {
+    GUARDS_ALIVE.load(Ordering::Relaxed) > 0
+}
+
 impl Drop for OtelGuard {
     fn drop(&mut self) {
+        GUARDS_ALIVE.fetch_sub(1, Ordering::Relaxed);
         // The adapter may still hold the direct export: drain it here, within the timeout.
         super::providers::clear_global_direct(&self.direct_export);
         self.direct_export.flush();
@@ -305,10 +317,10 @@ impl Drop for OtelGuard {
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let _otel = tasker_telemetry::otel::init_from_env()?;
-/// tasker_telemetry::configure(|config| {
+/// let _otel = tasker::telemetry::otel::init_from_env()?;
+/// tasker::configure(|config| {
 ///     config.enable_telemetry = true;
-///     config.telemetry_adapters = vec![tasker_telemetry::TelemetryAdapter::OpenTelemetry];
+///     config.telemetry_adapters = vec![tasker::TelemetryAdapter::OpenTelemetry];
 /// })?;
 /// # Ok(())
 /// # }
@@ -325,7 +337,7 @@ pub fn init_from_env() -> Result<OtelGuard, OtelInitError> {
 /// themselves (such as `OTEL_EXPORTER_OTLP_TRACES_HEADERS` or `…_COMPRESSION`).
 ///
 /// ```
-/// let error = tasker_telemetry::otel::init_from_lookup(|name| {
+/// let error = tasker::telemetry::otel::init_from_lookup(|name| {
 ///     (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "collector:4317".to_owned())
 /// })
 /// .unwrap_err();

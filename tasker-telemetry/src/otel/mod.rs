@@ -42,7 +42,7 @@
 //!
 //! ```
 //! use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-//! use tasker_telemetry::{configure, TelemetryAdapter};
+//! use tasker::{configure, TelemetryAdapter};
 //!
 //! let exporter = InMemorySpanExporter::default();
 //! let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
@@ -52,7 +52,7 @@
 //!     config.tracer_provider = Some(provider.clone().into());
 //! })?;
 //! # configure(|config| config.enable_telemetry = false)?;
-//! # Ok::<(), tasker_telemetry::ConfigError>(())
+//! # Ok::<(), tasker::ConfigError>(())
 //! ```
 
 mod adapter;
@@ -76,6 +76,7 @@ pub(crate) use adapter::build as build_adapter;
 pub use adapter::OpenTelemetryAdapter;
 pub use direct_export::{DirectExport, DirectExportBuilder, DirectExportError, DirectExportStats};
 pub use export_errors::ExportErrorCounts;
+pub(crate) use init::guards_alive;
 pub use init::{init_from_env, init_from_lookup, OtelGuard};
 pub use propagator::{held_producer_context_count, OpenTelemetryPropagator};
 pub use providers::{MeterProviderHandle, TracerProviderHandle};

@@ -6,12 +6,16 @@ use std::sync::Arc;
 
 use opentelemetry::global::{self, BoxedTracer, ObjectSafeTracerProvider};
 use opentelemetry::metrics::{Meter, MeterProvider};
-use opentelemetry::trace::{Tracer, TracerProvider};
+use opentelemetry::trace::{
+    Span as _, SpanBuilder, SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId,
+    TraceState, Tracer, TracerProvider,
+};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
 use super::direct_export::DirectExport;
+use crate::notice::Notice;
 
 /// The instrumentation scope of everything Tasker records: `tasker` and the crate's version.
 pub(crate) fn scope() -> InstrumentationScope {
@@ -30,7 +34,7 @@ pub(crate) fn scope() -> InstrumentationScope {
 ///
 /// ```
 /// use opentelemetry_sdk::trace::SdkTracerProvider;
-/// use tasker_telemetry::otel::TracerProviderHandle;
+/// use tasker::telemetry::otel::TracerProviderHandle;
 ///
 /// let provider = SdkTracerProvider::builder().build();
 /// let handle = TracerProviderHandle::from(provider);
@@ -198,8 +202,43 @@ pub(crate) fn choose_tracer(configured: Option<&TracerProviderHandle>) -> Chosen
             ChosenTracer::Boxed(BoxedTracer::new(provider.boxed_tracer(scope())))
         }
         Some(TracerSource::Direct(export)) => ChosenTracer::Direct(export.clone()),
-        None => ChosenTracer::Boxed(global::tracer_provider().tracer_with_scope(scope())),
+        None => {
+            let tracer = global::tracer_provider().tracer_with_scope(scope());
+            if is_noop(&tracer) {
+                NO_TRACER_PROVIDER.say(|| NO_TRACER_PROVIDER_MESSAGE.to_owned());
+            }
+            ChosenTracer::Boxed(tracer)
+        }
     }
+}
+
+/// Said when the adapter falls back on OpenTelemetry's no-op global provider.
+static NO_TRACER_PROVIDER: Notice = Notice::new();
+
+const NO_TRACER_PROVIDER_MESSAGE: &str =
+    "the OpenTelemetry adapter has no tracer provider: `config.tracer_provider` is unset and no \
+     global provider is installed, so every span goes to OpenTelemetry's no-op provider and is \
+     lost; call `tasker::telemetry::otel::init_from_env()` before `configure` (or \
+     `opentelemetry::global::set_tracer_provider` with your SDK provider), or set \
+     `config.tracer_provider`";
+
+/// Whether `tracer` is OpenTelemetry's no-op one, the global default until a provider is
+/// installed. A no-op tracer hands back its parent's span context whatever the context says; an
+/// SDK tracer builds nothing under a context whose telemetry is suppressed, so the probe is
+/// never recorded nor exported.
+fn is_noop(tracer: &BoxedTracer) -> bool {
+    let probe = SpanContext::new(
+        TraceId::from_bytes([0x7a; 16]),
+        SpanId::from_bytes([0x7a; 8]),
+        TraceFlags::default(),
+        true,
+        TraceState::default(),
+    );
+    let parent = opentelemetry::Context::new()
+        .with_remote_span_context(probe.clone())
+        .with_telemetry_suppressed();
+    let span = tracer.build_with_context(SpanBuilder::from_name("tasker.probe"), &parent);
+    *span.span_context() == probe
 }
 
 /// The configured provider's meter, else the global provider's.

@@ -8,7 +8,7 @@ use opentelemetry_sdk::trace::Sampler;
 
 /// The variables [`OtlpSettings::from_env`] reads.
 pub mod env {
-    /// `grpc` (default) or `http/protobuf`.
+    /// `http/protobuf` (default, as the OpenTelemetry specification recommends) or `grpc`.
     pub const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
     /// Base URL of the collector: used as is for gRPC (default `http://localhost:4317`); for
     /// HTTP `/v1/traces` and `/v1/metrics` are appended (default `http://localhost:4318`).
@@ -51,12 +51,30 @@ pub mod env {
 }
 
 /// How spans and metrics travel to the collector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OtlpProtocol {
     /// OTLP over gRPC (tonic), port 4317.
     Grpc,
-    /// OTLP over HTTP with protobuf bodies, port 4318.
+    /// OTLP over HTTP with protobuf bodies, port 4318: the default, as the OpenTelemetry
+    /// specification recommends.
+    #[default]
     HttpProtobuf,
+}
+
+impl OtlpProtocol {
+    /// The value of `OTEL_EXPORTER_OTLP_PROTOCOL` that names it: `grpc` or `http/protobuf`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtlpProtocol::Grpc => "grpc",
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
+impl std::fmt::Display for OtlpProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The trace sampler, as `OTEL_TRACES_SAMPLER` names it.
@@ -96,7 +114,7 @@ impl SamplerSetting {
 }
 
 /// Why the OTLP providers could not be built.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum OtelInitError {
     /// A variable whose value cannot be used.
@@ -150,6 +168,15 @@ pub enum OtelInitError {
     DirectExport(#[source] super::direct_export::DirectExportError),
 }
 
+crate::__debug_shows_message!(OtelInitError {
+    InvalidEnvironment,
+    NotUnicode,
+    Exporter,
+    InvalidHeader,
+    Runtime,
+    DirectExport
+});
+
 /// Where and how to export, as the standard `OTEL_*` variables say (see [`env`](mod@env)).
 ///
 /// Read them with [`from_env`](Self::from_env) (or [`from_lookup`](Self::from_lookup) in tests
@@ -157,7 +184,7 @@ pub enum OtelInitError {
 /// checked here, so a bad one is an error naming its variable, before anything is built.
 ///
 /// ```
-/// use tasker_telemetry::otel::{OtlpProtocol, OtlpSettings};
+/// use tasker::telemetry::otel::{OtlpProtocol, OtlpSettings};
 /// let settings = OtlpSettings::from_lookup(|name| match name {
 ///     "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("http/protobuf".into()),
 ///     "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://collector:4318".into()),
@@ -173,7 +200,8 @@ pub enum OtelInitError {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct OtlpSettings {
-    /// gRPC or HTTP/protobuf. Default: gRPC, the port (4317) Jaeger and the Collector listen on.
+    /// HTTP/protobuf (port 4318) or gRPC (port 4317). Default: HTTP/protobuf, as the
+    /// OpenTelemetry specification recommends.
     pub protocol: OtlpProtocol,
     /// Where spans go.
     pub traces_endpoint: String,
@@ -232,7 +260,7 @@ impl OtlpSettings {
             }
         };
         let protocol = match lookup(env::PROTOCOL)? {
-            None => OtlpProtocol::Grpc,
+            None => OtlpProtocol::default(),
             Some(value) => match value.trim() {
                 "grpc" => OtlpProtocol::Grpc,
                 "http/protobuf" => OtlpProtocol::HttpProtobuf,
@@ -482,15 +510,27 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_grpc_to_localhost_4317() {
+    fn defaults_are_http_protobuf_to_localhost_4318() {
         let settings = OtlpSettings::from_lookup(lookup(&[])).unwrap();
-        assert_eq!(settings.protocol, OtlpProtocol::Grpc);
-        assert_eq!(settings.traces_endpoint, "http://localhost:4317");
-        assert_eq!(settings.metrics_endpoint, "http://localhost:4317");
+        assert_eq!(settings.protocol, OtlpProtocol::HttpProtobuf);
+        assert_eq!(settings.traces_endpoint, "http://localhost:4318/v1/traces");
+        assert_eq!(
+            settings.metrics_endpoint,
+            "http://localhost:4318/v1/metrics"
+        );
         assert_eq!(settings.service_name, "unknown_service");
         assert_eq!(settings.sampler, SamplerSetting::ParentBasedAlwaysOn);
         assert_eq!(settings.timeout, Duration::from_secs(10));
         assert_eq!(settings.metric_export_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn grpc_defaults_to_localhost_4317() {
+        let settings =
+            OtlpSettings::from_lookup(lookup(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")])).unwrap();
+        assert_eq!(settings.protocol, OtlpProtocol::Grpc);
+        assert_eq!(settings.traces_endpoint, "http://localhost:4317");
+        assert_eq!(settings.metrics_endpoint, "http://localhost:4317");
     }
 
     #[test]

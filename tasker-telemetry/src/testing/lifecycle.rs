@@ -25,7 +25,8 @@ pub enum Rule {
     /// `task.enqueue` comes at most once, between `task.initialize` and `task.start`.
     EnqueueBetweenInitializeAndStart,
     /// `task.start` follows `task.initialize` (and `task.enqueue`) once; it comes again only
-    /// when a worker delivers the request again after a delivery that ended cancelled.
+    /// when a worker delivers the request again after a delivery that ended cancelled, or
+    /// delivers the next attempt after `task.backoff`.
     StartOnce,
     /// `task.handle` comes once, right after `task.start`.
     HandleAfterStart,
@@ -53,10 +54,15 @@ pub enum Rule {
     AfterStepEnd,
     /// The steps named by `step.find_viable` start after it.
     FindViableBeforeItsSteps,
-    /// `task.finalize` counts the step calls that completed, failed and were skipped.
+    /// `task.finalize` counts the step calls that completed, failed and were skipped (in the
+    /// task's last attempt).
     FinalizeCounts,
     /// Exactly one `task.complete` or `task.error`, right after `task.finalize`, and last.
     OneTerminal,
+    /// `task.retry` comes only while the task is handled, once its step calls have ended, with
+    /// the next attempt (n+1, up to `max_attempts`, which does not change); it is followed by
+    /// `task.backoff` of the same attempt and then `task.handle`.
+    TaskRetrySequence,
 }
 
 impl Rule {
@@ -102,6 +108,10 @@ impl Rule {
             Rule::OneTerminal => {
                 "exactly one task.complete or task.error, right after task.finalize, and last"
             }
+            Rule::TaskRetrySequence => {
+                "task.retry(n+1) comes after the task's step calls ended, followed by \
+                 task.backoff(n+1) and task.handle"
+            }
         }
     }
 }
@@ -113,7 +123,7 @@ impl fmt::Display for Rule {
 }
 
 /// The first event of a sequence that breaks the lifecycle grammar.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Violation {
     /// Index of the offending event in the sequence (its length when the sequence ended too
     /// early).
@@ -125,6 +135,8 @@ pub struct Violation {
     /// What exactly is wrong.
     pub detail: String,
 }
+
+crate::__debug_shows_message!(Violation);
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -169,8 +181,14 @@ enum Phase {
     Enqueued,
     Started,
     Handling,
+    /// `task.retry` of this attempt was read: `task.backoff` must follow.
+    TaskRetrying(u32),
+    /// `task.backoff` of this attempt was read: `task.handle` must follow.
+    TaskBackingOff(u32),
     Finalized,
-    Ended { cancelled: bool },
+    Ended {
+        cancelled: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,8 +220,8 @@ struct StepState {
 /// Checks the events of one task, one at a time, against the lifecycle grammar of DESIGN.md §3.
 ///
 /// ```
-/// use tasker_telemetry::testing::LifecycleValidator;
-/// use tasker_telemetry::{Details, Event};
+/// use tasker::testing::LifecycleValidator;
+/// use tasker::telemetry::{Details, Event};
 /// let mut validator = LifecycleValidator::new();
 /// let error = validator.push(&Event::new(None, None, Details::TaskStart)).unwrap_err();
 /// assert_eq!(error.index, 0);
@@ -220,6 +238,10 @@ pub struct LifecycleValidator {
     completed: u32,
     failed: u32,
     skipped: u32,
+    /// The task's attempt being handled (from 1), and its `max_attempts` once `task.retry`
+    /// told it.
+    task_attempt: u32,
+    task_max_attempts: Option<u32>,
     violation: Option<Violation>,
 }
 
@@ -383,10 +405,75 @@ impl LifecycleValidator {
                 (self.completed, self.failed, self.skipped) = (0, 0, 0);
                 Phase::Started
             }
+            (EventKind::TaskStart, Phase::TaskBackingOff(attempt)) => {
+                // A worker's delivery of the task's next attempt.
+                self.task_attempt = attempt;
+                Phase::Started
+            }
             (EventKind::TaskStart, _) => {
                 return fail(Rule::StartOnce, format!("task.start in phase {phase:?}"))
             }
             (EventKind::TaskHandle, Phase::Started) => Phase::Handling,
+            (EventKind::TaskHandle, Phase::TaskBackingOff(attempt)) => {
+                self.task_attempt = attempt;
+                Phase::Handling
+            }
+            (EventKind::TaskHandle, Phase::TaskRetrying(_)) => {
+                return fail(
+                    Rule::TaskRetrySequence,
+                    "task.handle follows task.retry without task.backoff".to_owned(),
+                )
+            }
+            (EventKind::TaskRetry, Phase::Handling) => {
+                self.check_steps_ended(fail)?;
+                let current = self.task_attempt.max(1);
+                let (attempt, max_attempts) = match *event.details() {
+                    Details::TaskRetry {
+                        attempt,
+                        max_attempts,
+                        ..
+                    } => (attempt, max_attempts),
+                    _ => (0, 0),
+                };
+                if attempt != current + 1 || attempt > max_attempts {
+                    return fail(
+                        Rule::TaskRetrySequence,
+                        format!(
+                            "task.retry announces attempt {attempt} of {max_attempts} after \
+                             attempt {current}"
+                        ),
+                    );
+                }
+                if self
+                    .task_max_attempts
+                    .is_some_and(|known| known != max_attempts)
+                {
+                    return fail(
+                        Rule::TaskRetrySequence,
+                        format!("task.retry changes max_attempts to {max_attempts}"),
+                    );
+                }
+                self.task_max_attempts = Some(max_attempts);
+                // `task.finalize` counts the steps of the attempt that ends the task.
+                (self.completed, self.failed, self.skipped) = (0, 0, 0);
+                Phase::TaskRetrying(attempt)
+            }
+            (EventKind::TaskBackoff, Phase::TaskRetrying(retrying)) => {
+                let attempt = event.attempt().unwrap_or(0);
+                if attempt != retrying {
+                    return fail(
+                        Rule::TaskRetrySequence,
+                        format!("task.backoff of attempt {attempt} after task.retry({retrying})"),
+                    );
+                }
+                Phase::TaskBackingOff(attempt)
+            }
+            (EventKind::TaskRetry | EventKind::TaskBackoff, _) => {
+                return fail(
+                    Rule::TaskRetrySequence,
+                    format!("{} in phase {phase:?}", kind.name()),
+                )
+            }
             (EventKind::TaskHandle, _) => {
                 return fail(
                     Rule::HandleAfterStart,

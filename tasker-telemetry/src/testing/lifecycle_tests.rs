@@ -551,3 +551,155 @@ fn validate_tasks_splits_by_task_and_reports_the_failing_one() {
     events.remove(1);
     assert_eq!(validate_tasks(&events), Ok(1));
 }
+
+fn task_retry(attempt: u32, max_attempts: u32) -> Event<'static> {
+    t(Details::TaskRetry {
+        attempt,
+        max_attempts,
+        error: ErrorInfo {
+            class: Cow::Borrowed("app::Error"),
+            message: Cow::Borrowed("boom"),
+        },
+    })
+}
+fn task_backoff(attempt: u32) -> Event<'static> {
+    t(Details::TaskBackoff {
+        attempt,
+        backoff: Duration::from_millis(1),
+    })
+}
+/// `step.handle` and `step.complete` of the `call`-th call of step `name`, in one attempt.
+fn call_done(name: &'static str, call: u128) -> [Event<'static>; 2] {
+    let step = Some(step(name, call));
+    [
+        Event::new(
+            Some(TASK),
+            step,
+            Details::StepHandle {
+                attempt: 1,
+                max_attempts: 1,
+            },
+        ),
+        Event::new(
+            Some(TASK),
+            step,
+            Details::StepComplete {
+                attempt: 1,
+                duration: Duration::ZERO,
+            },
+        ),
+    ]
+}
+
+#[test]
+fn a_task_that_retries_and_succeeds_validates() {
+    let mut events = vec![init(), start(), task_handle()];
+    events.extend(call_done("reserve", 0));
+    events.extend([task_retry(2, 3), task_backoff(2), task_handle()]);
+    events.extend(call_done("reserve", 1));
+    events.extend([task_retry(3, 3), task_backoff(3), task_handle()]);
+    events.extend(call_done("reserve", 2));
+    // finalize counts the last attempt's steps.
+    events.extend([finalize(1, 0, 0), complete()]);
+    assert_eq!(validate_task(&events), Ok(()));
+}
+
+#[test]
+fn task_retry_sequence_rule() {
+    // task.retry must announce the next attempt.
+    assert_violation(
+        &task(vec![task_retry(3, 3)], vec![]),
+        3,
+        Rule::TaskRetrySequence,
+    );
+    // … within max_attempts.
+    assert_violation(
+        &task(vec![task_retry(2, 1)], vec![]),
+        3,
+        Rule::TaskRetrySequence,
+    );
+    // task.backoff must follow task.retry, with its attempt.
+    assert_violation(
+        &task(vec![task_retry(2, 3), task_handle()], vec![]),
+        4,
+        Rule::TaskRetrySequence,
+    );
+    assert_violation(
+        &task(vec![task_retry(2, 3), task_backoff(3)], vec![]),
+        4,
+        Rule::TaskRetrySequence,
+    );
+    // No task.backoff without task.retry, and nothing but task.handle after it.
+    assert_violation(
+        &task(vec![task_backoff(2)], vec![]),
+        3,
+        Rule::TaskRetrySequence,
+    );
+    assert_violation(
+        &task(
+            vec![task_retry(2, 3), task_backoff(2)],
+            vec![finalize(0, 0, 0)],
+        ),
+        5,
+        Rule::OneTerminal,
+    );
+    // max_attempts does not change between retries.
+    assert_violation(
+        &task(
+            vec![
+                task_retry(2, 3),
+                task_backoff(2),
+                task_handle(),
+                task_retry(3, 4),
+            ],
+            vec![],
+        ),
+        6,
+        Rule::TaskRetrySequence,
+    );
+    // Not before task.handle, nor after task.finalize.
+    assert_violation(
+        &[init(), start(), task_retry(2, 3)],
+        2,
+        Rule::TaskRetrySequence,
+    );
+    assert_violation(
+        &task(vec![finalize(0, 0, 0), task_retry(2, 3)], vec![]),
+        4,
+        Rule::TaskRetrySequence,
+    );
+}
+
+#[test]
+fn a_task_retry_waits_for_its_steps_to_end() {
+    assert_violation(
+        &task(vec![handle("charge", 1, 1), task_retry(2, 3)], vec![]),
+        4,
+        Rule::HandleClosed,
+    );
+}
+
+#[test]
+fn a_queued_task_retried_by_a_later_delivery_validates() {
+    let mut events = vec![init(), enqueue(), start(), task_handle()];
+    events.extend(call_done("reserve", 0));
+    events.extend([task_retry(2, 2), task_backoff(2), start(), task_handle()]);
+    events.push(Event::new(
+        Some(TASK),
+        Some(step("reserve", 1)),
+        Details::StepSkip {
+            reason: Cow::Borrowed("replayed"),
+        },
+    ));
+    events.extend([finalize(0, 0, 1), complete()]);
+    assert_eq!(validate_task(&events), Ok(()));
+    // task.start after task.backoff is a delivery of the next attempt; task.handle must follow.
+    assert_violation(
+        &task(
+            vec![task_retry(2, 2), task_backoff(2), start(), start()],
+            vec![],
+        ),
+        6,
+        Rule::StartOnce,
+    );
+}

@@ -25,10 +25,10 @@ pub use lifecycle::{
 /// bus, so it works whether or not telemetry is enabled.
 ///
 /// ```
-/// use tasker_telemetry::testing::Capture;
+/// use tasker::testing::Capture;
 /// let capture = Capture::new();
-/// capture.run(|| tasker_telemetry::record("app.hello", ()).unwrap());
-/// tasker_telemetry::record("app.elsewhere", ()).unwrap(); // outside: not captured
+/// capture.run(|| tasker::telemetry::record("app.hello", ()).unwrap());
+/// tasker::telemetry::record("app.elsewhere", ()).unwrap(); // outside: not captured
 /// capture.assert_names(&["app.hello"]);
 /// ```
 #[derive(Debug)]

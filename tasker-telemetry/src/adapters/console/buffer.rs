@@ -9,7 +9,7 @@ use crate::event::Event;
 /// How much the console view keeps while tasks run.
 ///
 /// ```
-/// use tasker_telemetry::adapters::ConsoleLimits;
+/// use tasker::telemetry::adapters::ConsoleLimits;
 /// let limits = ConsoleLimits { max_tasks: 16, ..ConsoleLimits::default() };
 /// assert_eq!(limits.max_events_per_task, ConsoleLimits::default().max_events_per_task);
 /// ```

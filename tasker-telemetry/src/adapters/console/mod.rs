@@ -14,6 +14,7 @@ pub use buffer::ConsoleLimits;
 
 use crate::adapter::Adapter;
 use crate::event::{Details, Event, InitializeStatus};
+use crate::notice::Notice;
 use buffer::TaskBuffers;
 use tree::TaskTree;
 
@@ -34,7 +35,7 @@ impl ColorChoice {
     /// [`NO_COLOR`](https://no-color.org) under `Auto`.
     ///
     /// ```
-    /// use tasker_telemetry::adapters::ColorChoice;
+    /// use tasker::telemetry::adapters::ColorChoice;
     /// assert!(!ColorChoice::Auto.colors(false));
     /// assert!(ColorChoice::Always.colors(false));
     /// assert!(!ColorChoice::Never.colors(true));
@@ -66,9 +67,11 @@ impl fmt::Display for ColorChoice {
 }
 
 /// The error of parsing a word that is not a [`ColorChoice`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not a colour choice; valid choices are: auto, always, never")]
 pub struct UnknownColorChoice(pub String);
+
+crate::__debug_shows_message!(UnknownColorChoice);
 
 impl FromStr for ColorChoice {
     type Err = UnknownColorChoice;
@@ -104,8 +107,11 @@ impl FromStr for ColorChoice {
 /// steps: 4 completed, 0 failed, 1 skipped
 /// ```
 ///
+/// A `join!` (or `join_all`) batch is one `join` line spanning its steps, with the steps under
+/// it; a custom event shows its payload as `key=value` pairs, cut at 60 characters.
+///
 /// Colours follow a [`ColorChoice`] (by default: on a terminal only). Events outside any task
-/// are not shown. Memory is bounded by [`ConsoleLimits`]: a task that never ends is dropped
+/// are not shown (the first step called outside a task says so once). Memory is bounded by [`ConsoleLimits`]: a task that never ends is dropped
 /// once newer tasks push it out ([`dropped_tasks`](Self::dropped_tasks)).
 ///
 /// Configured as `TelemetryAdapter::Console` it writes to standard output with the
@@ -113,8 +119,8 @@ impl FromStr for ColorChoice {
 /// a custom adapter:
 ///
 /// ```
-/// use tasker_telemetry::adapters::{ColorChoice, ConsoleAdapter};
-/// use tasker_telemetry::{Adapter, Details, Event, TaskRef, TaskOrigin};
+/// use tasker::telemetry::adapters::{ColorChoice, ConsoleAdapter};
+/// use tasker::telemetry::{Adapter, Details, Event, TaskRef, TaskOrigin};
 ///
 /// let console = ConsoleAdapter::builder()
 ///     .writer(Vec::<u8>::new())   // any `Write + Send`; a file, a buffer, stderr…
@@ -127,7 +133,7 @@ impl FromStr for ColorChoice {
 /// console.record(&Event::new(Some(task), None, Details::TaskStart));
 /// assert_eq!(console.buffered_tasks(), 1);
 ///
-/// tasker_telemetry::register_adapter!("stderr-console", || {
+/// tasker::register_adapter!("stderr-console", || {
 ///     ConsoleAdapter::builder().writer(std::io::stderr()).build()
 /// });
 /// ```
@@ -262,9 +268,23 @@ impl ConsoleAdapter {
     }
 }
 
+/// Said the first time a step runs outside any task, which the view cannot show.
+static OUTSIDE_TASK: Notice = Notice::new();
+
+fn outside_task_message(step: &str) -> String {
+    format!(
+        "the console view shows each task's tree when the task ends; step `{step}` ran outside \
+         any task, so it is not shown (nor are other steps outside a task): call it from a \
+         `#[tasker::task]` function"
+    )
+}
+
 impl Adapter for ConsoleAdapter {
     fn record(&self, event: &Event<'_>) {
         let Some(task) = event.task_id() else {
+            if let Some(step) = event.step_name() {
+                OUTSIDE_TASK.say(|| outside_task_message(step));
+            }
             return;
         };
         let ends_task = match event.details() {

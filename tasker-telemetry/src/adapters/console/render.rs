@@ -1,10 +1,10 @@
-//! The text of a [`TaskTree`]: one line per step call, attempt, backoff and custom event, with
-//! aligned columns and a timing bar per step; ANSI colours when asked for.
+//! The text of a [`TaskTree`]: one line per step call, `join!` batch, attempt, backoff and custom
+//! event, with aligned columns and a timing bar per step; ANSI colours when asked for.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use super::tree::{AttemptResult, StepEnd, StepItem, StepNode, TaskEnd, TaskTree};
+use super::tree::{AttemptResult, Batch, Entry, StepEnd, StepItem, StepNode, TaskEnd, TaskTree};
 
 /// Columns of the timing bar.
 pub(crate) const BAR_WIDTH: usize = 24;
@@ -74,16 +74,16 @@ pub(crate) fn render(tree: &TaskTree, color: bool) -> String {
     let mut rows = Vec::new();
     let roots = tree.roots.clone();
     push_children(tree, &roots, "", &mut rows);
-    for note in &tree.notes {
+    for (name, payload) in &tree.notes {
         rows.push(Row {
             prefix: String::new(),
-            label: note.clone(),
+            label: name.clone(),
             label_paint: Paint::Plain,
             status: "event",
             status_paint: Paint::Cyan,
             duration: None,
             span: None,
-            detail: String::new(),
+            detail: payload.clone(),
         });
     }
 
@@ -192,11 +192,62 @@ fn footer(tree: &TaskTree, painter: &mut Painter) {
     }
 }
 
-fn push_children(tree: &TaskTree, children: &[usize], prefix: &str, rows: &mut Vec<Row>) {
-    for (position, &index) in children.iter().enumerate() {
+fn push_children(tree: &TaskTree, children: &[Entry], prefix: &str, rows: &mut Vec<Row>) {
+    for (position, entry) in children.iter().enumerate() {
         let last = position + 1 == children.len();
-        push_step(tree, &tree.steps[index], prefix, last, rows);
+        match *entry {
+            Entry::Step(index) => push_step(tree, &tree.steps[index], prefix, last, rows),
+            Entry::Batch(batch) => push_batch(tree, &tree.batches[batch], prefix, last, rows),
+        }
     }
+}
+
+/// A batch's line — `join`, spanning its steps, failed if one failed — and its steps under it.
+fn push_batch(tree: &TaskTree, batch: &Batch, prefix: &str, last: bool, rows: &mut Vec<Row>) {
+    let (glyph, continuation) = if last {
+        ("└─ ", "   ")
+    } else {
+        ("├─ ", "│  ")
+    };
+    let members: Vec<&StepNode> = batch
+        .members
+        .iter()
+        .map(|&index| &tree.steps[index])
+        .collect();
+    let ran: Vec<&StepNode> = members
+        .iter()
+        .copied()
+        .filter(|step| !matches!(step.end, StepEnd::Skipped { .. }))
+        .collect();
+    let ends = |end: fn(&StepEnd) -> bool| members.iter().any(|step| end(&step.end));
+    let (status, status_paint) = if ends(|end| *end == StepEnd::Failed) {
+        ("failed", Paint::Red)
+    } else if ends(|end| *end == StepEnd::Unfinished) {
+        ("unfinished", Paint::Yellow)
+    } else if ran.is_empty() {
+        ("skipped", Paint::Yellow)
+    } else {
+        ("ok", Paint::Green)
+    };
+    let started = ran.iter().map(|step| step.started).min();
+    let ended = ran.iter().map(|step| step.ended).max();
+    let span = started.zip(ended);
+    rows.push(Row {
+        prefix: format!("{prefix}{glyph}"),
+        label: "join".to_owned(),
+        label_paint: Paint::Bold,
+        status,
+        status_paint,
+        duration: span.map(|(started, ended)| since(started, ended)),
+        span: span.map(|(started, ended)| (fraction(tree, started), fraction(tree, ended))),
+        detail: format!("{} steps at once", members.len()),
+    });
+    let entries: Vec<Entry> = batch
+        .members
+        .iter()
+        .map(|&index| Entry::Step(index))
+        .collect();
+    push_children(tree, &entries, &format!("{prefix}{continuation}"), rows);
 }
 
 fn push_step(tree: &TaskTree, step: &StepNode, prefix: &str, last: bool, rows: &mut Vec<Row>) {
@@ -310,10 +361,11 @@ fn item_row(prefix: String, item: &StepItem, step_end: &StepEnd) -> Row {
             row.status_paint = Paint::Red;
             row.detail = format!("after {attempts} of {max_attempts} attempts");
         }
-        StepItem::Custom { name } => {
+        StepItem::Custom { name, payload } => {
             row.label = name.clone();
             row.status = "event";
             row.status_paint = Paint::Cyan;
+            row.detail = payload.clone();
         }
     }
     row

@@ -302,3 +302,112 @@ fn color_choices_parse_from_their_words() {
         "`sometimes` is not a colour choice; valid choices are: auto, always, never"
     );
 }
+
+fn complete(attempt: u32, millis: u64) -> Details<'static> {
+    Details::StepComplete {
+        attempt,
+        duration: Duration::from_millis(millis),
+    }
+}
+
+fn handle(max_attempts: u32) -> Details<'static> {
+    Details::StepHandle {
+        attempt: 1,
+        max_attempts,
+    }
+}
+
+fn custom(name: &'static str, payload: serde_json::Value) -> Details<'static> {
+    let serde_json::Value::Object(payload) = payload else {
+        panic!("a payload is an object");
+    };
+    Details::Custom {
+        name: Cow::Borrowed(name),
+        payload: Cow::Owned(payload),
+    }
+}
+
+#[test]
+fn a_join_batch_is_one_group_spanning_its_steps() {
+    let script = Script::new(ColorChoice::Never, ConsoleLimits::default());
+    let (validate, reserve, charge, ship) = (
+        Some(step(2, "validate")),
+        Some(step(3, "reserve")),
+        Some(step(4, "charge")),
+        Some(step(5, "ship")),
+    );
+    script
+        .at(0, None, Details::TaskStart)
+        .at(0, validate, handle(1))
+        .at(10, validate, complete(1, 10))
+        .at(
+            10,
+            None,
+            Details::StepFindViable {
+                step_names: Cow::Borrowed(&["reserve", "charge"]),
+            },
+        )
+        .at(10, reserve, handle(3))
+        .at(10, charge, handle(3))
+        .at(30, charge, complete(1, 20))
+        .at(60, reserve, complete(1, 50))
+        .at(60, ship, handle(3))
+        .at(80, ship, complete(1, 20))
+        .at(
+            80,
+            None,
+            Details::TaskComplete {
+                duration: Duration::from_millis(80),
+            },
+        );
+    assert_eq!(
+        script.output.text(),
+        "\
+checkout 1.0.0  completed in 80.0 ms  task 00000000-0000-0000-0000-000000000001
+├─ validate    ok          10.0 ms  ███·····················
+├─ join        ok          50.0 ms  ···███████████████······  2 steps at once
+│  ├─ reserve  ok          50.0 ms  ···███████████████······
+│  └─ charge   ok          20.0 ms  ···██████···············
+└─ ship        ok          20.0 ms  ··················██████
+"
+    );
+}
+
+#[test]
+fn custom_events_show_their_payload_kept_short() {
+    let script = Script::new(ColorChoice::Never, ConsoleLimits::default());
+    let charge = Some(step(2, "charge"));
+    script
+        .at(0, None, Details::TaskStart)
+        .at(
+            0,
+            None,
+            custom("order.flagged", serde_json::json!({"order_id": 42, "reason": "fraud"})),
+        )
+        .at(0, charge, handle(1))
+        .at(
+            5,
+            charge,
+            custom(
+                "card.checked",
+                serde_json::json!({"note": "a very long explanation that would not fit on one line of the tree"}),
+            ),
+        )
+        .at(10, charge, complete(1, 10))
+        .at(
+            10,
+            None,
+            Details::TaskComplete {
+                duration: Duration::from_millis(10),
+            },
+        );
+    assert_eq!(
+        script.output.text(),
+        "\
+checkout 1.0.0  completed in 10.0 ms  task 00000000-0000-0000-0000-000000000001
+└─ charge           ok          10.0 ms  ████████████████████████
+   └─ card.checked  event                note=\"a very long explanation that would not fit on one lin…
+order.flagged       event                order_id=42, reason=\"fraud\"
+"
+    );
+}

@@ -1,5 +1,6 @@
 //! A finished task's events, arranged as the tree the console prints: the task, its step calls
-//! (nested by the step they were called from), their attempts, backoffs and custom events.
+//! (nested by the step they were called from, a `join!` batch grouped), their attempts, backoffs
+//! and custom events with their payload.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -56,6 +57,8 @@ pub(crate) enum StepItem {
     },
     Custom {
         name: String,
+        /// The payload, shortened: see [`payload_summary`].
+        payload: String,
     },
 }
 
@@ -76,8 +79,28 @@ pub(crate) struct StepNode {
     pub(crate) ended: SystemTime,
     pub(crate) items: Vec<StepItem>,
     pub(crate) end: StepEnd,
-    /// Indexes of the steps called from this one, in order.
-    pub(crate) children: Vec<usize>,
+    /// The batch (`join!`, `join_all`) it ran in, if any.
+    pub(crate) batch: Option<usize>,
+    /// The steps and batches called from this one, in order.
+    pub(crate) children: Vec<Entry>,
+}
+
+/// One line of a level of the tree: a step call, or a batch of calls that ran together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entry {
+    Step(usize),
+    Batch(usize),
+}
+
+/// Steps announced together by one `step.find_viable`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Batch {
+    /// Names announced and not yet matched to a step call.
+    pending: Vec<&'static str>,
+    /// The calling step of the first member: every member has the same caller.
+    parent: Option<Option<Uuid>>,
+    /// Indexes of its steps, in the order they started.
+    pub(crate) members: Vec<usize>,
 }
 
 impl StepNode {
@@ -102,10 +125,12 @@ pub(crate) struct TaskTree {
     /// `task.finalize`'s counts: completed, failed, skipped.
     pub(crate) counts: Option<(u32, u32, u32)>,
     pub(crate) steps: Vec<StepNode>,
-    /// Indexes of the steps called directly by the task, in order.
-    pub(crate) roots: Vec<usize>,
-    /// Custom events recorded in the task outside any step.
-    pub(crate) notes: Vec<String>,
+    /// Batches of steps that ran together.
+    pub(crate) batches: Vec<Batch>,
+    /// The steps and batches called directly by the task, in order.
+    pub(crate) roots: Vec<Entry>,
+    /// Custom events recorded in the task outside any step: name and shortened payload.
+    pub(crate) notes: Vec<(String, String)>,
     /// Events the buffer did not keep.
     pub(crate) dropped_events: u64,
 }
@@ -148,6 +173,7 @@ impl TaskTree {
             end,
             counts: None,
             steps: Vec::new(),
+            batches: Vec::new(),
             roots: Vec::new(),
             notes: Vec::new(),
             dropped_events,
@@ -157,12 +183,20 @@ impl TaskTree {
             tree.add(event, &mut index_of);
         }
         for index in 0..tree.steps.len() {
+            // A batch takes the place of its first member; the others are under it already.
+            let entry = match tree.steps[index].batch {
+                Some(batch) if tree.batches[batch].members.first() == Some(&index) => {
+                    Entry::Batch(batch)
+                }
+                Some(_) => continue,
+                None => Entry::Step(index),
+            };
             match tree.steps[index]
                 .parent
                 .and_then(|parent| index_of.get(&parent))
             {
-                Some(&parent) if parent != index => tree.steps[parent].children.push(index),
-                _ => tree.roots.push(index),
+                Some(&parent) if parent != index => tree.steps[parent].children.push(entry),
+                _ => tree.roots.push(entry),
             }
         }
         Some(tree)
@@ -179,24 +213,40 @@ impl TaskTree {
                     failed_steps,
                     skipped_steps,
                 } => self.counts = Some((*completed_steps, *failed_steps, *skipped_steps)),
-                Details::Custom { name, .. } => self.notes.push(name.to_string()),
+                Details::Custom { name, payload } => self
+                    .notes
+                    .push((name.to_string(), payload_summary(payload))),
+                Details::StepFindViable { step_names } if step_names.len() > 1 => {
+                    self.batches.push(Batch {
+                        pending: step_names.to_vec(),
+                        parent: None,
+                        members: Vec::new(),
+                    });
+                }
                 _ => {}
             }
             return;
         };
-        let index = *index_of.entry(step.id).or_insert_with(|| {
-            self.steps.push(StepNode {
-                id: step.id,
-                name: step.name,
-                parent: step.parent_id,
-                started: at,
-                ended: at,
-                items: Vec::new(),
-                end: StepEnd::Unfinished,
-                children: Vec::new(),
-            });
-            self.steps.len() - 1
-        });
+        let index = match index_of.get(&step.id) {
+            Some(&index) => index,
+            None => {
+                let index = self.steps.len();
+                let batch = self.join_batch(step.name, step.parent_id, index);
+                self.steps.push(StepNode {
+                    id: step.id,
+                    name: step.name,
+                    parent: step.parent_id,
+                    started: at,
+                    ended: at,
+                    items: Vec::new(),
+                    end: StepEnd::Unfinished,
+                    batch,
+                    children: Vec::new(),
+                });
+                index_of.insert(step.id, index);
+                index
+            }
+        };
         let node = &mut self.steps[index];
         node.ended = at;
         match event.details() {
@@ -243,13 +293,49 @@ impl TaskTree {
                     reason: reason.to_string(),
                 };
             }
-            Details::Custom { name, .. } => node.items.push(StepItem::Custom {
+            Details::Custom { name, payload } => node.items.push(StepItem::Custom {
                 name: name.to_string(),
+                payload: payload_summary(payload),
             }),
             // `step.retry` is implied by the next attempt; the rest are task events.
             _ => {}
         }
     }
+}
+
+impl TaskTree {
+    /// The batch a new call of step `name` (called from `parent`) belongs to, if one announced
+    /// it and still waits for it; the call becomes its member `index`.
+    fn join_batch(&mut self, name: &str, parent: Option<Uuid>, index: usize) -> Option<usize> {
+        let (position, batch) = self.batches.iter_mut().enumerate().find(|(_, batch)| {
+            batch.parent.is_none_or(|caller| caller == parent) && batch.pending.contains(&name)
+        })?;
+        if let Some(at) = batch.pending.iter().position(|pending| *pending == name) {
+            batch.pending.remove(at);
+        }
+        batch.parent = Some(parent);
+        batch.members.push(index);
+        Some(position)
+    }
+}
+
+/// The most of a payload the console shows: `key=value` pairs, values as compact JSON.
+pub(crate) const PAYLOAD_WIDTH: usize = 60;
+
+/// A custom event's payload on one short line: `order_id=42, reason="fraud"`, cut at
+/// [`PAYLOAD_WIDTH`] characters with `…`.
+pub(crate) fn payload_summary(payload: &serde_json::Map<String, serde_json::Value>) -> String {
+    let text = payload
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if text.chars().count() <= PAYLOAD_WIDTH {
+        return text;
+    }
+    let mut short: String = text.chars().take(PAYLOAD_WIDTH - 1).collect();
+    short.push('…');
+    short
 }
 
 /// Closes the step's latest attempt; an error's duration is measured from its `step.handle`.
