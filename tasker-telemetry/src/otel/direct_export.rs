@@ -70,8 +70,8 @@ pub struct DirectExportStats {
 ///
 /// ```
 /// use opentelemetry_sdk::trace::InMemorySpanExporter;
-/// use tasker_telemetry::otel::DirectExport;
-/// use tasker_telemetry::{configure, TelemetryAdapter};
+/// use tasker::telemetry::otel::DirectExport;
+/// use tasker::{configure, TelemetryAdapter};
 ///
 /// let exporter = InMemorySpanExporter::default();
 /// let export = DirectExport::builder(exporter.clone()).build()?;
