@@ -69,6 +69,30 @@ fn run(contender: &str, calls: u64) -> Result<(), String> {
             repeat(&tasker_step)
         }
         #[cfg(feature = "opentelemetry")]
+        "otel-direct" => {
+            let export = otel::direct_adapter();
+            // Spans of the warm-up are exported before the count starts, the rest after it:
+            // counting the exporter's thread (TOGGLE='*Worker*run*') covers warm-up + calls.
+            for i in 0..1000 {
+                black_box(tasker_step(black_box(i)));
+            }
+            export.flush();
+            measured(&tasker_step, calls);
+            export.flush();
+            let stats = export.stats();
+            if stats.dropped > 0 {
+                return Err(format!("{} spans dropped", stats.dropped));
+            }
+        }
+        #[cfg(feature = "opentelemetry")]
+        "otel-in-span-batch" => {
+            use opentelemetry::trace::{Tracer, TracerProvider as _};
+            let provider = otel::batch_provider();
+            let tracer = provider.tracer("bench");
+            repeat(&|v| tracer.in_span("step", |_| plain(v)));
+            let _ = provider.force_flush();
+        }
+        #[cfg(feature = "opentelemetry")]
         "tracing-otel" => {
             tracing::subscriber::with_default(otel::tracing_subscriber(), || repeat(&tracing_step))
         }
@@ -91,7 +115,7 @@ mod otel {
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_sdk::error::OTelSdkResult;
     use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-    use tasker::telemetry::otel::TracerProviderHandle;
+    use tasker::telemetry::otel::{DirectExport, TracerProviderHandle};
     use tasker::TelemetryAdapter;
     use tracing_subscriber::layer::SubscriberExt;
 
@@ -110,6 +134,28 @@ mod otel {
         SdkTracerProvider::builder()
             .with_simple_exporter(DropSpans)
             .build()
+    }
+
+    /// The SDK's batch processor, spans dropped: the peer of the direct export.
+    pub fn batch_provider() -> SdkTracerProvider {
+        SdkTracerProvider::builder()
+            .with_batch_exporter(DropSpans)
+            .build()
+    }
+
+    /// The adapter with its direct export (spans built at their end on the export's thread).
+    pub fn direct_adapter() -> DirectExport {
+        let export = DirectExport::builder(DropSpans)
+            .with_max_queue_size(1 << 16)
+            .build()
+            .expect("the direct export starts");
+        tasker::configure(|config| {
+            config.enable_telemetry = true;
+            config.telemetry_adapters = vec![TelemetryAdapter::OpenTelemetry];
+            config.tracer_provider = Some(TracerProviderHandle::from(export.clone()));
+        })
+        .expect("the OpenTelemetry adapter is available");
+        export
     }
 
     pub fn adapter() {

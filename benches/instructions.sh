@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per step call for each contender, counted by callgrind (repeatable on a busy
 # machine): bash benches/instructions.sh [contender ...]
+# TOGGLE='*Worker*run*' counts the OpenTelemetry direct export's thread instead of the caller's
+# (for otel-direct: divide by calls + 1000 warm-up calls).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is not installed"; exit 1; }
@@ -14,12 +16,13 @@ for line in sys.stdin:
 contenders=("$@")
 if [ ${#contenders[@]} -eq 0 ]; then
     contenders=(plain plain-async tracing-off tracing-off-async off off-async off-retrying
-        noop noop-async tracing-registry logger tracing-logged otel tracing-otel otel-in-span)
+        noop noop-async tracing-registry logger tracing-logged otel otel-direct tracing-otel otel-in-span
+        otel-in-span-batch)
 fi
 count() {
     local out
     out=$(mktemp)
-    valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measured*' \
+    valgrind --tool=callgrind --collect-atstart=no --toggle-collect="${TOGGLE:-*measured*}" \
         --callgrind-out-file="$out" "$exe" "$1" "$2" >/dev/null 2>&1
     grep -m1 '^summary:' "$out" | awk '{print $2}'
     rm -f "$out"

@@ -3,7 +3,9 @@
 //!
 //! - tasker: `#[tasker::step]` with the OpenTelemetry adapter (metrics to the global no-op meter);
 //! - tracing: `#[tracing::instrument]` through `tracing-opentelemetry` on a registry;
-//! - raw SDK: `tracer.in_span(..)` around the same body.
+//! - raw SDK: `tracer.in_span(..)` around the same body;
+//! - tasker with the adapter's direct export (spans built at their end on the export's thread),
+//!   and its peer, the SDK's `in_span` with the batch processor.
 //!
 //! `cargo bench --features opentelemetry --bench otel`
 
@@ -13,7 +15,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use opentelemetry::trace::{Tracer, TracerProvider as _};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use tasker::telemetry::otel::TracerProviderHandle;
+use tasker::telemetry::otel::{DirectExport, TracerProviderHandle};
 use tasker::TelemetryAdapter;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -69,6 +71,28 @@ fn per_step_call(c: &mut Criterion) {
     })
     .expect("telemetry turns off");
 
+    // The adapter's direct export: spans built at their end on the export's own thread.
+    let export = DirectExport::builder(DropSpans)
+        .with_max_queue_size(1 << 16)
+        .build()
+        .expect("the direct export starts");
+    tasker::configure(|config| {
+        config.enable_telemetry = true;
+        config.telemetry_adapters = vec![TelemetryAdapter::OpenTelemetry];
+        config.tracer_provider = Some(TracerProviderHandle::from(export.clone()));
+    })
+    .expect("the OpenTelemetry adapter is available");
+    group.bench_function("tasker step, OpenTelemetry adapter, direct export", |b| {
+        b.iter(|| tasker_step(black_box(7)))
+    });
+    tasker::configure(|config| {
+        config.enable_telemetry = false;
+        config.tracer_provider = None;
+    })
+    .expect("telemetry turns off");
+    export.flush();
+    println!("direct export: {:?}", export.stats());
+
     let tracing_provider = provider();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(tracing_provider.tracer("bench")));
@@ -82,6 +106,13 @@ fn per_step_call(c: &mut Criterion) {
     let tracer = raw_provider.tracer("bench");
     group.bench_function("OpenTelemetry SDK in_span", |b| {
         b.iter(|| tracer.in_span("step", |_| plain_step(black_box(7))))
+    });
+    let batch_provider = SdkTracerProvider::builder()
+        .with_batch_exporter(DropSpans)
+        .build();
+    let batch_tracer = batch_provider.tracer("bench");
+    group.bench_function("OpenTelemetry SDK in_span, batch processor", |b| {
+        b.iter(|| batch_tracer.in_span("step", |_| plain_step(black_box(7))))
     });
     group.finish();
 }

@@ -196,3 +196,49 @@ fn allocations_per_step_call_with_the_opentelemetry_adapter() {
         "{otel_sync} allocations per call, more than before"
     );
 }
+
+#[cfg(feature = "opentelemetry")]
+#[test]
+fn allocations_per_step_call_with_the_direct_opentelemetry_export() {
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+    use tasker::telemetry::otel::DirectExport;
+
+    #[derive(Debug)]
+    struct DropSpans;
+    impl SpanExporter for DropSpans {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            black_box(batch);
+            Ok(())
+        }
+    }
+    let _turn = CONFIGURATION.lock().unwrap_or_else(|e| e.into_inner());
+    // A queue that holds every span of the measurement: drops would hide allocations.
+    let export = DirectExport::builder(DropSpans)
+        .with_max_queue_size(1 << 16)
+        .build()
+        .expect("the direct export starts");
+    tasker::configure(|config| {
+        config.enable_telemetry = true;
+        config.telemetry_adapters = vec![TelemetryAdapter::OpenTelemetry];
+        config.tracer_provider = Some(export.clone().into());
+    })
+    .expect("the OpenTelemetry adapter is available");
+    let direct_sync = per_call(sync_call);
+    let direct_async = per_call(async_call);
+    configure(false, vec![TelemetryAdapter::Default], vec![]);
+    assert!(export.flush(), "the exporter drained its queue");
+    let stats = export.stats();
+    println!(
+        "  OpenTelemetry adapter, direct export: sync {direct_sync:.2}, async {direct_async:.2} \
+         on the caller's thread (budget 1); {stats:?}"
+    );
+    assert_eq!(stats.dropped, 0, "no span dropped");
+    // The one allocation: the step's OpenTelemetry context, current while its attempts run
+    // (log correlation). Span data is built on the exporter's thread.
+    assert!(
+        direct_sync <= 1.0 && direct_async <= 1.0,
+        "{direct_sync} (sync) / {direct_async} (async) allocations per call on the caller's \
+         thread, budget 1"
+    );
+}

@@ -173,3 +173,15 @@ fn otel_init_error_debug_shows_its_message() {
     .unwrap_err();
     debug_is(&error, "OtelInitError::InvalidEnvironment");
 }
+
+#[cfg(feature = "opentelemetry")]
+#[test]
+fn direct_export_error_debug_shows_its_message() {
+    let error = tasker::telemetry::otel::DirectExport::builder(
+        opentelemetry_sdk::trace::InMemorySpanExporter::default(),
+    )
+    .with_max_export_batch_size(0)
+    .build()
+    .unwrap_err();
+    debug_is(&error, "DirectExportError::Zero");
+}

@@ -82,6 +82,9 @@ mod opentelemetry_logs {
     use tasker::TelemetryAdapter;
     use tracing_subscriber::layer::SubscriberExt;
 
+    /// The adapter is configured process-wide: these tests take turns.
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[tasker::step(max_attempts = 1)]
     fn reserve(items: u32) -> u32 {
         tracing::info!(items, "reserving stock");
@@ -90,10 +93,31 @@ mod opentelemetry_logs {
 
     #[test]
     fn bridged_log_records_carry_the_ids_of_the_step_span() {
+        bridged_log_records_carry_the_ids_of_the_step_span_with(false);
+    }
+
+    #[test]
+    fn bridged_log_records_carry_the_ids_of_the_step_span_with_the_direct_export() {
+        bridged_log_records_carry_the_ids_of_the_step_span_with(true);
+    }
+
+    /// The step's span made by the SDK provider's tracer, or by the direct export from ids the
+    /// adapter picked itself: either way the log record names the span that is exported.
+    fn bridged_log_records_carry_the_ids_of_the_step_span_with(direct: bool) {
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
         let spans = InMemorySpanExporter::default();
         let tracer_provider = SdkTracerProvider::builder()
             .with_simple_exporter(spans.clone())
             .build();
+        let direct_export = direct.then(|| {
+            tasker::telemetry::otel::DirectExport::builder(spans.clone())
+                .build()
+                .expect("the direct export starts")
+        });
+        let handle: tasker::telemetry::otel::TracerProviderHandle = match &direct_export {
+            Some(export) => export.clone().into(),
+            None => tracer_provider.clone().into(),
+        };
         let logs = InMemoryLogExporter::default();
         let logger_provider = SdkLoggerProvider::builder()
             .with_simple_exporter(logs.clone())
@@ -101,7 +125,7 @@ mod opentelemetry_logs {
         tasker::configure(|config| {
             config.enable_telemetry = true;
             config.telemetry_adapters = vec![TelemetryAdapter::OpenTelemetry];
-            config.tracer_provider = Some(tracer_provider.clone().into());
+            config.tracer_provider = Some(handle);
         })
         .expect("the OpenTelemetry adapter is available");
         let subscriber =
@@ -113,6 +137,9 @@ mod opentelemetry_logs {
         })
         .expect("telemetry turns off");
         assert_eq!(reserved, 3);
+        if let Some(export) = &direct_export {
+            assert!(export.flush(), "the direct export flushed");
+        }
 
         let finished = spans.get_finished_spans().expect("spans are readable");
         let step = finished

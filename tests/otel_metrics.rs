@@ -127,3 +127,43 @@ fn durations_attempts_and_retries_are_recorded_with_their_outcome() {
         ]
     );
 }
+
+#[test]
+fn metrics_switched_off_record_nothing_while_spans_are_still_exported() {
+    let exporter = InMemoryMetricExporter::default();
+    let meter_provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let otel = Otel::with_meter(Some(MeterProviderHandle::from(meter_provider.clone())));
+    tasker::configure(|config| config.otel_metrics = false).expect("configured");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    assert_eq!(runtime.block_on(checkout(false)).unwrap(), 1999);
+    meter_provider.force_flush().expect("metrics flushed");
+
+    let points: usize = exporter
+        .get_finished_metrics()
+        .expect("metrics")
+        .iter()
+        .flat_map(|resource| resource.scope_metrics())
+        .map(|scope| scope.metrics().count())
+        .sum();
+    assert_eq!(points, 0, "no instrument recorded anything");
+    let mut names: Vec<String> = otel
+        .spans()
+        .iter()
+        .map(|span| span.name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "step.charge",
+            "step.gift_wrap",
+            "step.validate",
+            "task.checkout"
+        ]
+    );
+}

@@ -246,6 +246,11 @@ pub struct Configuration {
     /// installed when `configure` runs.
     #[cfg(feature = "opentelemetry")]
     pub meter_provider: Option<crate::otel::MeterProviderHandle>,
+    /// Whether the OpenTelemetry adapter records its metrics (`tasker.task.duration`,
+    /// `tasker.step.duration`, `tasker.step.attempts`, `tasker.step.retries`,
+    /// `tasker.task.queue_latency`). Default: `true`; `false` leaves spans only.
+    #[cfg(feature = "opentelemetry")]
+    pub otel_metrics: bool,
 }
 
 impl Default for Configuration {
@@ -261,6 +266,8 @@ impl Default for Configuration {
             tracer_provider: None,
             #[cfg(feature = "opentelemetry")]
             meter_provider: None,
+            #[cfg(feature = "opentelemetry")]
+            otel_metrics: true,
         }
     }
 }

@@ -9,17 +9,22 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use tasker::telemetry::otel::{MeterProviderHandle, TracerProviderHandle};
+use tasker::telemetry::otel::{DirectExport, MeterProviderHandle, TracerProviderHandle};
 use tasker::TelemetryAdapter;
 
 /// The adapter is configured process-wide: the tests of one binary take turns.
 static EXCLUSIVE: Mutex<()> = Mutex::new(());
 
-/// A test's own tracer provider with an in-memory exporter (simple processor: spans are
-/// exported as they end), configured as the adapter's provider for the test's duration.
+/// A test's own in-memory exporter, fed by the adapter's direct export (Tasker's spans, built
+/// at their end and exported in batches; [`Otel::spans`] flushes first) and by a tracer provider
+/// with the simple processor (the application's own spans, exported as they end).
+///
+/// With `TASKER_TEST_OTEL_PATH=sdk`, the adapter is given the provider instead, so that the same
+/// tests check the SDK path (spans made by the provider's tracer while they run).
 pub struct Otel {
     pub exporter: InMemorySpanExporter,
     pub provider: SdkTracerProvider,
+    pub direct: Option<DirectExport>,
     _exclusive: MutexGuard<'static, ()>,
 }
 
@@ -36,23 +41,40 @@ impl Otel {
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(exporter.clone())
             .build();
+        let sdk_path = std::env::var("TASKER_TEST_OTEL_PATH").is_ok_and(|path| path == "sdk");
+        let direct = (!sdk_path).then(|| {
+            DirectExport::builder(exporter.clone())
+                .build()
+                .expect("the direct export starts")
+        });
+        let handle = match &direct {
+            Some(direct) => TracerProviderHandle::from(direct.clone()),
+            None => TracerProviderHandle::from(provider.clone()),
+        };
         tasker::configure(|config| {
             config.enable_telemetry = true;
             config.telemetry_adapters = vec![TelemetryAdapter::OpenTelemetry];
             config.telemetry_adapter_classes = Vec::new();
-            config.tracer_provider = Some(TracerProviderHandle::from(provider.clone()));
+            config.tracer_provider = Some(handle);
             config.meter_provider = meter_provider;
         })
         .expect("the OpenTelemetry adapter is available with the feature");
         Self {
             exporter,
             provider,
+            direct,
             _exclusive: exclusive,
         }
     }
 
-    /// Every span exported so far.
+    /// Every span exported so far (the direct export flushed first).
     pub fn spans(&self) -> Vec<SpanData> {
+        if let Some(direct) = &self.direct {
+            assert!(
+                direct.flush(),
+                "the direct export flushed within its timeout"
+            );
+        }
         self.exporter
             .get_finished_spans()
             .expect("the in-memory exporter is readable")

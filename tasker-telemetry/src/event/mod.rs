@@ -174,6 +174,120 @@ pub enum Details<'a> {
     },
 }
 
+impl Details<'_> {
+    /// The lifecycle kind of these details, or `None` for a custom event.
+    pub fn kind(&self) -> Option<EventKind> {
+        Some(match self {
+            Details::TaskInitialize { .. } => EventKind::TaskInitialize,
+            Details::TaskEnqueue { .. } => EventKind::TaskEnqueue,
+            Details::TaskStart => EventKind::TaskStart,
+            Details::TaskHandle => EventKind::TaskHandle,
+            Details::TaskRetry { .. } => EventKind::TaskRetry,
+            Details::TaskBackoff { .. } => EventKind::TaskBackoff,
+            Details::TaskFinalize { .. } => EventKind::TaskFinalize,
+            Details::TaskComplete { .. } => EventKind::TaskComplete,
+            Details::TaskError { .. } => EventKind::TaskError,
+            Details::StepFindViable { .. } => EventKind::StepFindViable,
+            Details::StepHandle { .. } => EventKind::StepHandle,
+            Details::StepComplete { .. } => EventKind::StepComplete,
+            Details::StepError { .. } => EventKind::StepError,
+            Details::StepRetry { .. } => EventKind::StepRetry,
+            Details::StepBackoff { .. } => EventKind::StepBackoff,
+            Details::StepSkip { .. } => EventKind::StepSkip,
+            Details::StepMaxRetriesReached { .. } => EventKind::StepMaxRetriesReached,
+            Details::Custom { .. } => return None,
+        })
+    }
+
+    /// A copy that owns all of its data (the strings it borrows are copied; the rest is moved).
+    pub fn into_owned(self) -> Details<'static> {
+        match self {
+            Details::TaskInitialize { status, errors } => Details::TaskInitialize {
+                status,
+                errors: Cow::Owned(errors.into_owned()),
+            },
+            Details::TaskEnqueue { queue } => Details::TaskEnqueue {
+                queue: Cow::Owned(queue.into_owned()),
+            },
+            Details::TaskStart => Details::TaskStart,
+            Details::TaskHandle => Details::TaskHandle,
+            Details::TaskRetry {
+                attempt,
+                max_attempts,
+                error,
+            } => Details::TaskRetry {
+                attempt,
+                max_attempts,
+                error: error.into_owned(),
+            },
+            Details::TaskBackoff { attempt, backoff } => Details::TaskBackoff { attempt, backoff },
+            Details::TaskFinalize {
+                completed_steps,
+                failed_steps,
+                skipped_steps,
+            } => Details::TaskFinalize {
+                completed_steps,
+                failed_steps,
+                skipped_steps,
+            },
+            Details::TaskComplete { duration } => Details::TaskComplete { duration },
+            Details::TaskError {
+                duration,
+                error,
+                error_steps,
+            } => Details::TaskError {
+                duration,
+                error: error.into_owned(),
+                error_steps: Cow::Owned(error_steps.into_owned()),
+            },
+            Details::StepFindViable { step_names } => Details::StepFindViable {
+                step_names: Cow::Owned(step_names.into_owned()),
+            },
+            Details::StepHandle {
+                attempt,
+                max_attempts,
+            } => Details::StepHandle {
+                attempt,
+                max_attempts,
+            },
+            Details::StepComplete { attempt, duration } => {
+                Details::StepComplete { attempt, duration }
+            }
+            Details::StepError {
+                attempt,
+                error,
+                retryable,
+            } => Details::StepError {
+                attempt,
+                error: error.into_owned(),
+                retryable,
+            },
+            Details::StepRetry {
+                attempt,
+                max_attempts,
+            } => Details::StepRetry {
+                attempt,
+                max_attempts,
+            },
+            Details::StepBackoff { attempt, backoff } => Details::StepBackoff { attempt, backoff },
+            Details::StepSkip { reason } => Details::StepSkip {
+                reason: Cow::Owned(reason.into_owned()),
+            },
+            Details::StepMaxRetriesReached {
+                attempts,
+                max_attempts,
+            } => Details::StepMaxRetriesReached {
+                attempts,
+                max_attempts,
+            },
+            Details::Custom { name, payload } => Details::Custom {
+                name: Cow::Owned(name.into_owned()),
+                payload: Cow::Owned(payload.into_owned()),
+            },
+        }
+    }
+}
+
 /// One event: when it happened, the task and step it belongs to, and its [`Details`].
 ///
 /// Events are built on the stack from borrowed data, so firing one allocates nothing unless an
@@ -257,26 +371,7 @@ impl<'a> Event<'a> {
 
     /// The lifecycle kind, or `None` for a custom event.
     pub fn kind(&self) -> Option<EventKind> {
-        Some(match &self.details {
-            Details::TaskInitialize { .. } => EventKind::TaskInitialize,
-            Details::TaskEnqueue { .. } => EventKind::TaskEnqueue,
-            Details::TaskStart => EventKind::TaskStart,
-            Details::TaskHandle => EventKind::TaskHandle,
-            Details::TaskRetry { .. } => EventKind::TaskRetry,
-            Details::TaskBackoff { .. } => EventKind::TaskBackoff,
-            Details::TaskFinalize { .. } => EventKind::TaskFinalize,
-            Details::TaskComplete { .. } => EventKind::TaskComplete,
-            Details::TaskError { .. } => EventKind::TaskError,
-            Details::StepFindViable { .. } => EventKind::StepFindViable,
-            Details::StepHandle { .. } => EventKind::StepHandle,
-            Details::StepComplete { .. } => EventKind::StepComplete,
-            Details::StepError { .. } => EventKind::StepError,
-            Details::StepRetry { .. } => EventKind::StepRetry,
-            Details::StepBackoff { .. } => EventKind::StepBackoff,
-            Details::StepSkip { .. } => EventKind::StepSkip,
-            Details::StepMaxRetriesReached { .. } => EventKind::StepMaxRetriesReached,
-            Details::Custom { .. } => return None,
-        })
+        self.details.kind()
     }
 
     /// The dotted name: `"step.complete"`, or a custom event's own name.
@@ -417,90 +512,7 @@ impl<'a> Event<'a> {
 
     /// A copy that owns all of its data, for observers that keep events.
     pub fn into_owned(self) -> Event<'static> {
-        let details = match self.details {
-            Details::TaskInitialize { status, errors } => Details::TaskInitialize {
-                status,
-                errors: Cow::Owned(errors.into_owned()),
-            },
-            Details::TaskEnqueue { queue } => Details::TaskEnqueue {
-                queue: Cow::Owned(queue.into_owned()),
-            },
-            Details::TaskStart => Details::TaskStart,
-            Details::TaskHandle => Details::TaskHandle,
-            Details::TaskRetry {
-                attempt,
-                max_attempts,
-                error,
-            } => Details::TaskRetry {
-                attempt,
-                max_attempts,
-                error: error.into_owned(),
-            },
-            Details::TaskBackoff { attempt, backoff } => Details::TaskBackoff { attempt, backoff },
-            Details::TaskFinalize {
-                completed_steps,
-                failed_steps,
-                skipped_steps,
-            } => Details::TaskFinalize {
-                completed_steps,
-                failed_steps,
-                skipped_steps,
-            },
-            Details::TaskComplete { duration } => Details::TaskComplete { duration },
-            Details::TaskError {
-                duration,
-                error,
-                error_steps,
-            } => Details::TaskError {
-                duration,
-                error: error.into_owned(),
-                error_steps: Cow::Owned(error_steps.into_owned()),
-            },
-            Details::StepFindViable { step_names } => Details::StepFindViable {
-                step_names: Cow::Owned(step_names.into_owned()),
-            },
-            Details::StepHandle {
-                attempt,
-                max_attempts,
-            } => Details::StepHandle {
-                attempt,
-                max_attempts,
-            },
-            Details::StepComplete { attempt, duration } => {
-                Details::StepComplete { attempt, duration }
-            }
-            Details::StepError {
-                attempt,
-                error,
-                retryable,
-            } => Details::StepError {
-                attempt,
-                error: error.into_owned(),
-                retryable,
-            },
-            Details::StepRetry {
-                attempt,
-                max_attempts,
-            } => Details::StepRetry {
-                attempt,
-                max_attempts,
-            },
-            Details::StepBackoff { attempt, backoff } => Details::StepBackoff { attempt, backoff },
-            Details::StepSkip { reason } => Details::StepSkip {
-                reason: Cow::Owned(reason.into_owned()),
-            },
-            Details::StepMaxRetriesReached {
-                attempts,
-                max_attempts,
-            } => Details::StepMaxRetriesReached {
-                attempts,
-                max_attempts,
-            },
-            Details::Custom { name, payload } => Details::Custom {
-                name: Cow::Owned(name.into_owned()),
-                payload: Cow::Owned(payload.into_owned()),
-            },
-        };
+        let details = self.details.into_owned();
         Event {
             id: self.id,
             timestamp: self.timestamp,

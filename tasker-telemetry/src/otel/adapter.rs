@@ -5,10 +5,12 @@ use opentelemetry::trace::Tracer;
 use opentelemetry::StringValue;
 use opentelemetry_sdk::trace::SdkTracer;
 
+use super::direct_export::DirectExport;
+use super::direct_spans::DirectTree;
 use super::metrics::Instruments;
 use super::propagator::OpenTelemetryPropagator;
 use super::providers::{choose_meter, choose_tracer, ChosenTracer};
-use super::spans::SpanTree;
+use super::spans::{Closed, SpanTree};
 use crate::adapter::{Adapter, SpanOutcome};
 use crate::config::Configuration;
 use crate::context::{Context, StepRef, TaskOrigin, TaskRef};
@@ -41,8 +43,69 @@ use crate::telemetry::CANCELLED_CLASS;
 /// # configure(|config| config.enable_telemetry = false).unwrap();
 /// ```
 pub struct OpenTelemetryAdapter<T: Tracer> {
-    spans: SpanTree<T>,
-    instruments: Instruments,
+    spans: Spans<T>,
+    /// `None` when the configuration turned the adapter's metrics off.
+    instruments: Option<Instruments>,
+}
+
+/// Where the adapter's spans go: SDK spans made by a tracer while they run, or records built
+/// into spans once, at their end, for a [`DirectExport`].
+enum Spans<T: Tracer> {
+    // Boxed: the SDK path's tree (its sharded map inline) is far larger than the direct one.
+    Tracer(Box<SpanTree<T>>),
+    Direct(DirectTree),
+}
+
+impl<T> Spans<T>
+where
+    T: Tracer,
+    T::Span: Send + Sync + 'static,
+{
+    fn record(&self, event: &Event<'_>) {
+        match self {
+            Spans::Tracer(tree) => tree.record(event),
+            Spans::Direct(tree) => tree.record(event),
+        }
+    }
+
+    fn open_task(&self, task: &TaskRef) {
+        match self {
+            Spans::Tracer(tree) => tree.open_task(task),
+            Spans::Direct(tree) => tree.open_task(task),
+        }
+    }
+
+    fn close_task(&self, task: &TaskRef, outcome: SpanOutcome) -> Option<Closed> {
+        match self {
+            Spans::Tracer(tree) => tree.close_task(task, outcome),
+            Spans::Direct(tree) => tree.close_task(task, outcome),
+        }
+    }
+
+    fn open_step(&self, step: &StepRef, task: Option<&TaskRef>) {
+        match self {
+            Spans::Tracer(tree) => tree.open_step(step, task),
+            Spans::Direct(tree) => tree.open_step(step, task),
+        }
+    }
+
+    fn close_step(&self, step: &StepRef, outcome: SpanOutcome) -> Option<Closed> {
+        match self {
+            Spans::Tracer(tree) => tree.close_step(step, outcome),
+            Spans::Direct(tree) => tree.close_step(step, outcome),
+        }
+    }
+
+    fn propagator(&self) -> OpenTelemetryPropagator {
+        match self {
+            Spans::Tracer(tree) => {
+                OpenTelemetryPropagator::new(tree.producers(), tree.step_contexts(), tree.runs())
+            }
+            Spans::Direct(tree) => {
+                OpenTelemetryPropagator::new(tree.producers(), tree.steps(), tree.runs())
+            }
+        }
+    }
 }
 
 impl<T> OpenTelemetryAdapter<T>
@@ -53,9 +116,15 @@ where
     /// An adapter recording spans with `tracer` and metrics with `meter`.
     pub fn new(tracer: T, meter: &opentelemetry::metrics::Meter) -> Self {
         Self {
-            spans: SpanTree::new(tracer),
-            instruments: Instruments::new(meter),
+            spans: Spans::Tracer(Box::new(SpanTree::new(tracer))),
+            instruments: Some(Instruments::new(meter)),
         }
+    }
+
+    /// This adapter without its metrics: spans only.
+    pub fn without_metrics(mut self) -> Self {
+        self.instruments = None;
+        self
     }
 
     /// The [`Propagator`](crate::propagation::Propagator) that gives an enqueued task's
@@ -64,11 +133,18 @@ where
     /// [`set_propagator`](crate::propagation::set_propagator) when you register the adapter
     /// some other way.
     pub fn propagator(&self) -> OpenTelemetryPropagator {
-        OpenTelemetryPropagator::new(
-            self.spans.producers(),
-            self.spans.steps(),
-            self.spans.runs(),
-        )
+        self.spans.propagator()
+    }
+}
+
+impl OpenTelemetryAdapter<SdkTracer> {
+    /// An adapter whose spans are built once, at their end, and exported by `export` (no SDK
+    /// span on the caller's thread), with metrics recorded with `meter`.
+    pub fn with_direct_export(export: DirectExport, meter: &opentelemetry::metrics::Meter) -> Self {
+        Self {
+            spans: Spans::Direct(DirectTree::new(export)),
+            instruments: Some(Instruments::new(meter)),
+        }
     }
 }
 
@@ -83,12 +159,34 @@ pub(crate) fn build(config: &Configuration) -> (Box<dyn Adapter>, OpenTelemetryP
         let propagator = adapter.propagator();
         (Box::new(adapter), propagator)
     }
+    fn metrics_as_configured<T>(
+        adapter: OpenTelemetryAdapter<T>,
+        config: &Configuration,
+    ) -> OpenTelemetryAdapter<T>
+    where
+        T: Tracer,
+        T::Span: Send + Sync + 'static,
+    {
+        if config.otel_metrics {
+            adapter
+        } else {
+            adapter.without_metrics()
+        }
+    }
     let meter = choose_meter(config.meter_provider.as_ref());
     match choose_tracer(config.tracer_provider.as_ref()) {
-        ChosenTracer::Sdk(tracer) => boxed(OpenTelemetryAdapter::<SdkTracer>::new(tracer, &meter)),
-        ChosenTracer::Boxed(tracer) => {
-            boxed(OpenTelemetryAdapter::<BoxedTracer>::new(tracer, &meter))
-        }
+        ChosenTracer::Direct(export) => boxed(metrics_as_configured(
+            OpenTelemetryAdapter::with_direct_export(export, &meter),
+            config,
+        )),
+        ChosenTracer::Sdk(tracer) => boxed(metrics_as_configured(
+            OpenTelemetryAdapter::<SdkTracer>::new(tracer, &meter),
+            config,
+        )),
+        ChosenTracer::Boxed(tracer) => boxed(metrics_as_configured(
+            OpenTelemetryAdapter::<BoxedTracer>::new(tracer, &meter),
+            config,
+        )),
     }
 }
 
@@ -113,12 +211,15 @@ where
 {
     fn record(&self, event: &Event<'_>) {
         self.spans.record(event);
+        let Some(instruments) = &self.instruments else {
+            return;
+        };
         match (event.details(), event.step()) {
             (Details::StepHandle { .. }, Some(step)) => {
-                self.instruments.attempt_started(step, event.task());
+                instruments.attempt_started(step, event.task());
             }
             (Details::StepRetry { .. }, Some(step)) => {
-                self.instruments.retry_scheduled(step, event.task());
+                instruments.retry_scheduled(step, event.task());
             }
             (Details::TaskStart, _) => {
                 if let Some(task) = event
@@ -126,14 +227,13 @@ where
                     .filter(|task| task.origin == TaskOrigin::Queued)
                 {
                     if let Some(latency) = queue_latency(task, event.timestamp()) {
-                        self.instruments.queued_task_started(task, latency);
+                        instruments.queued_task_started(task, latency);
                     }
                 }
             }
             (Details::TaskComplete { duration }, _) => {
                 if let Some(task) = event.task() {
-                    self.instruments
-                        .task_ended(task, SpanOutcome::Success, *duration, None);
+                    instruments.task_ended(task, SpanOutcome::Success, *duration, None);
                 }
             }
             (
@@ -149,8 +249,7 @@ where
                         SpanOutcome::Failure
                     };
                     let error_type = StringValue::from(error.class.clone().into_owned());
-                    self.instruments
-                        .task_ended(task, outcome, *duration, Some(error_type));
+                    instruments.task_ended(task, outcome, *duration, Some(error_type));
                 }
             }
             _ => {}
@@ -162,7 +261,8 @@ where
     }
 
     fn end_trace(&self, task: &TaskRef, outcome: SpanOutcome) {
-        self.spans.close_task(task, outcome);
+        // The task's duration metric comes from its terminal event, not from here.
+        let _ = self.spans.close_task(task, outcome);
     }
 
     fn start_span(&self, step: &StepRef, task: Option<&TaskRef>) {
@@ -170,9 +270,9 @@ where
     }
 
     fn end_span(&self, step: &StepRef, task: Option<&TaskRef>, outcome: SpanOutcome) {
-        if let Some(closed) = self.spans.close_step(step, outcome) {
-            self.instruments
-                .step_ended(step, task, outcome, closed.elapsed, closed.error_type);
+        let closed = self.spans.close_step(step, outcome);
+        if let (Some(closed), Some(instruments)) = (closed, &self.instruments) {
+            instruments.step_ended(step, task, outcome, closed.elapsed, closed.error_type);
         }
     }
 }

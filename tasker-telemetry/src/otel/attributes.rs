@@ -65,7 +65,12 @@ fn strings<'a>(values: impl Iterator<Item = &'a str>) -> Value {
 /// The attributes of `event` as a span event: the payload keys of DESIGN.md §3 beyond the
 /// identity (which the span carries), with ints as ints and durations as float milliseconds.
 pub(crate) fn event_attributes(event: &Event<'_>) -> Vec<KeyValue> {
-    match event.details() {
+    details_attributes(event.details())
+}
+
+/// [`event_attributes`] from the event's details alone, as a span record keeps them.
+pub(crate) fn details_attributes(details: &Details<'_>) -> Vec<KeyValue> {
+    match details {
         Details::TaskInitialize { status, errors } => {
             let mut attributes = vec![KeyValue::new("status", status.as_str())];
             if !errors.is_empty() {

@@ -20,6 +20,7 @@ use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
+use super::direct_export::DirectExport;
 use super::export_errors::{
     CountingMetricExporter, CountingSpanExporter, ExportErrorCounts, ExportErrors,
 };
@@ -74,10 +75,16 @@ impl OtlpSettings {
             })?;
         }
         let runtime = ExportRuntime::for_protocol(self.protocol)?;
-        // Both exporters before either provider, so that an error leaves no batch thread behind.
-        let (span_exporter, metric_exporter) = {
+        // Every exporter before any provider, so that an error leaves no batch thread behind.
+        // Tasker's own spans go through a direct export with an exporter of its own; the
+        // provider carries the application's other spans.
+        let (span_exporter, direct_span_exporter, metric_exporter) = {
             let _entered = runtime.enter();
-            (self.span_exporter()?, self.metric_exporter()?)
+            (
+                self.span_exporter()?,
+                self.span_exporter()?,
+                self.metric_exporter()?,
+            )
         };
         let errors = Arc::new(ExportErrors::new(&self));
         let resource = Resource::builder_empty()
@@ -102,6 +109,16 @@ impl OtlpSettings {
             .with_resource(resource.clone())
             .build();
 
+        let direct_export = DirectExport::builder(CountingSpanExporter {
+            inner: direct_span_exporter,
+            errors: errors.clone(),
+        })
+        .with_resource(resource.clone())
+        .with_sampler(self.sampler)
+        .with_flush_timeout(self.shutdown_timeout)
+        .build()
+        .map_err(OtelInitError::DirectExport)?;
+
         let meter_provider = SdkMeterProvider::builder()
             .with_reader(
                 PeriodicReader::builder(CountingMetricExporter {
@@ -117,6 +134,7 @@ impl OtlpSettings {
         GUARDS_ALIVE.fetch_add(1, Ordering::Relaxed);
         Ok(OtelGuard {
             tracer_provider,
+            direct_export,
             meter_provider,
             errors,
             shutdown_timeout: self.shutdown_timeout,
@@ -194,6 +212,8 @@ impl OtlpSettings {
 /// cannot hang the program's exit).
 pub struct OtelGuard {
     tracer_provider: SdkTracerProvider,
+    /// Tasker's spans, built at their end and exported off the caller's thread.
+    direct_export: DirectExport,
     meter_provider: SdkMeterProvider,
     errors: Arc<ExportErrors>,
     shutdown_timeout: Duration,
@@ -221,20 +241,31 @@ impl OtelGuard {
         &self.meter_provider
     }
 
+    /// The direct export the adapter's spans go through when configured by
+    /// [`configure`](Self::configure).
+    pub fn direct_export(&self) -> &DirectExport {
+        &self.direct_export
+    }
+
     /// Failed exports so far (the first one is also reported through `tracing`).
     pub fn export_errors(&self) -> ExportErrorCounts {
         self.errors.counts()
     }
 
-    /// Sets these providers as the configuration's `tracer_provider` and `meter_provider`, for
+    /// Sets the direct export (the adapter's spans, built at their end and exported in batches
+    /// off the caller's thread, with the same resource and sampler as the tracer provider) and
+    /// the meter provider as the configuration's `tracer_provider` and `meter_provider`, for
     /// use inside a [`configure`](crate::configure) closure.
     pub fn configure(&self, config: &mut crate::Configuration) {
-        config.tracer_provider = Some(TracerProviderHandle::from(self.tracer_provider.clone()));
+        config.tracer_provider = Some(TracerProviderHandle::from(self.direct_export.clone()));
         config.meter_provider = Some(MeterProviderHandle::from(self.meter_provider.clone()));
     }
 
     /// Installs the providers and the W3C TraceContext propagator as OpenTelemetry's globals.
+    /// The adapter then uses this guard's direct export when the configuration names no
+    /// tracer provider (until the guard is dropped).
     pub fn install_global(&self) {
+        super::providers::set_global_direct(Some(self.direct_export.clone()));
         opentelemetry::global::set_tracer_provider(self.tracer_provider.clone());
         opentelemetry::global::set_meter_provider(self.meter_provider.clone());
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
@@ -242,6 +273,7 @@ impl OtelGuard {
 
     /// Exports what is pending now, waiting for the spans (at most the shutdown timeout).
     pub fn flush(&self) {
+        self.direct_export.flush();
         let _ = self.tracer_provider.force_flush();
         let _ = self.meter_provider.force_flush();
     }
@@ -259,6 +291,9 @@ pub(crate) fn guards_alive() -> bool {
 impl Drop for OtelGuard {
     fn drop(&mut self) {
         GUARDS_ALIVE.fetch_sub(1, Ordering::Relaxed);
+        // The adapter may still hold the direct export: drain it here, within the timeout.
+        super::providers::clear_global_direct(&self.direct_export);
+        self.direct_export.flush();
         let _ = self
             .tracer_provider
             .shutdown_with_timeout(self.shutdown_timeout);

@@ -34,7 +34,11 @@
 //!
 //! The adapter uses the configuration's `tracer_provider` and `meter_provider`, else the
 //! global ones; the library never installs a global provider unless you call
-//! [`init_from_env`].
+//! [`init_from_env`]. A [`DirectExport`] as the tracer provider is the fast path: ids picked
+//! when a span starts, one compact record per span, the `SpanData` built once at its end and
+//! exported in batches by the export's own thread. An SDK provider gets SDK spans made while
+//! they run, through all of its processors. `config.otel_metrics = false` turns the metrics
+//! off.
 //!
 //! ```
 //! use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
@@ -53,18 +57,24 @@
 
 mod adapter;
 pub mod attributes;
+mod direct_export;
+mod direct_spans;
 mod export_errors;
+mod ids;
 mod init;
 pub mod metrics;
 mod names;
 mod propagator;
 mod providers;
+mod record;
+mod sampling;
 mod settings;
 mod span_map;
 mod spans;
 
 pub(crate) use adapter::build as build_adapter;
 pub use adapter::OpenTelemetryAdapter;
+pub use direct_export::{DirectExport, DirectExportBuilder, DirectExportError, DirectExportStats};
 pub use export_errors::ExportErrorCounts;
 pub(crate) use init::guards_alive;
 pub use init::{init_from_env, init_from_lookup, OtelGuard};

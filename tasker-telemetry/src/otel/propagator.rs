@@ -60,6 +60,18 @@ impl SpanContexts {
     }
 }
 
+/// Where the propagator finds the context to make current while a step's attempts run.
+pub(crate) trait StepContexts: Send + Sync {
+    /// The context of the open span of step call `id`, if any.
+    fn step_context(&self, id: u128) -> Option<OtelContext>;
+}
+
+impl StepContexts for SpanContexts {
+    fn step_context(&self, id: u128) -> Option<OtelContext> {
+        self.get(id)
+    }
+}
+
 /// The contexts of ended producer spans, by task id, until the runtime asks for them.
 #[derive(Default)]
 pub(crate) struct ProducerContexts {
@@ -137,14 +149,14 @@ pub(crate) fn extract_context(carried: &TraceContext) -> OtelContext {
 /// OpenTelemetry context, if it has a valid span.
 pub struct OpenTelemetryPropagator {
     producers: Arc<ProducerContexts>,
-    steps: Arc<SpanContexts>,
+    steps: Arc<dyn StepContexts>,
     runs: Arc<SpanContexts>,
 }
 
 impl OpenTelemetryPropagator {
     pub(crate) fn new(
         producers: Arc<ProducerContexts>,
-        steps: Arc<SpanContexts>,
+        steps: Arc<dyn StepContexts>,
         runs: Arc<SpanContexts>,
     ) -> Self {
         Self {
@@ -171,7 +183,7 @@ impl Propagator for OpenTelemetryPropagator {
     }
 
     fn enter_step(&self, step: &StepRef) -> Option<ActiveContext> {
-        let context = self.steps.get(step.id.as_u128())?;
+        let context = self.steps.step_context(step.id.as_u128())?;
         Some(ActiveContext::opentelemetry(context.attach()))
     }
 

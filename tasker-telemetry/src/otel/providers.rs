@@ -14,6 +14,7 @@ use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
+use super::direct_export::DirectExport;
 use crate::notice::Notice;
 
 /// The instrumentation scope of everything Tasker records: `tasker` and the crate's version.
@@ -23,8 +24,11 @@ pub(crate) fn scope() -> InstrumentationScope {
         .build()
 }
 
-/// A tracer provider for [`Configuration::tracer_provider`](crate::Configuration): the SDK's
-/// (the fast path: spans are not boxed) or any other implementation.
+/// A tracer provider for [`Configuration::tracer_provider`](crate::Configuration): a
+/// [`DirectExport`] (the fast path: spans are built once, at their end, and exported in batches
+/// off the caller's thread), the SDK's provider (spans are SDK spans while they run, through its
+/// processors: every processor and exporter of the provider sees them), or any other
+/// implementation (spans are boxed).
 ///
 /// Two handles are equal when they are clones of the same handle.
 ///
@@ -43,6 +47,7 @@ pub struct TracerProviderHandle(Arc<TracerSource>);
 enum TracerSource {
     Sdk(SdkTracerProvider),
     Other(Box<dyn ObjectSafeTracerProvider + Send + Sync>),
+    Direct(DirectExport),
 }
 
 impl TracerProviderHandle {
@@ -60,8 +65,24 @@ impl TracerProviderHandle {
     pub fn as_sdk(&self) -> Option<&SdkTracerProvider> {
         match &*self.0 {
             TracerSource::Sdk(provider) => Some(provider),
-            TracerSource::Other(_) => None,
+            TracerSource::Other(_) | TracerSource::Direct(_) => None,
         }
+    }
+
+    /// The direct export, when this handle holds one.
+    pub fn as_direct(&self) -> Option<&DirectExport> {
+        match &*self.0 {
+            TracerSource::Direct(export) => Some(export),
+            TracerSource::Sdk(_) | TracerSource::Other(_) => None,
+        }
+    }
+}
+
+/// The adapter's fast path: spans built once at their end and exported in batches by the
+/// export's own thread, without SDK spans on the caller's thread.
+impl From<DirectExport> for TracerProviderHandle {
+    fn from(export: DirectExport) -> Self {
+        Self(Arc::new(TracerSource::Direct(export)))
     }
 }
 
@@ -84,6 +105,7 @@ impl fmt::Debug for TracerProviderHandle {
         let kind = match &*self.0 {
             TracerSource::Sdk(_) => "sdk",
             TracerSource::Other(_) => "other",
+            TracerSource::Direct(_) => "direct",
         };
         write!(
             f,
@@ -132,20 +154,54 @@ impl fmt::Debug for MeterProviderHandle {
     }
 }
 
-/// The tracer the adapter uses: the SDK's own type when it can, else a boxed one.
+/// The tracer the adapter uses: its own direct export, else the SDK's tracer type when it can,
+/// else a boxed one.
 pub(crate) enum ChosenTracer {
+    Direct(DirectExport),
     Sdk(SdkTracer),
     Boxed(BoxedTracer),
 }
 
-/// The configured provider's tracer, else the global provider's (as installed when `configure`
-/// runs).
+/// The direct export of the guard whose providers
+/// [`OtelGuard::install_global`](super::OtelGuard::install_global) installed as OpenTelemetry's
+/// globals: the adapter's path when the configuration names no provider.
+static GLOBAL_DIRECT: std::sync::Mutex<Option<DirectExport>> = std::sync::Mutex::new(None);
+
+/// Makes `export` (or nothing) the adapter's path when no provider is configured.
+pub(crate) fn set_global_direct(export: Option<DirectExport>) {
+    *GLOBAL_DIRECT.lock().unwrap_or_else(|e| e.into_inner()) = export;
+}
+
+/// Forgets the global direct export if it is `export` (a guard being dropped).
+pub(crate) fn clear_global_direct(export: &DirectExport) {
+    let mut global = GLOBAL_DIRECT.lock().unwrap_or_else(|e| e.into_inner());
+    if global
+        .as_ref()
+        .is_some_and(|installed| installed.same_as(export))
+    {
+        *global = None;
+    }
+}
+
+/// The configured provider's tracer, else the direct export installed with the global
+/// providers by [`init_from_env`](super::init_from_env), else the global provider's (as
+/// installed when `configure` runs).
 pub(crate) fn choose_tracer(configured: Option<&TracerProviderHandle>) -> ChosenTracer {
+    if configured.is_none() {
+        let global = GLOBAL_DIRECT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(export) = global {
+            return ChosenTracer::Direct(export);
+        }
+    }
     match configured.map(|handle| &*handle.0) {
         Some(TracerSource::Sdk(provider)) => ChosenTracer::Sdk(provider.tracer_with_scope(scope())),
         Some(TracerSource::Other(provider)) => {
             ChosenTracer::Boxed(BoxedTracer::new(provider.boxed_tracer(scope())))
         }
+        Some(TracerSource::Direct(export)) => ChosenTracer::Direct(export.clone()),
         None => {
             let tracer = global::tracer_provider().tracer_with_scope(scope());
             if is_noop(&tracer) {

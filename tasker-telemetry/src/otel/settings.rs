@@ -163,6 +163,9 @@ pub enum OtelInitError {
     /// The runtime that drives the gRPC exporter could not start.
     #[error("the runtime of the OTLP gRPC exporter could not start: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The direct export of Tasker's spans could not start.
+    #[error("{0}")]
+    DirectExport(#[source] super::direct_export::DirectExportError),
 }
 
 crate::__debug_shows_message!(OtelInitError {
@@ -170,7 +173,8 @@ crate::__debug_shows_message!(OtelInitError {
     NotUnicode,
     Exporter,
     InvalidHeader,
-    Runtime
+    Runtime,
+    DirectExport
 });
 
 /// Where and how to export, as the standard `OTEL_*` variables say (see [`env`](mod@env)).

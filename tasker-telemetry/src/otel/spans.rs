@@ -11,7 +11,7 @@ use opentelemetry::{Context as OtelContext, KeyValue, StringValue};
 
 use super::attributes::{self as keys, event_attributes};
 use super::names::span_name;
-use super::propagator::{extract_context, ProducerContexts, SpanContexts};
+use super::propagator::{extract_context, ProducerContexts, SpanContexts, StepContexts};
 use super::span_map::SpanMap;
 use crate::adapter::SpanOutcome;
 use crate::context::{Context, SourceLocation, StepRef, TaskOrigin, TaskRef};
@@ -23,6 +23,8 @@ struct OpenSpan<S> {
     /// When the span started: event timestamps are never earlier (another adapter may run
     /// between an event's creation and this adapter's hook).
     start_time: SystemTime,
+    /// The latest event timestamp: the span never ends before it.
+    last_event: SystemTime,
     started: Instant,
     /// The context that makes this span the explicit parent of a child, built on first use.
     as_parent: Option<OtelContext>,
@@ -36,6 +38,13 @@ struct OpenSpan<S> {
 }
 
 impl<S: Span> OpenSpan<S> {
+    /// Ends the span now, or at its last event if that was stamped later: event timestamps come
+    /// from the events' own clock, which may run a little ahead of the system clock.
+    fn end(&mut self) {
+        self.span
+            .end_with_timestamp(SystemTime::now().max(self.last_event));
+    }
+
     fn parent_context(&mut self) -> OtelContext {
         self.as_parent
             .get_or_insert_with(|| {
@@ -45,8 +54,9 @@ impl<S: Span> OpenSpan<S> {
     }
 
     fn add_event(&mut self, name: Cow<'static, str>, at: SystemTime, attributes: Vec<KeyValue>) {
-        self.span
-            .add_event_with_timestamp(name, at.max(self.start_time), attributes);
+        let at = at.max(self.start_time);
+        self.last_event = self.last_event.max(at);
+        self.span.add_event_with_timestamp(name, at, attributes);
     }
 
     /// Error status, `error.type` and an `exception` event: a final failure.
@@ -124,7 +134,7 @@ where
     }
 
     /// The contexts of the open step spans, for the propagator.
-    pub(crate) fn steps(&self) -> Arc<SpanContexts> {
+    pub(crate) fn step_contexts(&self) -> Arc<dyn StepContexts> {
         self.steps.clone()
     }
 
@@ -151,51 +161,7 @@ where
     /// without one, or with an invalid one (reported once), it starts a new trace. A delivery
     /// after one that died links to that one's run when the queue kept its context.
     fn task_origin(&self, task: &TaskRef) -> TaskOrigins {
-        if task.origin != TaskOrigin::Queued {
-            return TaskOrigins::inline();
-        }
-        let queued = Context::with_current(|context| {
-            context
-                .task_frame()
-                .filter(|frame| frame.task().id == task.id)
-                .and_then(|frame| frame.queued().cloned())
-        });
-        let Some(queued) = queued else {
-            return TaskOrigins::queued(OtelContext::new(), None, None);
-        };
-        let delivery = Some(queued.delivery_attempt);
-        let link = queued.previous_run.as_ref().and_then(|run| {
-            let context = extract_context(&run.trace_context);
-            let span = context.span().span_context().clone();
-            span.is_valid().then(|| {
-                Link::new(
-                    span,
-                    vec![KeyValue::new(
-                        keys::DELIVERY_ATTEMPT,
-                        i64::from(run.delivery_attempt),
-                    )],
-                    0,
-                )
-            })
-        });
-        let Some(carried) = queued.trace_context else {
-            return TaskOrigins::queued(OtelContext::new(), delivery, link);
-        };
-        let parent = extract_context(&carried);
-        if parent.span().span_context().is_valid() {
-            return TaskOrigins::queued(parent, delivery, link);
-        }
-        if !self.warned_invalid.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                target: "tasker",
-                task_id = %task.id,
-                "[Tasker] task `{}` carries an invalid trace context (traceparent {:?}); its run \
-                 starts a new trace (reported once)",
-                task.name,
-                carried.traceparent,
-            );
-        }
-        TaskOrigins::queued(OtelContext::new(), delivery, link)
+        task_origin(task, &self.warned_invalid)
     }
 
     /// Opens the `enqueue task.<name>` PRODUCER span of a task being enqueued (at its
@@ -227,6 +193,7 @@ where
         let mut open = OpenSpan {
             span,
             start_time: timestamp,
+            last_event: timestamp,
             started: Instant::now(),
             as_parent: Some(as_parent),
             task_id: Some(task_id),
@@ -247,7 +214,7 @@ where
                 open.add_event(name, event.timestamp(), event_attributes(event));
                 open.span
                     .set_attribute(KeyValue::new(keys::QUEUE, queue.to_owned()));
-                open.span.end();
+                open.end();
                 if let Some(context) = open.as_parent.take() {
                     self.producers.hold(id, context);
                 }
@@ -266,7 +233,7 @@ where
             Some(Entry::Pending(pending)) => Some(pending),
             Some(Entry::Producer(mut producer)) => {
                 // An enqueue that never reached `task.enqueue`: its span ends here.
-                producer.span.end();
+                producer.end();
                 None
             }
             Some(Entry::Open(open)) => {
@@ -305,6 +272,7 @@ where
         let mut open = OpenSpan {
             span,
             start_time,
+            last_event: start_time,
             started: Instant::now(),
             as_parent: None,
             task_id: Some(task_id),
@@ -331,7 +299,7 @@ where
         };
         open.span
             .set_attribute(KeyValue::new(keys::TASK_RESULT, outcome.as_str()));
-        open.span.end();
+        open.end();
         Some(Closed {
             elapsed: open.started.elapsed(),
             error_type: open.error_type,
@@ -377,6 +345,7 @@ where
             Entry::Open(OpenSpan {
                 span,
                 start_time,
+                last_event: start_time,
                 started: Instant::now(),
                 as_parent: None,
                 task_id,
@@ -402,7 +371,7 @@ where
             .set_attribute(KeyValue::new(keys::STEP_ATTEMPTS, i64::from(attempts)));
         open.span
             .set_attribute(KeyValue::new(keys::STEP_RESULT, outcome.as_str()));
-        open.span.end();
+        open.end();
         Some(Closed {
             elapsed: open.started.elapsed(),
             error_type: open.error_type,
@@ -498,14 +467,62 @@ where
     }
 }
 
-/// See [`SpanTree::task_origin`].
-struct TaskOrigins {
-    kind: SpanKind,
-    parent: OtelContext,
+pub(crate) fn task_origin(task: &TaskRef, warned_invalid: &AtomicBool) -> TaskOrigins {
+    if task.origin != TaskOrigin::Queued {
+        return TaskOrigins::inline();
+    }
+    let queued = Context::with_current(|context| {
+        context
+            .task_frame()
+            .filter(|frame| frame.task().id == task.id)
+            .and_then(|frame| frame.queued().cloned())
+    });
+    let Some(queued) = queued else {
+        return TaskOrigins::queued(OtelContext::new(), None, None);
+    };
+    let delivery = Some(queued.delivery_attempt);
+    let link = queued.previous_run.as_ref().and_then(|run| {
+        let context = extract_context(&run.trace_context);
+        let span = context.span().span_context().clone();
+        span.is_valid().then(|| {
+            Link::new(
+                span,
+                vec![KeyValue::new(
+                    keys::DELIVERY_ATTEMPT,
+                    i64::from(run.delivery_attempt),
+                )],
+                0,
+            )
+        })
+    });
+    let Some(carried) = queued.trace_context else {
+        return TaskOrigins::queued(OtelContext::new(), delivery, link);
+    };
+    let parent = extract_context(&carried);
+    if parent.span().span_context().is_valid() {
+        return TaskOrigins::queued(parent, delivery, link);
+    }
+    if !warned_invalid.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            target: "tasker",
+            task_id = %task.id,
+            "[Tasker] task `{}` carries an invalid trace context (traceparent {:?}); its run \
+             starts a new trace (reported once)",
+            task.name,
+            carried.traceparent,
+        );
+    }
+    TaskOrigins::queued(OtelContext::new(), delivery, link)
+}
+
+/// See [`task_origin`].
+pub(crate) struct TaskOrigins {
+    pub(crate) kind: SpanKind,
+    pub(crate) parent: OtelContext,
     /// Which delivery a run by a worker is.
-    delivery: Option<u32>,
+    pub(crate) delivery: Option<u32>,
     /// To the run of an earlier delivery that died.
-    link: Option<Link>,
+    pub(crate) link: Option<Link>,
 }
 
 impl TaskOrigins {
@@ -528,7 +545,7 @@ impl TaskOrigins {
     }
 }
 
-fn push_source(attributes: &mut Vec<KeyValue>, source: Option<&'static SourceLocation>) {
+pub(crate) fn push_source(attributes: &mut Vec<KeyValue>, source: Option<&'static SourceLocation>) {
     if let Some(source) = source {
         attributes.push(KeyValue::new(keys::CODE_FUNCTION, source.function));
         attributes.push(KeyValue::new(keys::CODE_FILE, source.file));
