@@ -176,7 +176,7 @@ async fn migrations_create_the_schema_from_nothing_and_rerun_as_no_ops() {
         message.contains("does not exist") && message.contains("migrate()"),
         "{message}"
     );
-    assert_eq!(queue.migrate().await.unwrap(), 6);
+    assert_eq!(queue.migrate().await.unwrap(), 7);
     assert_eq!(queue.migrate().await.unwrap(), 0);
     // Several processes migrating at once take turns.
     let concurrent: Vec<_> = (0..3)
@@ -231,7 +231,7 @@ async fn a_schema_name_with_quotes_and_spaces_is_quoted_not_injected() {
     let Some(fixture) = fixture_in(schema).await else {
         return;
     };
-    assert_eq!(fixture.queue.migrate().await.unwrap(), 6);
+    assert_eq!(fixture.queue.migrate().await.unwrap(), 7);
     fixture
         .queue
         .push(queue_suite::envelope("a"))
@@ -385,7 +385,7 @@ async fn a_schema_name_is_measured_in_bytes_and_63_are_accepted() {
     let Some(fixture) = fixture_in(longest).await else {
         return;
     };
-    assert_eq!(fixture.queue.migrate().await.unwrap(), 6);
+    assert_eq!(fixture.queue.migrate().await.unwrap(), 7);
     fixture
         .queue
         .push(queue_suite::envelope("a"))

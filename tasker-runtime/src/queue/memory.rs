@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
-
+use super::wait::{Attempt, ClaimWait};
 use super::{Claim, Envelope, LeaseId, Queue, QueueError, RunTrace};
 use crate::runner::BoxFuture;
 
@@ -28,7 +27,9 @@ use crate::runner::BoxFuture;
 pub struct MemoryQueue {
     name: String,
     state: Mutex<State>,
-    available: Notify,
+    /// Every push and requeue wakes a waiting claim: nothing changes the queue behind its back,
+    /// so waiting claims never poll.
+    waiting: ClaimWait,
     next_lease: AtomicU64,
 }
 
@@ -59,7 +60,7 @@ impl MemoryQueue {
         Self {
             name: name.into(),
             state: Mutex::new(State::default()),
-            available: Notify::new(),
+            waiting: ClaimWait::new(None),
             next_lease: AtomicU64::new(1),
         }
     }
@@ -142,7 +143,7 @@ impl Queue for MemoryQueue {
 
     fn push(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), QueueError>> {
         self.lock().ready.push_back(envelope);
-        self.available.notify_one();
+        self.waiting.wake(1);
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -151,24 +152,14 @@ impl Queue for MemoryQueue {
         lease: Duration,
         wait: Duration,
     ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
-        Box::pin(async move {
-            let deadline = Instant::now() + wait;
-            loop {
-                let notified = self.available.notified();
-                if let Some(claim) = self.try_claim(lease) {
-                    return Ok(Some(claim));
-                }
-                let now = Instant::now();
-                if now >= deadline {
-                    return Ok(None);
-                }
-                let mut sleep = deadline - now;
-                if let Some(next) = self.next_deadline() {
-                    sleep = sleep.min(next.max(Duration::from_millis(1)));
-                }
-                let _ = tokio::time::timeout(sleep, notified).await;
-            }
-        })
+        Box::pin(self.waiting.claim(wait, move |_| {
+            std::future::ready(Ok(match self.try_claim(lease) {
+                Some(claim) => Attempt::Claimed(claim),
+                None => Attempt::Empty {
+                    due: self.next_deadline(),
+                },
+            }))
+        }))
     }
 
     fn renew(&self, lease: LeaseId, duration: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
@@ -223,7 +214,7 @@ impl Queue for MemoryQueue {
                 None => Err(QueueError::LeaseLost(lease)),
             }
         };
-        self.available.notify_one();
+        self.waiting.wake(1);
         Box::pin(std::future::ready(result))
     }
 }

@@ -19,6 +19,7 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod terminal;
+mod wait;
 
 use std::time::Duration;
 
@@ -264,6 +265,24 @@ pub trait Queue: Send + Sync + 'static {
     > {
         let _ = (task_id, lease);
         Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// The step checkpoints of delivery `delivery_attempt` of task `task_id`, claimed under
+    /// `lease`, as [`checkpoints`](Self::checkpoints) gives them; a queue may skip reading them
+    /// on the first delivery (`delivery_attempt == 1`: every delivery counts in it, so no
+    /// earlier one recorded any). What workers call. By default,
+    /// [`checkpoints`](Self::checkpoints).
+    fn delivery_checkpoints(
+        &self,
+        task_id: uuid::Uuid,
+        lease: LeaseId,
+        delivery_attempt: u32,
+    ) -> BoxFuture<
+        '_,
+        Result<Option<std::sync::Arc<dyn tasker_telemetry::context::Checkpoints>>, QueueError>,
+    > {
+        let _ = delivery_attempt;
+        self.checkpoints(task_id, lease)
     }
 
     /// Keeps the trace context of the run of the envelope claimed under `lease` (while the lease

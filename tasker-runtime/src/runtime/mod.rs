@@ -105,6 +105,7 @@ impl RuntimeBuilder {
             has_workers: self.workers > 0,
             claim_failures: Mutex::new(RepeatedFailure::new(CLAIM_FAILURE_REPORTS)),
             suspect_check: isolation::SuspectCheck::new(),
+            idle_wait: isolation::IdleWait::new(),
             marks: Arc::default(),
         });
         let workers = (0..self.workers)
@@ -172,6 +173,8 @@ struct Inner {
     claim_failures: Mutex<RepeatedFailure>,
     /// When the workers next ask whether tasks whose lease expired wait to run alone.
     suspect_check: isolation::SuspectCheck,
+    /// How long the workers' next shared claim waits: longer while they find nothing.
+    idle_wait: isolation::IdleWait,
     /// Terminal events emitted here, to mark reported.
     marks: Arc<Marks>,
 }
@@ -544,7 +547,11 @@ impl Inner {
         let failure = Arc::new(Mutex::new(None));
         // Checkpoints of earlier deliveries, on a queue that keeps them; without them the task
         // simply runs every step.
-        let checkpoints = match self.queue.checkpoints(envelope.task_id, lease).await {
+        let checkpoints = match self
+            .queue
+            .delivery_checkpoints(envelope.task_id, lease, envelope.delivery_attempt)
+            .await
+        {
             Ok(checkpoints) => checkpoints,
             Err(error) => {
                 tracing::warn!(
