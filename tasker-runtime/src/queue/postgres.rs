@@ -1388,32 +1388,57 @@ mod tests {
             ))
             .await
             .unwrap();
-        let plan = |statement: String| {
-            let client = &client;
-            async move {
-                let rows = client
-                    .query(
-                        &format!("EXPLAIN {statement}"),
-                        &[&"default", &"lease", &1_000_000.0_f64, &3_i32, &false],
-                    )
+        // As planned for each claimer's values, and as a generic plan, which a prepared
+        // statement may come to use.
+        let mut plans = Vec::new();
+        for (name, statement, index) in [
+            (
+                "ready",
+                &queue.sql.claim_ready,
+                "Index Scan using envelopes_ready on envelopes",
+            ),
+            (
+                "expired",
+                &queue.sql.claim_expired,
+                "Index Scan using envelopes_expiring on envelopes",
+            ),
+        ] {
+            client
+                .batch_execute(&format!("PREPARE {name} AS {statement}"))
+                .await
+                .unwrap();
+            for (mode, alone) in [
+                ("auto", false),
+                ("auto", true),
+                ("force_generic_plan", true),
+            ] {
+                let explain = format!(
+                    "SET plan_cache_mode = {mode};
+                     EXPLAIN EXECUTE {name}('default', 'lease', 1000000, 3, {alone})"
+                );
+                let plan = client
+                    .simple_query(&explain)
                     .await
-                    .unwrap();
-                rows.iter()
-                    .map(|row| row.get::<_, String>(0))
+                    .unwrap()
+                    .iter()
+                    .filter_map(|message| match message {
+                        tokio_postgres::SimpleQueryMessage::Row(row) => {
+                            row.get(0).map(str::to_owned)
+                        }
+                        _ => None,
+                    })
                     .collect::<Vec<_>>()
-                    .join("\n")
+                    .join("\n");
+                plans.push((plan, index));
             }
-        };
-        let ready = plan(queue.sql.claim_ready.clone()).await;
-        let expired = plan(queue.sql.claim_expired.clone()).await;
+        }
         client
-            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .batch_execute(&format!(
+                "DEALLOCATE ALL; RESET plan_cache_mode; DROP SCHEMA {schema} CASCADE"
+            ))
             .await
             .unwrap();
-        for (plan, index) in [
-            (&ready, "Index Scan using envelopes_ready on envelopes"),
-            (&expired, "Index Scan using envelopes_expiring on envelopes"),
-        ] {
+        for (plan, index) in &plans {
             assert!(plan.contains(index), "{plan}");
             assert!(!plan.contains("Sort"), "{plan}");
             assert!(!plan.contains("Seq Scan"), "{plan}");

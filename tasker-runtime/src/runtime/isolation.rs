@@ -137,8 +137,11 @@ impl Inner {
             .queue
             .claim_isolated(self.lease, wait, Isolation::Shared)
             .await;
-        self.idle_wait
-            .after(matches!(claim, Ok(Some(_))), self.poll, self.lease);
+        // A failed claim says nothing about idleness: the worker retries after the poll interval.
+        if let Ok(claimed) = &claim {
+            self.idle_wait
+                .after(claimed.is_some(), self.poll, self.lease);
+        }
         (asked, claim, Gate::Shared { _held: shared })
     }
 
