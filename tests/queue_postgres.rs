@@ -579,3 +579,147 @@ async fn runtimes_looking_at_once_emit_each_unreported_event_once() {
     let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reconnect(&fixture).await];
     queue_suite::terminal::runtimes_looking_at_once_emit_each_unreported_event_once(queues).await;
 }
+
+/// A first delivery's checkpoints are not read (no earlier delivery recorded any): with the
+/// checkpoints table gone, where any read fails, delivery 1 still gets its recorder; delivery
+/// 2 reads, and says what is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_delivery_reads_no_checkpoints() {
+    let Some(fixture) = fresh().await else { return };
+    let queue = &fixture.queue;
+    queue.push(queue_suite::envelope("first")).await.unwrap();
+    let claim = queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.envelope.delivery_attempt, 1);
+    let schema = quoted(&fixture.schema);
+    execute(
+        &fixture.url,
+        &format!("ALTER TABLE {schema}.checkpoints RENAME TO checkpoints_moved"),
+        &[],
+    )
+    .await;
+    let task_id = claim.envelope.task_id;
+    let checkpoints = queue
+        .delivery_checkpoints(task_id, claim.lease, 1)
+        .await
+        .expect("a first delivery reads nothing")
+        .expect("a durable queue keeps checkpoints");
+    assert_eq!(checkpoints.recorded(0), None);
+    let error = queue
+        .delivery_checkpoints(task_id, claim.lease, 2)
+        .await
+        .err();
+    let Some(QueueError::Backend(message)) = error else {
+        panic!("{error:?}")
+    };
+    assert!(
+        message.contains("relation") && message.contains("does not exist"),
+        "{message}"
+    );
+}
+
+/// Not a test: the cost of one claim with 1,000 and with 10,000 ready rows, printed (the claim
+/// walks an index, so both should be about the same).
+///
+/// `cargo test --release --all-features --test queue_postgres -- --ignored --nocapture claim_cost`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run it with --ignored --nocapture"]
+async fn claim_cost_at_1_000_and_10_000_ready_rows() {
+    const CLAIMS: u32 = 500;
+    for ready in [1_000_i32, 10_000] {
+        let Some(fixture) = fresh().await else { return };
+        let text = String::from_utf8(queue_suite::envelope("measured").encode()).unwrap();
+        execute(
+            &fixture.url,
+            &format!(
+                "INSERT INTO {}.envelopes (queue, task_id, envelope, available_at)
+                 SELECT $1, 'task-' || i, $2, now() - interval '1 hour' + i * interval '1 ms'
+                 FROM generate_series(1, $3) AS i",
+                quoted(&fixture.schema)
+            ),
+            &[&fixture.queue.name(), &text, &ready],
+        )
+        .await;
+        execute(
+            &fixture.url,
+            &format!("ANALYZE {}.envelopes", quoted(&fixture.schema)),
+            &[],
+        )
+        .await;
+        let started = Instant::now();
+        for _ in 0..CLAIMS {
+            let claim = fixture
+                .queue
+                .claim_isolated(
+                    queue_suite::LEASE,
+                    Duration::ZERO,
+                    tasker::queue::Isolation::Shared,
+                )
+                .await
+                .unwrap();
+            assert!(claim.is_some());
+        }
+        let each = started.elapsed() / CLAIMS;
+        println!("PostgreSQL claim with {ready} ready rows: {each:?} per claim ({CLAIMS} claims)");
+    }
+}
+
+/// Not a test: the transactions per second of one idle runtime with 8 workers, from
+/// `pg_stat_database` (`xact_commit + xact_rollback`) over 10 s, in a database of its own
+/// (`tasker_idle`, created if missing) so that nothing else counts.
+///
+/// `cargo test --release --all-features --test queue_postgres -- --ignored --nocapture idle`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run it with --ignored --nocapture"]
+async fn idle_transactions_per_second_of_8_workers() {
+    let Some(url) = database_url() else { return };
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    let _ = client.batch_execute("CREATE DATABASE tasker_idle").await;
+    let idle_url = match url.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/tasker_idle"),
+        None => panic!("no database in {url}"),
+    };
+    let queue = PostgresQueue::builder(&idle_url)
+        .schema("tasker_idle")
+        .pool_size(8)
+        .connect()
+        .await
+        .unwrap();
+    queue.migrate().await.unwrap();
+    let runtime = tasker::Runtime::builder()
+        .workers(8)
+        .queue(queue)
+        .build()
+        .unwrap();
+    // Past the first looks and the back-off's climb.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let transactions = || async {
+        // Forces the statistics of this connection's session out; others flush on their own.
+        client
+            .query_one(
+                "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database
+                 WHERE datname = 'tasker_idle'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let before = transactions().await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = transactions().await;
+    println!(
+        "idle runtime, 8 workers: {} transactions in 10 s, {:.1} per second",
+        after - before,
+        (after - before) as f64 / 10.0
+    );
+    runtime.shutdown().await;
+    drop(client);
+    let _ = driver.await;
+}

@@ -168,6 +168,28 @@ pub trait Queue: Send + Sync + 'static {
         self.claim(lease, wait)
     }
 
+    /// Takes up to `max` available envelopes at once, each under a lease of its own for
+    /// `lease`, waiting up to `wait` for at least one; otherwise like
+    /// [`claim_isolated`](Self::claim_isolated) (oldest first; a claimer that runs alone is
+    /// handed suspects first). Empty when none came within `wait`, or `max` is 0. A durable
+    /// queue leases them in one statement or transaction. By default, one
+    /// [`claim_isolated`](Self::claim_isolated).
+    fn claim_batch(
+        &self,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+        isolation: Isolation,
+    ) -> BoxFuture<'_, Result<Vec<Claim>, QueueError>> {
+        Box::pin(async move {
+            if max == 0 {
+                return Ok(Vec::new());
+            }
+            let claim = self.claim_isolated(lease, wait, isolation).await?;
+            Ok(claim.into_iter().collect())
+        })
+    }
+
     /// Whether suspects wait: envelopes whose lease expired and that only a claimer running
     /// alone ([`Isolation::Alone`]) may take. Workers ask it about once a second and drain their
     /// process to claim one only when it says so. `false` by default.

@@ -335,44 +335,49 @@ impl Statements {
                  SELECT pg_notify($5, '') FROM pushed"
             ),
             // Two claims, each walking its own index in order: an `OR` of both kinds of row
-            // would scan and sort every ready row at each claim. The ready claim also buries
-            // the expired last lone deliveries (`alone AND counted_deliveries >= $4`), which no
-            // claim takes.
+            // would scan and sort every ready row at each claim. Each leases up to `$6` rows,
+            // found through the primary key, with the lease ids `$2` in claim order (the
+            // locked ids come out of the index in order). The ready claim also buries the expired last lone deliveries
+            // (`alone AND counted_deliveries >= $4`), which no claim takes.
             claim_ready: format!(
                 "WITH swept AS (
                     UPDATE {t} SET state = 'dead', dead_at = now(), lease_id = NULL,
                         lease_until = NULL, last_error = 'its last lease expired'
                     WHERE queue = $1 AND state = 'leased' AND lease_until <= now()
                         AND alone AND counted_deliveries >= $4),
-                 next AS (
+                 next AS (SELECT array_agg(id) AS ids FROM (
                     SELECT id FROM {t}
                     WHERE queue = $1 AND state = 'ready' AND available_at <= now()
                     ORDER BY available_at, id
-                    LIMIT 1
-                    FOR UPDATE SKIP LOCKED)
-                 UPDATE {t} AS row SET alone = $5, state = 'leased', lease_id = $2,
+                    LIMIT $6
+                    FOR UPDATE SKIP LOCKED) AS locked)
+                 UPDATE {t} AS row SET alone = $5, state = 'leased',
+                    lease_id = ($2::text[])[array_position(next.ids, row.id)],
                     lease_until = now() + $3 {micros}
-                 FROM next WHERE row.id = next.id
-                 RETURNING row.id, row.envelope, row.delivery_attempt, row.task_id"
+                 FROM next WHERE row.id = ANY(next.ids)
+                 RETURNING row.id, row.envelope, row.delivery_attempt, row.task_id,
+                    array_position(next.ids, row.id)::bigint"
             ),
-            // A suspect, for a claimer that runs alone: the next delivery of an expired lease.
+            // Suspects, for a claimer that runs alone: the next deliveries of expired leases.
             claim_expired: format!(
-                "WITH next AS (
+                "WITH next AS (SELECT array_agg(id) AS ids FROM (
                     SELECT id FROM {t}
                     WHERE queue = $1 AND state = 'leased' AND lease_until <= now()
                         AND (counted_deliveries < $4 OR NOT alone)
                     ORDER BY lease_until, id
-                    LIMIT 1
-                    FOR UPDATE SKIP LOCKED)
+                    LIMIT $6
+                    FOR UPDATE SKIP LOCKED) AS locked)
                  UPDATE {t} AS row SET
                     delivery_attempt = row.delivery_attempt + 1,
                     -- The expired lease counts only if its run was alone.
                     counted_deliveries = row.counted_deliveries
                         + CASE WHEN row.alone THEN 1 ELSE 0 END,
-                    alone = $5, state = 'leased', lease_id = $2,
+                    alone = $5, state = 'leased',
+                    lease_id = ($2::text[])[array_position(next.ids, row.id)],
                     lease_until = now() + $3 {micros}
-                 FROM next WHERE row.id = next.id
-                 RETURNING row.id, row.envelope, row.delivery_attempt, row.task_id"
+                 FROM next WHERE row.id = ANY(next.ids)
+                 RETURNING row.id, row.envelope, row.delivery_attempt, row.task_id,
+                    array_position(next.ids, row.id)::bigint"
             ),
             bury: format!(
                 "UPDATE {t} SET state = 'dead', dead_at = now(), lease_id = NULL,
@@ -669,10 +674,11 @@ impl PostgresQueue {
     /// `will_wait`, also how long until something may be.
     async fn try_claim(
         &self,
+        max: usize,
         lease: Duration,
         isolation: Isolation,
         will_wait: bool,
-    ) -> Result<Attempt, QueueError> {
+    ) -> Result<Attempt<Vec<Claim>>, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
         let alone = isolation == Isolation::Alone;
         let statements: &[&str] = if alone {
@@ -680,44 +686,72 @@ impl PostgresQueue {
         } else {
             &[&self.sql.claim_ready]
         };
+        let mut claims = Vec::new();
         for statement in statements {
             let statement = prepare(&client, statement).await?;
-            loop {
-                let lease_id = LeaseId(crate::ids::new_id().as_u128());
-                let row = client
-                    .query_opt(
+            while claims.len() < max {
+                let wanted = max - claims.len();
+                let leases: Vec<LeaseId> = (0..wanted)
+                    .map(|_| LeaseId(crate::ids::new_id().as_u128()))
+                    .collect();
+                let lease_texts: Vec<String> =
+                    leases.iter().copied().map(sql::lease_text).collect();
+                let mut rows = client
+                    .query(
                         &statement,
                         &[
                             &self.name,
-                            &sql::lease_text(lease_id),
+                            &lease_texts,
                             &micros(lease),
                             &self.max_deliveries,
                             &alone,
+                            &i64::try_from(wanted).unwrap_or(i64::MAX),
                         ],
                     )
                     .await
                     .map_err(backend)?;
-                let Some(row) = row else { break };
-                let id: i64 = column(&row, 0, "envelopes.id")?;
-                match read_claimed(&row) {
-                    Ok((mut envelope, attempt, task_id)) => {
-                        envelope.delivery_attempt = attempt;
-                        let previous_run = self.previous_run(&client, &envelope, &task_id).await?;
-                        return Ok(Attempt::Claimed(Claim {
-                            envelope,
-                            lease: lease_id,
-                            previous_run,
-                        }));
-                    }
-                    Err(reason) => {
-                        // A row no worker can read would only come back again: bury it.
-                        client
-                            .execute(&prepare(&client, &self.sql.bury).await?, &[&id, &reason])
-                            .await
-                            .map_err(backend)?;
+                let (taken, before) = (rows.len(), claims.len());
+                // In claim order: the oldest first.
+                rows.sort_by_key(|row| row.try_get::<_, i64>(4).unwrap_or(i64::MAX));
+                for row in &rows {
+                    let id: i64 = column(row, 0, "envelopes.id")?;
+                    let number: i64 = column(row, 4, "claim order")?;
+                    let lease_id = usize::try_from(number - 1)
+                        .ok()
+                        .and_then(|index| leases.get(index).copied())
+                        .ok_or_else(|| {
+                            QueueError::Backend(format!(
+                                "a claim numbered a row {number}, of {wanted} asked for"
+                            ))
+                        })?;
+                    match read_claimed(row) {
+                        Ok((mut envelope, attempt, task_id)) => {
+                            envelope.delivery_attempt = attempt;
+                            let previous_run =
+                                self.previous_run(&client, &envelope, &task_id).await?;
+                            claims.push(Claim {
+                                envelope,
+                                lease: lease_id,
+                                previous_run,
+                            });
+                        }
+                        Err(reason) => {
+                            // A row no worker can read would only come back again: bury it.
+                            client
+                                .execute(&prepare(&client, &self.sql.bury).await?, &[&id, &reason])
+                                .await
+                                .map_err(backend)?;
+                        }
                     }
                 }
+                // Fewer rows than asked for: none is left. Only buried ones: look again.
+                if taken < wanted || claims.len() > before {
+                    break;
+                }
             }
+        }
+        if !claims.is_empty() {
+            return Ok(Attempt::Claimed(claims));
         }
         let due = match will_wait {
             true => self.next_due(&client, isolation).await?,
@@ -805,9 +839,31 @@ impl Queue for PostgresQueue {
         wait: Duration,
         isolation: Isolation,
     ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
-        Box::pin(self.waiting.claim(wait, move |will_wait| {
-            self.try_claim(lease, isolation, will_wait)
-        }))
+        Box::pin(async move {
+            let claims = self.claim_batch(1, lease, wait, isolation).await?;
+            Ok(claims.into_iter().next())
+        })
+    }
+
+    fn claim_batch(
+        &self,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+        isolation: Isolation,
+    ) -> BoxFuture<'_, Result<Vec<Claim>, QueueError>> {
+        Box::pin(async move {
+            if max == 0 {
+                return Ok(Vec::new());
+            }
+            let claims = self
+                .waiting
+                .claim(wait, move |will_wait| {
+                    self.try_claim(max, lease, isolation, will_wait)
+                })
+                .await?;
+            Ok(claims.unwrap_or_default())
+        })
     }
 
     fn suspects_waiting(&self) -> BoxFuture<'_, Result<bool, QueueError>> {
@@ -1414,7 +1470,7 @@ mod tests {
             ] {
                 let explain = format!(
                     "SET plan_cache_mode = {mode};
-                     EXPLAIN EXECUTE {name}('default', 'lease', 1000000, 3, {alone})"
+                     EXPLAIN EXECUTE {name}('default', ARRAY['lease'], 1000000, 3, {alone}, 1)"
                 );
                 let plan = client
                     .simple_query(&explain)
@@ -1439,6 +1495,11 @@ mod tests {
             .await
             .unwrap();
         for (plan, index) in &plans {
+            // The claimed rows are updated through the primary key, not a scan of the table.
+            assert!(
+                plan.contains("Index Scan using envelopes_pkey on envelopes \"row\""),
+                "{plan}"
+            );
             assert!(plan.contains(index), "{plan}");
             assert!(!plan.contains("Sort"), "{plan}");
             assert!(!plan.contains("Seq Scan"), "{plan}");

@@ -442,12 +442,14 @@ impl SqliteQueue {
         .await
     }
 
-    /// Claims the next available envelope, or says how long until one may be due.
+    /// Claims up to `wanted` available envelopes in one transaction, or says how long until
+    /// one may be due.
     async fn try_claim(
         &self,
+        wanted: usize,
         lease: Duration,
         isolation: Isolation,
-    ) -> Result<Result<Claim, Option<Duration>>, QueueError> {
+    ) -> Result<Result<Vec<Claim>, Option<Duration>>, QueueError> {
         let alone = isolation == Isolation::Alone;
         let name = self.name.clone();
         let max = self.max_deliveries;
@@ -463,7 +465,11 @@ impl SqliteQueue {
                     AND alone AND counted_deliveries >= ?2",
                 params![name, max, now],
             )?;
+            let mut claims = Vec::new();
             let claimed = loop {
+                if claims.len() >= wanted {
+                    break Ok(claims);
+                }
                 // Read without assuming the columns' types: a row that does not hold an
                 // envelope is buried below instead of failing every claim. Each query walks
                 // an index in order; a claimer that runs alone takes a suspect first.
@@ -483,6 +489,9 @@ impl SqliteQueue {
                         .optional()?;
                 }
                 let Some((id, state, read)) = next else {
+                    if !claims.is_empty() {
+                        break Ok(claims);
+                    }
                     let due: Option<i64> = transaction
                         .prepare_cached(NEXT_DUE)?
                         .query_row(params![&name, alone], |row| row.get(0))?;
@@ -529,7 +538,7 @@ impl SqliteQueue {
                         } else {
                             None
                         };
-                        break Ok(Claim {
+                        claims.push(Claim {
                             envelope,
                             lease: lease_id,
                             previous_run,
@@ -688,12 +697,34 @@ impl Queue for SqliteQueue {
         wait: Duration,
         isolation: Isolation,
     ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
-        Box::pin(self.waiting.claim(wait, move |_| async move {
-            Ok(match self.try_claim(lease, isolation).await? {
-                Ok(claim) => Attempt::Claimed(claim),
-                Err(due) => Attempt::Empty { due },
-            })
-        }))
+        Box::pin(async move {
+            let claims = self.claim_batch(1, lease, wait, isolation).await?;
+            Ok(claims.into_iter().next())
+        })
+    }
+
+    fn claim_batch(
+        &self,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+        isolation: Isolation,
+    ) -> BoxFuture<'_, Result<Vec<Claim>, QueueError>> {
+        Box::pin(async move {
+            if max == 0 {
+                return Ok(Vec::new());
+            }
+            let claims = self
+                .waiting
+                .claim(wait, move |_| async move {
+                    Ok(match self.try_claim(max, lease, isolation).await? {
+                        Ok(claims) => Attempt::Claimed(claims),
+                        Err(due) => Attempt::Empty { due },
+                    })
+                })
+                .await?;
+            Ok(claims.unwrap_or_default())
+        })
     }
 
     fn suspects_waiting(&self) -> BoxFuture<'_, Result<bool, QueueError>> {

@@ -20,9 +20,9 @@ use super::{Claim, QueueError};
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 
 /// What one look at the queue found.
-pub(crate) enum Attempt {
-    /// A leased envelope.
-    Claimed(Claim),
+pub(crate) enum Attempt<T = Claim> {
+    /// A leased envelope, or several.
+    Claimed(T),
     /// Nothing claimable; `due` says how long until something may be (a delayed envelope, an
     /// expiring lease), when the look was asked for it and there is anything.
     Empty { due: Option<Duration> },
@@ -109,14 +109,14 @@ impl ClaimWait {
 
     /// Claims through `attempt` (told whether the claim would wait, so that it says what is
     /// due), waiting up to `wait` for a wake-up, something due, or a poll.
-    pub(crate) async fn claim<F, Fut>(
+    pub(crate) async fn claim<T, F, Fut>(
         &self,
         wait: Duration,
         mut attempt: F,
-    ) -> Result<Option<Claim>, QueueError>
+    ) -> Result<Option<T>, QueueError>
     where
         F: FnMut(bool) -> Fut,
-        Fut: Future<Output = Result<Attempt, QueueError>>,
+        Fut: Future<Output = Result<Attempt<T>, QueueError>>,
     {
         let deadline = Instant::now() + wait;
         let mut look = true;
@@ -192,7 +192,7 @@ mod tests {
         let claimed = wait
             .claim(Duration::from_millis(1500), |_| {
                 looks.lock().unwrap().push(start.elapsed().as_millis());
-                std::future::ready(Ok(Attempt::Empty { due: None }))
+                std::future::ready(Ok(Attempt::<Claim>::Empty { due: None }))
             })
             .await
             .unwrap();
@@ -214,7 +214,7 @@ mod tests {
                 tokio::spawn(async move {
                     wait.claim(Duration::from_millis(1000), |_| {
                         looks.fetch_add(1, Ordering::SeqCst);
-                        std::future::ready(Ok(Attempt::Empty { due: None }))
+                        std::future::ready(Ok(Attempt::<Claim>::Empty { due: None }))
                     })
                     .await
                 })
@@ -245,7 +245,7 @@ mod tests {
                         std::future::ready(Ok(if taken {
                             Attempt::Claimed(claim())
                         } else {
-                            Attempt::Empty { due: None }
+                            Attempt::<Claim>::Empty { due: None }
                         }))
                     })
                     .await
@@ -287,7 +287,7 @@ mod tests {
                 looks.push((start.elapsed().as_millis(), will_wait));
                 let due = (looks.len() == 1).then_some(Duration::from_millis(300));
                 std::future::ready(Ok(match due {
-                    Some(due) => Attempt::Empty { due: Some(due) },
+                    Some(due) => Attempt::<Claim>::Empty { due: Some(due) },
                     None => Attempt::Claimed(claim()),
                 }))
             })
@@ -304,7 +304,7 @@ mod tests {
         let claimed = wait
             .claim(Duration::ZERO, |will_wait| {
                 looks.lock().unwrap().push(will_wait);
-                std::future::ready(Ok(Attempt::Empty { due: None }))
+                std::future::ready(Ok(Attempt::<Claim>::Empty { due: None }))
             })
             .await
             .unwrap();
