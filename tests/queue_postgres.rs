@@ -717,8 +717,9 @@ async fn idle_transactions_per_second_of_8_workers() {
         .queue(queue)
         .build()
         .unwrap();
-    // Past the first looks and the back-off's climb.
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    // Past the first looks, the back-off's climb and the statistics' flush delay (up to 10 s
+    // for an idle connection).
+    tokio::time::sleep(Duration::from_secs(30)).await;
     let transactions = || async {
         // Forces the statistics of this connection's session out; others flush on their own.
         client

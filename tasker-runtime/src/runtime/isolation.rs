@@ -23,7 +23,7 @@ const SUSPECT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The longest an idle worker's claim waits before the worker looks around again (suspects,
 /// the stop signal): long enough that idle workers cost the database a few statements a second.
-const IDLE_WAIT_MAX: Duration = Duration::from_secs(5);
+const IDLE_WAIT_MAX: Duration = Duration::from_secs(10);
 
 /// How long a worker's shared claim waits: the runtime's poll interval after a claim, doubling
 /// while claims find nothing, up to [`IDLE_WAIT_MAX`] and a quarter of the lease (a worker that
@@ -185,23 +185,13 @@ mod tests {
         let (poll, lease) = (Duration::from_millis(200), Duration::from_secs(30));
         let idle = IdleWait::new();
         let mut waits = vec![idle.current(poll)];
-        for _ in 0..6 {
+        for _ in 0..7 {
             idle.after(false, poll, lease);
             waits.push(idle.current(poll));
         }
         let ms = |ms| Duration::from_millis(ms);
-        assert_eq!(
-            waits,
-            [
-                ms(200),
-                ms(400),
-                ms(800),
-                ms(1600),
-                ms(3200),
-                ms(5000),
-                ms(5000)
-            ]
-        );
+        let expected = [200, 400, 800, 1600, 3200, 6400, 7500, 7500].map(ms);
+        assert_eq!(waits, expected, "up to a quarter of the 30 s lease");
         idle.after(true, poll, lease);
         assert_eq!(idle.current(poll), poll);
         // A short lease bounds it: a suspect's drain waits for these claims.
@@ -209,6 +199,11 @@ mod tests {
             idle.after(false, poll, Duration::from_secs(1));
         }
         assert_eq!(idle.current(poll), ms(250));
+        // A long one, by IDLE_WAIT_MAX.
+        for _ in 0..10 {
+            idle.after(false, poll, Duration::from_secs(60));
+        }
+        assert_eq!(idle.current(poll), IDLE_WAIT_MAX);
     }
 
     #[test]
