@@ -118,7 +118,11 @@ impl ClaimWait {
         F: FnMut(bool) -> Fut,
         Fut: Future<Output = Result<Attempt<T>, QueueError>>,
     {
-        let deadline = Instant::now() + wait;
+        let start = Instant::now();
+        // A wait too long for the clock (`Duration::MAX`) waits for ever, in effect.
+        let deadline = start
+            .checked_add(wait)
+            .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 86_400));
         let mut look = true;
         let mut due_at: Option<Instant> = None;
         loop {
@@ -295,6 +299,18 @@ mod tests {
             .unwrap();
         assert!(claimed.is_some());
         assert_eq!(*looks.lock().unwrap(), [(0, true), (300, true)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_too_long_for_the_clock_is_no_panic() {
+        let wait = ClaimWait::new(Some(Duration::from_millis(100)));
+        let claimed = wait
+            .claim(Duration::MAX, |_| {
+                std::future::ready(Ok(Attempt::Claimed(claim())))
+            })
+            .await
+            .unwrap();
+        assert!(claimed.is_some());
     }
 
     #[tokio::test(start_paused = true)]
