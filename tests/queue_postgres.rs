@@ -744,3 +744,43 @@ async fn idle_transactions_per_second_of_8_workers() {
     drop(client);
     let _ = driver.await;
 }
+
+/// An envelope column a DBA altered while the claim's statement was prepared on a connection:
+/// the statement is prepared again and claims go on (the server refuses a prepared statement
+/// whose result type changed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_column_altered_under_a_prepared_claim_is_still_read() {
+    let Some(fixture) = fresh().await else { return };
+    // One connection: the second claim runs where the first prepared its statement.
+    let queue = PostgresQueue::builder(&fixture.url)
+        .schema(&fixture.schema)
+        .pool_size(1)
+        .connect()
+        .await
+        .unwrap();
+    queue.push(queue_suite::envelope("before")).await.unwrap();
+    let before = queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before.envelope.task_name, "before");
+    let sent = queue_suite::envelope("after");
+    queue.push(sent.clone()).await.unwrap();
+    execute(
+        &fixture.url,
+        &format!(
+            "ALTER TABLE {}.envelopes ALTER COLUMN envelope TYPE jsonb USING envelope::jsonb",
+            quoted(&fixture.schema)
+        ),
+        &[],
+    )
+    .await;
+    let after = queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.envelope, sent);
+    assert!(queue.dead_letters().await.unwrap().is_empty());
+}

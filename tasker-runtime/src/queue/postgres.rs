@@ -589,10 +589,7 @@ impl PostgresQueue {
     /// and the start of what it holds.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
-        let rows = client
-            .query(&prepare(&client, &self.sql.dead).await?, &[&self.name])
-            .await
-            .map_err(backend)?;
+        let rows = query_fresh(&client, &self.sql.dead, &[&self.name]).await?;
         rows.iter()
             .map(|row| {
                 let dead = sql::DeadRow {
@@ -688,7 +685,6 @@ impl PostgresQueue {
         };
         let mut claims = Vec::new();
         for statement in statements {
-            let statement = prepare(&client, statement).await?;
             while claims.len() < max {
                 let wanted = max - claims.len();
                 let leases: Vec<LeaseId> = (0..wanted)
@@ -696,20 +692,19 @@ impl PostgresQueue {
                     .collect();
                 let lease_texts: Vec<String> =
                     leases.iter().copied().map(sql::lease_text).collect();
-                let mut rows = client
-                    .query(
-                        &statement,
-                        &[
-                            &self.name,
-                            &lease_texts,
-                            &micros(lease),
-                            &self.max_deliveries,
-                            &alone,
-                            &i64::try_from(wanted).unwrap_or(i64::MAX),
-                        ],
-                    )
-                    .await
-                    .map_err(backend)?;
+                let mut rows = query_fresh(
+                    &client,
+                    statement,
+                    &[
+                        &self.name,
+                        &lease_texts,
+                        &micros(lease),
+                        &self.max_deliveries,
+                        &alone,
+                        &i64::try_from(wanted).unwrap_or(i64::MAX),
+                    ],
+                )
+                .await?;
                 let (taken, before) = (rows.len(), claims.len());
                 // In claim order: the oldest first.
                 rows.sort_by_key(|row| row.try_get::<_, i64>(4).unwrap_or(i64::MAX));
@@ -1289,6 +1284,28 @@ async fn prepare(
     sql: &str,
 ) -> Result<tokio_postgres::Statement, QueueError> {
     client.prepare_cached(sql).await.map_err(backend)
+}
+
+/// The rows of the query `sql`, prepared on `client`. A prepared statement whose result the
+/// server can no longer describe (a DBA changed a column's type since: "cached plan must not
+/// change result type") is prepared again, once, so that its rows are read — or buried — as
+/// they now are rather than failing every claim until the connection closes.
+async fn query_fresh(
+    client: &deadpool_postgres::ClientWrapper,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<Row>, QueueError> {
+    let statement = prepare(client, sql).await?;
+    match client.query(&statement, params).await {
+        Err(error)
+            if error.code() == Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED) =>
+        {
+            client.statement_cache.remove(sql, &[]);
+            let statement = prepare(client, sql).await?;
+            client.query(&statement, params).await.map_err(backend)
+        }
+        result => result.map_err(backend),
+    }
 }
 
 /// The database's message as a [`QueueError::Backend`].
