@@ -194,7 +194,7 @@ async fn migrations_create_the_schema_from_nothing_and_rerun_as_no_ops() {
         message.contains("does not exist") && message.contains("migrate()"),
         "{message}"
     );
-    assert_eq!(queue.migrate().await.unwrap(), 6);
+    assert_eq!(queue.migrate().await.unwrap(), 7);
     assert_eq!(queue.migrate().await.unwrap(), 0);
     // Several processes migrating at once take turns.
     let concurrent: Vec<_> = (0..3)
@@ -249,7 +249,7 @@ async fn a_schema_name_with_quotes_and_spaces_is_quoted_not_injected() {
     let Some(fixture) = fixture_in(schema).await else {
         return;
     };
-    assert_eq!(fixture.queue.migrate().await.unwrap(), 6);
+    assert_eq!(fixture.queue.migrate().await.unwrap(), 7);
     fixture
         .queue
         .push(queue_suite::envelope("a"))
@@ -469,7 +469,7 @@ async fn a_schema_name_is_measured_in_bytes_and_63_are_accepted() {
     let Some(fixture) = fixture_in(longest).await else {
         return;
     };
-    assert_eq!(fixture.queue.migrate().await.unwrap(), 6);
+    assert_eq!(fixture.queue.migrate().await.unwrap(), 7);
     fixture
         .queue
         .push(queue_suite::envelope("a"))
@@ -662,4 +662,209 @@ async fn runtimes_looking_at_once_emit_each_unreported_event_once() {
     let Some(fixture) = fresh().await else { return };
     let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reconnect(&fixture).await];
     queue_suite::terminal::runtimes_looking_at_once_emit_each_unreported_event_once(queues).await;
+}
+
+/// A first delivery's checkpoints are not read (no earlier delivery recorded any): with the
+/// checkpoints table gone, where any read fails, delivery 1 still gets its recorder; delivery
+/// 2 reads, and says what is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_delivery_reads_no_checkpoints() {
+    let Some(fixture) = fresh().await else { return };
+    let queue = &fixture.queue;
+    queue.push(queue_suite::envelope("first")).await.unwrap();
+    let claim = queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.envelope.delivery_attempt, 1);
+    let schema = quoted(&fixture.schema);
+    execute(
+        &fixture.url,
+        &format!("ALTER TABLE {schema}.checkpoints RENAME TO checkpoints_moved"),
+        &[],
+    )
+    .await;
+    let task_id = claim.envelope.task_id;
+    let checkpoints = queue
+        .delivery_checkpoints(task_id, claim.lease, 1)
+        .await
+        .expect("a first delivery reads nothing")
+        .expect("a durable queue keeps checkpoints");
+    assert_eq!(checkpoints.recorded(0), None);
+    let error = queue
+        .delivery_checkpoints(task_id, claim.lease, 2)
+        .await
+        .err();
+    let Some(QueueError::Backend(message)) = error else {
+        panic!("{error:?}")
+    };
+    assert!(
+        message.contains("relation") && message.contains("does not exist"),
+        "{message}"
+    );
+}
+
+/// Not a test: the cost of one claim with 1,000 and with 10,000 ready rows, printed (the claim
+/// walks an index, so both should be about the same).
+///
+/// `cargo test --release --all-features --test queue_postgres -- --ignored --nocapture claim_cost`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run it with --ignored --nocapture"]
+async fn claim_cost_at_1_000_and_10_000_ready_rows() {
+    const CLAIMS: u32 = 500;
+    for ready in [1_000_i32, 10_000] {
+        let Some(fixture) = fresh().await else { return };
+        let text = String::from_utf8(queue_suite::envelope("measured").encode()).unwrap();
+        execute(
+            &fixture.url,
+            &format!(
+                "INSERT INTO {}.envelopes (queue, task_id, envelope, available_at)
+                 SELECT $1, 'task-' || i, $2, now() - interval '1 hour' + i * interval '1 ms'
+                 FROM generate_series(1, $3) AS i",
+                quoted(&fixture.schema)
+            ),
+            &[&fixture.queue.name(), &text, &ready],
+        )
+        .await;
+        execute(
+            &fixture.url,
+            &format!("ANALYZE {}.envelopes", quoted(&fixture.schema)),
+            &[],
+        )
+        .await;
+        // Commits that do not wait for the disk: the claim's own cost, not the flush's (on
+        // a shared machine, the flush varies from 0.1 to 10 ms).
+        let queue = PostgresQueue::builder(format!(
+            "{}?options=-c%20synchronous_commit%3Doff",
+            fixture.url
+        ))
+        .schema(&fixture.schema)
+        .connect()
+        .await
+        .unwrap();
+        for _ in 0..50 {
+            let claim = queue
+                .claim_isolated(
+                    queue_suite::LEASE,
+                    Duration::ZERO,
+                    tasker::queue::Isolation::Shared,
+                )
+                .await
+                .unwrap();
+            assert!(claim.is_some());
+        }
+        let started = Instant::now();
+        for _ in 0..CLAIMS {
+            let claim = queue
+                .claim_isolated(
+                    queue_suite::LEASE,
+                    Duration::ZERO,
+                    tasker::queue::Isolation::Shared,
+                )
+                .await
+                .unwrap();
+            assert!(claim.is_some());
+        }
+        let each = started.elapsed() / CLAIMS;
+        println!("PostgreSQL claim with {ready} ready rows: {each:?} per claim ({CLAIMS} claims)");
+    }
+}
+
+/// Not a test: the transactions per second of one idle runtime with 8 workers, from
+/// `pg_stat_database` (`xact_commit + xact_rollback`) over 10 s, in a database of its own
+/// (`tasker_idle`, created if missing) so that nothing else counts.
+///
+/// `cargo test --release --all-features --test queue_postgres -- --ignored --nocapture idle`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run it with --ignored --nocapture"]
+async fn idle_transactions_per_second_of_8_workers() {
+    let Some(url) = database_url() else { return };
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    let _ = client.batch_execute("CREATE DATABASE tasker_idle").await;
+    let idle_url = match url.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/tasker_idle"),
+        None => panic!("no database in {url}"),
+    };
+    let queue = PostgresQueue::builder(&idle_url)
+        .schema("tasker_idle")
+        .pool_size(8)
+        .connect()
+        .await
+        .unwrap();
+    queue.migrate().await.unwrap();
+    let runtime = tasker::Runtime::builder()
+        .workers(8)
+        .queue(queue)
+        .build()
+        .unwrap();
+    // Past the first looks, the back-off's climb and the statistics' flush delay (up to 10 s
+    // for an idle connection).
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let transactions = || async {
+        // Forces the statistics of this connection's session out; others flush on their own.
+        client
+            .query_one(
+                "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database
+                 WHERE datname = 'tasker_idle'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let before = transactions().await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = transactions().await;
+    println!(
+        "idle runtime, 8 workers: {} transactions in 10 s, {:.1} per second",
+        after - before,
+        (after - before) as f64 / 10.0
+    );
+    runtime.shutdown().await;
+    drop(client);
+    let _ = driver.await;
+}
+
+/// An envelope column a DBA altered while the claim's statement was prepared on a connection:
+/// the statement is prepared again and claims go on (the server refuses a prepared statement
+/// whose result type changed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_column_altered_under_a_prepared_claim_is_still_read() {
+    let Some(fixture) = fresh().await else { return };
+    // One connection: the second claim runs where the first prepared its statement.
+    let queue = PostgresQueue::builder(&fixture.url)
+        .schema(&fixture.schema)
+        .pool_size(1)
+        .connect()
+        .await
+        .unwrap();
+    queue.push(queue_suite::envelope("before")).await.unwrap();
+    let before = queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before.envelope.task_name, "before");
+    let sent = queue_suite::envelope("after");
+    queue.push(sent.clone()).await.unwrap();
+    execute(
+        &fixture.url,
+        &format!(
+            "ALTER TABLE {}.envelopes ALTER COLUMN envelope TYPE jsonb USING envelope::jsonb",
+            quoted(&fixture.schema)
+        ),
+        &[],
+    )
+    .await;
+    let after = queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.envelope, sent);
+    assert!(queue.dead_letters().await.unwrap().is_empty());
 }

@@ -316,3 +316,88 @@ async fn runtimes_looking_at_once_emit_each_unreported_event_once() {
     let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reopen(&fixture).await];
     queue_suite::terminal::runtimes_looking_at_once_emit_each_unreported_event_once(queues).await;
 }
+
+/// A first delivery's checkpoints are not read (no earlier delivery recorded any): with the
+/// checkpoints table gone, where any read fails, delivery 1 still gets its recorder; delivery
+/// 2 reads, and says what is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_delivery_reads_no_checkpoints() {
+    let fixture = fresh().await.unwrap();
+    let queue = &fixture.queue;
+    queue.push(queue_suite::envelope("first")).await.unwrap();
+    let claim = queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.envelope.delivery_attempt, 1);
+    let connection = rusqlite::Connection::open(fixture.path()).unwrap();
+    connection
+        .execute_batch("ALTER TABLE tasker_checkpoints RENAME TO tasker_checkpoints_moved")
+        .unwrap();
+    let task_id = claim.envelope.task_id;
+    let checkpoints = queue
+        .delivery_checkpoints(task_id, claim.lease, 1)
+        .await
+        .expect("a first delivery reads nothing")
+        .expect("a durable queue keeps checkpoints");
+    assert_eq!(checkpoints.recorded(0), None);
+    assert_eq!(
+        queue
+            .delivery_checkpoints(task_id, claim.lease, 2)
+            .await
+            .err(),
+        Some(QueueError::Backend(
+            "SQLite: no such table: tasker_checkpoints".to_owned()
+        ))
+    );
+}
+
+/// Not a test: the cost of one claim with 1,000 and with 100,000 ready rows, printed (the
+/// claim walks an index, so both should be about the same).
+///
+/// `cargo test --release --all-features --test queue_sqlite -- --ignored --nocapture claim_cost`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run it with --ignored --nocapture"]
+async fn claim_cost_at_1_000_and_100_000_ready_rows() {
+    const CLAIMS: u32 = 500;
+    for ready in [1_000_i64, 100_000] {
+        let fixture = fresh().await.unwrap();
+        let text = String::from_utf8(queue_suite::envelope("measured").encode()).unwrap();
+        let mut connection = rusqlite::Connection::open(fixture.path()).unwrap();
+        let transaction = connection.transaction().unwrap();
+        transaction
+            .execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+                 INSERT INTO tasker_envelopes (queue, task_id, envelope, available_at_us,
+                    enqueued_at_us)
+                 SELECT ?2, 'task-' || i, ?3, i, i FROM n",
+                rusqlite::params![ready, fixture.queue.name(), text],
+            )
+            .unwrap();
+        transaction.commit().unwrap();
+        // The insert's pages out of the WAL, and the claim's pages warm: the claims alone.
+        connection
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        for _ in 0..50 {
+            let claim = fixture
+                .queue
+                .claim(queue_suite::LEASE, Duration::ZERO)
+                .await
+                .unwrap();
+            assert!(claim.is_some());
+        }
+        let started = std::time::Instant::now();
+        for _ in 0..CLAIMS {
+            let claim = fixture
+                .queue
+                .claim(queue_suite::LEASE, Duration::ZERO)
+                .await
+                .unwrap();
+            assert!(claim.is_some());
+        }
+        let each = started.elapsed() / CLAIMS;
+        println!("SQLite claim with {ready} ready rows: {each:?} per claim ({CLAIMS} claims)");
+    }
+}

@@ -58,11 +58,15 @@ macro_rules! queue_suite {
             the_next_delivery_carries_the_run_an_earlier_one_recorded,
             checkpoints_are_recorded_only_while_the_lease_is_held,
             a_task_whose_lease_is_taken_stops_without_a_terminal_event,
+            a_batch_claims_up_to_max_in_push_order_each_under_its_own_lease,
+            a_batch_of_a_claimer_that_runs_alone_takes_suspects_first,
+            a_waiting_batch_claim_wakes_up_on_push,
         );
         queue_suite!(@table_tests $fresh;
             unreadable_rows_are_buried_and_every_good_envelope_is_claimed,
             dead_letters_list_a_dead_envelope_and_buried_rows_with_their_fields,
             operators_count_retry_and_purge_every_kind_of_dead_row,
+            unreadable_rows_in_a_batch_are_buried_and_its_good_envelopes_claimed,
         );
     };
     (@table_tests $fresh:ident; $($name:ident,)*) => {
@@ -168,6 +172,113 @@ pub async fn a_waiting_claim_wakes_up_on_push(queue: Arc<dyn Queue>) {
     queue.push(envelope("late")).await.unwrap();
     let claim = waiter.await.unwrap().unwrap().unwrap();
     assert_eq!(claim.envelope.task_name, "late");
+}
+
+/// A batch leases up to `max` ready envelopes, oldest first, each under a lease of its own
+/// that is acknowledged (and refused once ended) on its own; the next batch takes the rest.
+pub async fn a_batch_claims_up_to_max_in_push_order_each_under_its_own_lease(
+    queue: Arc<dyn Queue>,
+) {
+    for name in ["a", "b", "c", "d", "e"] {
+        queue.push(envelope(name)).await.unwrap();
+    }
+    let names = |claims: &[Claim]| -> Vec<String> {
+        claims
+            .iter()
+            .map(|claim| claim.envelope.task_name.clone())
+            .collect()
+    };
+    let first = queue
+        .claim_batch(3, LEASE, Duration::ZERO, Isolation::Shared)
+        .await
+        .unwrap();
+    assert_eq!(names(&first), ["a", "b", "c"]);
+    assert!(first
+        .iter()
+        .all(|claim| claim.envelope.delivery_attempt == 1));
+    let leases: HashSet<LeaseId> = first.iter().map(|claim| claim.lease).collect();
+    assert_eq!(leases.len(), 3, "one lease per envelope");
+    let rest = queue
+        .claim_batch(3, LEASE, Duration::ZERO, Isolation::Shared)
+        .await
+        .unwrap();
+    assert_eq!(names(&rest), ["d", "e"]);
+    assert!(queue
+        .claim_batch(3, LEASE, Duration::ZERO, Isolation::Shared)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(queue
+        .claim_batch(0, LEASE, Duration::ZERO, Isolation::Shared)
+        .await
+        .unwrap()
+        .is_empty());
+    for claim in first.iter().chain(&rest) {
+        queue.acknowledge(claim.lease).await.unwrap();
+    }
+    assert_eq!(
+        queue.acknowledge(first[1].lease).await,
+        Err(QueueError::LeaseLost(first[1].lease))
+    );
+}
+
+/// A batch of a claimer that runs alone starts with the suspects (expired leases, as their
+/// next delivery), then ready envelopes; a shared claimer's batch never holds a suspect.
+pub async fn a_batch_of_a_claimer_that_runs_alone_takes_suspects_first(queue: Arc<dyn Queue>) {
+    let suspect = envelope("suspect");
+    queue.push(suspect.clone()).await.unwrap();
+    let crashed = claim_as(&queue, Isolation::Shared, SHORT_LEASE)
+        .await
+        .unwrap();
+    assert_eq!(crashed.envelope.task_id, suspect.task_id);
+    for name in ["r1", "r2", "r3"] {
+        queue.push(envelope(name)).await.unwrap();
+    }
+    expire().await;
+    let shared = queue
+        .claim_batch(2, LEASE, Duration::ZERO, Isolation::Shared)
+        .await
+        .unwrap();
+    let names: Vec<_> = shared
+        .iter()
+        .map(|c| c.envelope.task_name.as_str())
+        .collect();
+    assert_eq!(names, ["r1", "r2"], "no suspect for a shared claimer");
+    let alone = queue
+        .claim_batch(5, LEASE, Duration::ZERO, Isolation::Alone)
+        .await
+        .unwrap();
+    let taken: Vec<_> = alone
+        .iter()
+        .map(|c| (c.envelope.task_name.as_str(), c.envelope.delivery_attempt))
+        .collect();
+    assert_eq!(taken, [("suspect", 2), ("r3", 1)]);
+    for claim in shared.iter().chain(&alone) {
+        queue.acknowledge(claim.lease).await.unwrap();
+    }
+    assert!(!queue.suspects_waiting().await.unwrap());
+}
+
+/// A batch claim that waits is woken by a push, and takes what is there.
+pub async fn a_waiting_batch_claim_wakes_up_on_push(queue: Arc<dyn Queue>) {
+    let waiter = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            queue
+                .claim_batch(4, LEASE, Duration::from_secs(5), Isolation::Shared)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    queue.push(envelope("late")).await.unwrap();
+    let claims = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the batch claim ends within its wait")
+        .unwrap()
+        .unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].envelope.task_name, "late");
+    queue.acknowledge(claims[0].lease).await.unwrap();
 }
 
 /// Durable queues refuse whatever a worker does with a lease after it ended, even when no other
@@ -1255,6 +1366,53 @@ pub async fn unreadable_rows_are_buried_and_every_good_envelope_is_claimed(table
         table.counts().await,
         Counts {
             dead: written.len() as u64,
+            ..Counts::default()
+        }
+    );
+}
+
+/// Rows that do not hold an envelope, among good envelopes, are buried as a batch comes to them;
+/// the batches hand out every good envelope, in push order, each once.
+pub async fn unreadable_rows_in_a_batch_are_buried_and_its_good_envelopes_claimed(
+    table: &dyn Table,
+) {
+    let queue = table.queue();
+    let good: Vec<String> = (0..6).map(|index| format!("good-{index}")).collect();
+    let mut written = 0;
+    for (index, (stored, _)) in garbage().into_iter().enumerate() {
+        queue
+            .push(envelope(&good[index % good.len()]))
+            .await
+            .unwrap();
+        if table.insert(&format!("garbage-{index}"), &stored).await {
+            written += 1;
+        }
+    }
+    let mut claimed = Vec::new();
+    loop {
+        let batch = queue
+            .claim_batch(4, LEASE, Duration::ZERO, Isolation::Shared)
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.len() <= 4);
+        for claim in batch {
+            claimed.push(claim.envelope.task_name.clone());
+            queue.acknowledge(claim.lease).await.unwrap();
+        }
+        assert!(claimed.len() <= 20, "claimed too many: {claimed:?}");
+    }
+    let pushed: Vec<String> = (0..garbage().len())
+        .map(|index| good[index % good.len()].clone())
+        .collect();
+    assert_eq!(claimed, pushed);
+    assert_eq!(table.dead_letters().await.unwrap().len(), written);
+    assert_eq!(
+        table.counts().await,
+        Counts {
+            dead: written as u64,
             ..Counts::default()
         }
     );

@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
-
+use super::wait::{Attempt, ClaimWait};
 use super::{Claim, Envelope, LeaseId, Queue, QueueError, RunTrace};
 use crate::runner::BoxFuture;
 
@@ -31,7 +30,9 @@ use crate::runner::BoxFuture;
 pub struct MemoryQueue {
     name: String,
     state: Arc<Mutex<State>>,
-    available: Arc<Notify>,
+    /// Every push and requeue wakes a waiting claim: nothing changes the queue behind its back,
+    /// so waiting claims never poll.
+    waiting: Arc<ClaimWait>,
     next_lease: Arc<AtomicU64>,
 }
 
@@ -62,7 +63,7 @@ impl MemoryQueue {
         Self {
             name: name.into(),
             state: Arc::default(),
-            available: Arc::default(),
+            waiting: Arc::new(ClaimWait::new(None)),
             next_lease: Arc::new(AtomicU64::new(1)),
         }
     }
@@ -155,7 +156,7 @@ impl Queue for MemoryQueue {
 
     fn push(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), QueueError>> {
         self.lock().ready.push_back(envelope);
-        self.available.notify_one();
+        self.waiting.wake(1);
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -164,24 +165,14 @@ impl Queue for MemoryQueue {
         lease: Duration,
         wait: Duration,
     ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
-        Box::pin(async move {
-            let deadline = Instant::now() + wait;
-            loop {
-                let notified = self.available.notified();
-                if let Some(claim) = self.try_claim(lease) {
-                    return Ok(Some(claim));
-                }
-                let now = Instant::now();
-                if now >= deadline {
-                    return Ok(None);
-                }
-                let mut sleep = deadline - now;
-                if let Some(next) = self.next_deadline() {
-                    sleep = sleep.min(next.max(Duration::from_millis(1)));
-                }
-                let _ = tokio::time::timeout(sleep, notified).await;
-            }
-        })
+        Box::pin(self.waiting.claim(wait, move |_| {
+            std::future::ready(Ok(match self.try_claim(lease) {
+                Some(claim) => Attempt::Claimed(claim),
+                None => Attempt::Empty {
+                    due: self.next_deadline(),
+                },
+            }))
+        }))
     }
 
     fn renew(&self, lease: LeaseId, duration: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
@@ -253,7 +244,7 @@ impl MemoryQueue {
                 }
             })
         };
-        self.available.notify_one();
+        self.waiting.wake(1);
         Box::pin(std::future::ready(result))
     }
 }

@@ -19,6 +19,7 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod terminal;
+mod wait;
 
 use std::time::Duration;
 
@@ -197,6 +198,28 @@ pub trait Queue: Send + Sync + 'static {
         self.claim(lease, wait)
     }
 
+    /// Takes up to `max` available envelopes at once, each under a lease of its own for
+    /// `lease`, waiting up to `wait` for at least one; otherwise like
+    /// [`claim_isolated`](Self::claim_isolated) (oldest first; a claimer that runs alone is
+    /// handed suspects first). Empty when none came within `wait`, or `max` is 0. A durable
+    /// queue leases them in one statement or transaction. By default, one
+    /// [`claim_isolated`](Self::claim_isolated).
+    fn claim_batch(
+        &self,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+        isolation: Isolation,
+    ) -> BoxFuture<'_, Result<Vec<Claim>, QueueError>> {
+        Box::pin(async move {
+            if max == 0 {
+                return Ok(Vec::new());
+            }
+            let claim = self.claim_isolated(lease, wait, isolation).await?;
+            Ok(claim.into_iter().collect())
+        })
+    }
+
     /// Whether suspects wait: envelopes whose lease expired and that only a claimer running
     /// alone ([`Isolation::Alone`]) may take. Workers ask it about once a second and drain their
     /// process to claim one only when it says so. `false` by default.
@@ -332,6 +355,24 @@ pub trait Queue: Send + Sync + 'static {
     > {
         let _ = (task_id, lease);
         Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// The step checkpoints of delivery `delivery_attempt` of task `task_id`, claimed under
+    /// `lease`, as [`checkpoints`](Self::checkpoints) gives them; a queue may skip reading them
+    /// on the first delivery (`delivery_attempt == 1`: every delivery counts in it, so no
+    /// earlier one recorded any). What workers call. By default,
+    /// [`checkpoints`](Self::checkpoints).
+    fn delivery_checkpoints(
+        &self,
+        task_id: uuid::Uuid,
+        lease: LeaseId,
+        delivery_attempt: u32,
+    ) -> BoxFuture<
+        '_,
+        Result<Option<std::sync::Arc<dyn tasker_telemetry::context::Checkpoints>>, QueueError>,
+    > {
+        let _ = delivery_attempt;
+        self.checkpoints(task_id, lease)
     }
 
     /// Keeps the trace context of the run of the envelope claimed under `lease` (while the lease

@@ -1,14 +1,14 @@
 //! A durable, distributed queue on PostgreSQL (feature `postgres`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deadpool_postgres::{Config, Pool, PoolConfig, Runtime as PoolRuntime};
-use tokio::sync::Notify;
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::sql::{self, Counts, DeadLetter, RetriedDeadLetters, StoredEnvelope, TaskCounts};
+use super::wait::{Attempt, ClaimWait};
 use super::{
     Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
     TerminalEvent,
@@ -105,6 +105,15 @@ ALTER TABLE {schema}.envelopes ADD COLUMN IF NOT EXISTS alone boolean NOT NULL D
 CREATE INDEX IF NOT EXISTS terminal_events_due
     ON {schema}.terminal_events (queue, completed_at);",
     ),
+    (
+        7,
+        "claim_order",
+        "-- Expired leases in the order a claimer that runs alone takes them (ties by id), so that
+-- its claim walks an index instead of sorting; it replaces envelopes_leased, its prefix.
+CREATE INDEX IF NOT EXISTS envelopes_expiring
+    ON {schema}.envelopes (queue, lease_until, id) WHERE state = 'leased';
+DROP INDEX IF EXISTS {schema}.envelopes_leased;",
+    ),
 ];
 
 /// The longest schema name PostgreSQL keeps, in bytes (`NAMEDATALEN - 1`); it cuts longer ones
@@ -154,7 +163,9 @@ impl PostgresQueueBuilder {
         self
     }
 
-    /// How often a waiting claim looks at the table when no notification arrives (default 1 s).
+    /// How often, at most, waiting claims look at the table when no notification arrives
+    /// (default 1 s): idle, they look more and more rarely up to this interval, one look for
+    /// all the waiting claims of this queue object.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval.max(Duration::from_millis(1));
         self
@@ -192,12 +203,12 @@ impl PostgresQueueBuilder {
             "tasker_{:016x}",
             sql::fnv1a(format!("{}\0{}", self.schema, self.name).as_bytes())
         );
-        let wake = Arc::new(Notify::new());
+        let waiting = Arc::new(ClaimWait::new(Some(self.poll_interval)));
         let listener = self.listen.then(|| {
             tokio::spawn(listen(
                 self.url.clone(),
                 channel.clone(),
-                wake.clone(),
+                waiting.clone(),
                 self.poll_interval,
             ))
         });
@@ -209,7 +220,7 @@ impl PostgresQueueBuilder {
             max_deliveries: i32::try_from(self.max_deliveries).unwrap_or(i32::MAX),
             poll_interval: self.poll_interval,
             channel,
-            wake,
+            waiting,
             listener: listener.map(|listener| Arc::new(Listener(listener))),
         })
     }
@@ -250,7 +261,8 @@ pub struct PostgresQueue {
     max_deliveries: i32,
     poll_interval: Duration,
     channel: String,
-    wake: Arc<Notify>,
+    /// Waiting claims: woken one per notified task, polling with a back-off meanwhile.
+    waiting: Arc<ClaimWait>,
     listener: Option<Arc<Listener>>,
 }
 
@@ -282,8 +294,8 @@ struct Statements {
     applied: String,
     record: String,
     push: String,
-    sweep: String,
-    claim: String,
+    claim_ready: String,
+    claim_expired: String,
     bury: String,
     next_due: String,
     suspects: String,
@@ -329,32 +341,50 @@ impl Statements {
                     VALUES ($1, $2, $3, $4) RETURNING id)
                  SELECT pg_notify($5, '') FROM pushed"
             ),
-            sweep: format!(
-                "UPDATE {t} SET state = 'dead', dead_at = now(), lease_id = NULL,
-                    lease_until = NULL, last_error = 'its last lease expired'
-                 WHERE queue = $1 AND state = 'leased' AND lease_until <= now()
-                    AND alone AND counted_deliveries >= $2"
-            ),
-            claim: format!(
-                "WITH next AS (
+            // Two claims, each walking its own index in order: an `OR` of both kinds of row
+            // would scan and sort every ready row at each claim. Each leases up to `$6` rows,
+            // found through the primary key, with the lease ids `$2` in claim order (the
+            // locked ids come out of the index in order). The ready claim also buries the expired last lone deliveries
+            // (`alone AND counted_deliveries >= $4`), which no claim takes.
+            claim_ready: format!(
+                "WITH swept AS (
+                    UPDATE {t} SET state = 'dead', dead_at = now(), lease_id = NULL,
+                        lease_until = NULL, last_error = 'its last lease expired'
+                    WHERE queue = $1 AND state = 'leased' AND lease_until <= now()
+                        AND alone AND counted_deliveries >= $4),
+                 next AS (SELECT array_agg(id) AS ids FROM (
                     SELECT id FROM {t}
-                    WHERE queue = $1 AND (
-                        (state = 'ready' AND available_at <= now())
-                        OR (state = 'leased' AND lease_until <= now() AND $5
-                            AND (counted_deliveries < $4 OR NOT alone)))
+                    WHERE queue = $1 AND state = 'ready' AND available_at <= now()
                     ORDER BY available_at, id
-                    LIMIT 1
-                    FOR UPDATE SKIP LOCKED)
+                    LIMIT $6
+                    FOR UPDATE SKIP LOCKED) AS locked)
+                 UPDATE {t} AS row SET alone = $5, state = 'leased',
+                    lease_id = ($2::text[])[array_position(next.ids, row.id)],
+                    lease_until = now() + $3 {micros}
+                 FROM next WHERE row.id = ANY(next.ids)
+                 RETURNING row.id, row.envelope, row.delivery_attempt, row.task_id,
+                    array_position(next.ids, row.id)::bigint"
+            ),
+            // Suspects, for a claimer that runs alone: the next deliveries of expired leases.
+            claim_expired: format!(
+                "WITH next AS (SELECT array_agg(id) AS ids FROM (
+                    SELECT id FROM {t}
+                    WHERE queue = $1 AND state = 'leased' AND lease_until <= now()
+                        AND (counted_deliveries < $4 OR NOT alone)
+                    ORDER BY lease_until, id
+                    LIMIT $6
+                    FOR UPDATE SKIP LOCKED) AS locked)
                  UPDATE {t} AS row SET
-                    delivery_attempt = CASE WHEN row.state = 'leased'
-                        THEN row.delivery_attempt + 1 ELSE row.delivery_attempt END,
-                    -- An expired lease counts only if its run was alone.
-                    counted_deliveries = CASE WHEN row.state = 'leased' AND row.alone
-                        THEN row.counted_deliveries + 1 ELSE row.counted_deliveries END,
-                    alone = $5,
-                    state = 'leased', lease_id = $2, lease_until = now() + $3 {micros}
-                 FROM next WHERE row.id = next.id
-                 RETURNING row.id, row.envelope, row.delivery_attempt, row.task_id"
+                    delivery_attempt = row.delivery_attempt + 1,
+                    -- The expired lease counts only if its run was alone.
+                    counted_deliveries = row.counted_deliveries
+                        + CASE WHEN row.alone THEN 1 ELSE 0 END,
+                    alone = $5, state = 'leased',
+                    lease_id = ($2::text[])[array_position(next.ids, row.id)],
+                    lease_until = now() + $3 {micros}
+                 FROM next WHERE row.id = ANY(next.ids)
+                 RETURNING row.id, row.envelope, row.delivery_attempt, row.task_id,
+                    array_position(next.ids, row.id)::bigint"
             ),
             bury: format!(
                 "UPDATE {t} SET state = 'dead', dead_at = now(), lease_id = NULL,
@@ -588,10 +618,7 @@ impl PostgresQueue {
     /// and the start of what it holds.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
-        let rows = client
-            .query(&self.sql.dead, &[&self.name])
-            .await
-            .map_err(backend)?;
+        let rows = query_fresh(&client, &self.sql.dead, &[&self.name]).await?;
         rows.iter()
             .map(|row| {
                 let dead = sql::DeadRow {
@@ -613,7 +640,10 @@ impl PostgresQueue {
     pub async fn result(&self, task_id: uuid::Uuid) -> Result<Option<Completion>, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
         let row = client
-            .query_opt(&self.sql.result, &[&task_id.to_string()])
+            .query_opt(
+                &prepare(&client, &self.sql.result).await?,
+                &[&task_id.to_string()],
+            )
             .await
             .map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
@@ -630,7 +660,10 @@ impl PostgresQueue {
     pub async fn unreported(&self) -> Result<u64, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
         let row = client
-            .query_one(&self.sql.count_unreported, &[&self.name])
+            .query_one(
+                &prepare(&client, &self.sql.count_unreported).await?,
+                &[&self.name],
+            )
             .await
             .map_err(backend)?;
         Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
@@ -640,7 +673,7 @@ impl PostgresQueue {
     pub async fn counts(&self) -> Result<Counts, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
         let row = client
-            .query_one(&self.sql.counts, &[&self.name])
+            .query_one(&prepare(&client, &self.sql.counts).await?, &[&self.name])
             .await
             .map_err(backend)?;
         let count = |index: usize| {
@@ -654,75 +687,135 @@ impl PostgresQueue {
         })
     }
 
+    /// Wakes a waiting claim of this queue object for a task it made ready, unless the
+    /// notification does (it reaches every listening process, this one included).
+    fn announce(&self) {
+        if self.listener.is_none() {
+            self.waiting.wake(1);
+        }
+    }
+
+    /// One look at the table for a claimer with `isolation`: a claimer that runs alone takes a
+    /// suspect (an expired lease) before a ready envelope. When nothing is claimable and
+    /// `will_wait`, also how long until something may be.
     async fn try_claim(
         &self,
+        max: usize,
         lease: Duration,
         isolation: Isolation,
-    ) -> Result<Option<Claim>, QueueError> {
+        will_wait: bool,
+    ) -> Result<Attempt<Vec<Claim>>, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
-        client
-            .execute(&self.sql.sweep, &[&self.name, &self.max_deliveries])
-            .await
-            .map_err(backend)?;
-        loop {
-            let lease_id = LeaseId(crate::ids::new_id().as_u128());
-            let row = client
-                .query_opt(
-                    &self.sql.claim,
+        let alone = isolation == Isolation::Alone;
+        let statements: &[&str] = if alone {
+            &[&self.sql.claim_expired, &self.sql.claim_ready]
+        } else {
+            &[&self.sql.claim_ready]
+        };
+        let mut claims = Vec::new();
+        for statement in statements {
+            while claims.len() < max {
+                let wanted = max - claims.len();
+                let leases: Vec<LeaseId> = (0..wanted)
+                    .map(|_| LeaseId(crate::ids::new_id().as_u128()))
+                    .collect();
+                let lease_texts: Vec<String> =
+                    leases.iter().copied().map(sql::lease_text).collect();
+                let mut rows = query_fresh(
+                    &client,
+                    statement,
                     &[
                         &self.name,
-                        &sql::lease_text(lease_id),
+                        &lease_texts,
                         &micros(lease),
                         &self.max_deliveries,
-                        &(isolation == Isolation::Alone),
+                        &alone,
+                        &i64::try_from(wanted).unwrap_or(i64::MAX),
                     ],
                 )
-                .await
-                .map_err(backend)?;
-            let Some(row) = row else { return Ok(None) };
-            let id: i64 = column(&row, 0, "envelopes.id")?;
-            match read_claimed(&row) {
-                Ok((mut envelope, attempt, task_id)) => {
-                    envelope.delivery_attempt = attempt;
-                    // Only a task delivered before can have a recorded run.
-                    let previous_run = if envelope.delivery_attempt > 1 {
-                        let run = client
-                            .query_opt(&self.sql.previous_run, &[&task_id])
-                            .await
-                            .map_err(backend)?;
-                        match &run {
-                            Some(run) => column::<&str>(run, 0, "runs.trace")
-                                .ok()
-                                .and_then(|trace| serde_json::from_str(trace).ok()),
-                            None => None,
+                .await?;
+                let (taken, before) = (rows.len(), claims.len());
+                // In claim order: the oldest first.
+                rows.sort_by_key(|row| row.try_get::<_, i64>(4).unwrap_or(i64::MAX));
+                for row in &rows {
+                    let id: i64 = column(row, 0, "envelopes.id")?;
+                    let number: i64 = column(row, 4, "claim order")?;
+                    let lease_id = usize::try_from(number - 1)
+                        .ok()
+                        .and_then(|index| leases.get(index).copied())
+                        .ok_or_else(|| {
+                            QueueError::Backend(format!(
+                                "a claim numbered a row {number}, of {wanted} asked for"
+                            ))
+                        })?;
+                    match read_claimed(row) {
+                        Ok((mut envelope, attempt, task_id)) => {
+                            envelope.delivery_attempt = attempt;
+                            let previous_run =
+                                self.previous_run(&client, &envelope, &task_id).await?;
+                            claims.push(Claim {
+                                envelope,
+                                lease: lease_id,
+                                previous_run,
+                            });
                         }
-                    } else {
-                        None
-                    };
-                    return Ok(Some(Claim {
-                        envelope,
-                        lease: lease_id,
-                        previous_run,
-                    }));
+                        Err(reason) => {
+                            // A row no worker can read would only come back again: bury it.
+                            client
+                                .execute(&prepare(&client, &self.sql.bury).await?, &[&id, &reason])
+                                .await
+                                .map_err(backend)?;
+                        }
+                    }
                 }
-                Err(reason) => {
-                    // A row no worker can read would only come back again: bury it.
-                    client
-                        .execute(&self.sql.bury, &[&id, &reason])
-                        .await
-                        .map_err(backend)?;
+                // Fewer rows than asked for: none is left. Only buried ones: look again.
+                if taken < wanted || claims.len() > before {
+                    break;
                 }
             }
         }
+        if !claims.is_empty() {
+            return Ok(Attempt::Claimed(claims));
+        }
+        let due = match will_wait {
+            true => self.next_due(&client, isolation).await?,
+            false => None,
+        };
+        Ok(Attempt::Empty { due })
+    }
+
+    /// The trace context an earlier delivery of the claimed task recorded, if any.
+    async fn previous_run(
+        &self,
+        client: &deadpool_postgres::ClientWrapper,
+        envelope: &Envelope,
+        task_id: &str,
+    ) -> Result<Option<RunTrace>, QueueError> {
+        // Only a task delivered before can have a recorded run.
+        if envelope.delivery_attempt <= 1 {
+            return Ok(None);
+        }
+        let run = client
+            .query_opt(&prepare(client, &self.sql.previous_run).await?, &[&task_id])
+            .await
+            .map_err(backend)?;
+        Ok(run.and_then(|run| {
+            column::<&str>(&run, 0, "runs.trace")
+                .ok()
+                .and_then(|trace| serde_json::from_str(trace).ok())
+        }))
     }
 
     /// How long until a delayed envelope is due or — for a claimer that runs alone, the only
     /// one an expired lease goes to — a lease ends, if any.
-    async fn next_due(&self, isolation: Isolation) -> Result<Option<Duration>, QueueError> {
-        let client = self.pool.get().await.map_err(backend)?;
+    async fn next_due(
+        &self,
+        client: &deadpool_postgres::ClientWrapper,
+        isolation: Isolation,
+    ) -> Result<Option<Duration>, QueueError> {
         let row = client
             .query_one(
-                &self.sql.next_due,
+                &prepare(client, &self.sql.next_due).await?,
                 &[&self.name, &(isolation == Isolation::Alone)],
             )
             .await
@@ -887,7 +980,7 @@ impl PostgresQueue {
         }
         transaction.commit().await.map_err(backend)?;
         if !report.retried.is_empty() {
-            self.wake.notify_waiters();
+            self.announce();
         }
         Ok(report)
     }
@@ -929,12 +1022,12 @@ impl Queue for PostgresQueue {
                 .map_err(|error| QueueError::Backend(error.to_string()))?;
             client
                 .execute(
-                    &self.sql.push,
+                    &prepare(&client, &self.sql.push).await?,
                     &[&self.name, &task_id, &text, &attempt, &self.channel],
                 )
                 .await
                 .map_err(backend)?;
-            self.wake.notify_waiters();
+            self.announce();
             Ok(())
         })
     }
@@ -954,22 +1047,29 @@ impl Queue for PostgresQueue {
         isolation: Isolation,
     ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
         Box::pin(async move {
-            let deadline = Instant::now() + wait;
-            loop {
-                let notified = self.wake.notified();
-                if let Some(claim) = self.try_claim(lease, isolation).await? {
-                    return Ok(Some(claim));
-                }
-                let now = Instant::now();
-                if now >= deadline {
-                    return Ok(None);
-                }
-                let mut sleep = (deadline - now).min(self.poll_interval);
-                if let Some(due) = self.next_due(isolation).await? {
-                    sleep = sleep.min(due.max(Duration::from_millis(1)));
-                }
-                let _ = tokio::time::timeout(sleep, notified).await;
+            let claims = self.claim_batch(1, lease, wait, isolation).await?;
+            Ok(claims.into_iter().next())
+        })
+    }
+
+    fn claim_batch(
+        &self,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+        isolation: Isolation,
+    ) -> BoxFuture<'_, Result<Vec<Claim>, QueueError>> {
+        Box::pin(async move {
+            if max == 0 {
+                return Ok(Vec::new());
             }
+            let claims = self
+                .waiting
+                .claim(wait, move |will_wait| {
+                    self.try_claim(max, lease, isolation, will_wait)
+                })
+                .await?;
+            Ok(claims.unwrap_or_default())
         })
     }
 
@@ -977,7 +1077,10 @@ impl Queue for PostgresQueue {
         Box::pin(async move {
             let client = self.pool.get().await.map_err(backend)?;
             let row = client
-                .query_one(&self.sql.suspects, &[&self.name, &self.max_deliveries])
+                .query_one(
+                    &prepare(&client, &self.sql.suspects).await?,
+                    &[&self.name, &self.max_deliveries],
+                )
                 .await
                 .map_err(backend)?;
             Ok(row.get(0))
@@ -989,7 +1092,7 @@ impl Queue for PostgresQueue {
             let client = self.pool.get().await.map_err(backend)?;
             let renewed = client
                 .execute(
-                    &self.sql.renew,
+                    &prepare(&client, &self.sql.renew).await?,
                     &[&sql::lease_text(lease), &micros(duration)],
                 )
                 .await
@@ -1005,7 +1108,10 @@ impl Queue for PostgresQueue {
         Box::pin(async move {
             let client = self.pool.get().await.map_err(backend)?;
             let removed: i64 = client
-                .query_one(&self.sql.acknowledge, &[&sql::lease_text(lease)])
+                .query_one(
+                    &prepare(&client, &self.sql.acknowledge).await?,
+                    &[&sql::lease_text(lease)],
+                )
                 .await
                 .map_err(backend)
                 .and_then(|row| column(&row, 0, "count"))?;
@@ -1037,7 +1143,7 @@ impl Queue for PostgresQueue {
             let client = self.pool.get().await.map_err(backend)?;
             let removed: i64 = client
                 .query_one(
-                    &self.sql.complete,
+                    &prepare(&client, &self.sql.complete).await?,
                     &[
                         &sql::lease_text(lease),
                         &succeeded,
@@ -1065,7 +1171,10 @@ impl Queue for PostgresQueue {
         Box::pin(async move {
             let client = self.pool.get().await.map_err(backend)?;
             client
-                .execute(&self.sql.mark_reported, &[&task_ids])
+                .execute(
+                    &prepare(&client, &self.sql.mark_reported).await?,
+                    &[&task_ids],
+                )
                 .await
                 .map_err(backend)?;
             Ok(())
@@ -1083,7 +1192,13 @@ impl Queue for PostgresQueue {
             let transaction = client.transaction().await.map_err(backend)?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = transaction
-                .query(&self.sql.unreported, &[&self.name, &micros(grace), &limit])
+                .query(
+                    &transaction
+                        .prepare_cached(&self.sql.unreported)
+                        .await
+                        .map_err(backend)?,
+                    &[&self.name, &micros(grace), &limit],
+                )
                 .await
                 .map_err(backend)?;
             let mut taken = Vec::with_capacity(rows.len());
@@ -1102,7 +1217,13 @@ impl Queue for PostgresQueue {
             }
             if !taken.is_empty() {
                 transaction
-                    .execute(&self.sql.mark_reported, &[&taken])
+                    .execute(
+                        &transaction
+                            .prepare_cached(&self.sql.mark_reported)
+                            .await
+                            .map_err(backend)?,
+                        &[&taken],
+                    )
                     .await
                     .map_err(backend)?;
             }
@@ -1120,7 +1241,7 @@ impl Queue for PostgresQueue {
             let client = self.pool.get().await.map_err(backend)?;
             let task = task_id.to_string();
             let rows = client
-                .query(&self.sql.checkpoints, &[&task])
+                .query(&prepare(&client, &self.sql.checkpoints).await?, &[&task])
                 .await
                 .map_err(backend)?;
             let recorded = rows
@@ -1146,6 +1267,25 @@ impl Queue for PostgresQueue {
         })
     }
 
+    fn delivery_checkpoints(
+        &self,
+        task_id: uuid::Uuid,
+        lease: LeaseId,
+        delivery_attempt: u32,
+    ) -> BoxFuture<'_, Result<Option<Arc<dyn Checkpoints>>, QueueError>> {
+        if delivery_attempt > 1 {
+            return self.checkpoints(task_id, lease);
+        }
+        // A first delivery: no earlier one recorded anything, so nothing to read.
+        Box::pin(std::future::ready(Ok(Some(Arc::new(PostgresCheckpoints {
+            pool: self.pool.clone(),
+            statement: self.sql.record_checkpoint.clone(),
+            lease: sql::lease_text(lease),
+            recorded: std::collections::HashMap::new(),
+        })
+            as Arc<dyn Checkpoints>))))
+    }
+
     fn record_run(&self, lease: LeaseId, run: &RunTrace) -> BoxFuture<'_, Result<(), QueueError>> {
         let attempt = i32::try_from(run.delivery_attempt).unwrap_or(i32::MAX);
         let trace = serde_json::to_string(run).unwrap_or_default();
@@ -1153,7 +1293,7 @@ impl Queue for PostgresQueue {
             let client = self.pool.get().await.map_err(backend)?;
             let held: i64 = client
                 .query_one(
-                    &self.sql.record_run,
+                    &prepare(&client, &self.sql.record_run).await?,
                     &[&sql::lease_text(lease), &attempt, &trace],
                 )
                 .await
@@ -1183,17 +1323,23 @@ impl Queue for PostgresQueue {
         Box::pin(async move {
             let client = self.pool.get().await.map_err(backend)?;
             let released = client
-                .execute(&self.sql.release, &[&sql::lease_text(lease)])
+                .execute(
+                    &prepare(&client, &self.sql.release).await?,
+                    &[&sql::lease_text(lease)],
+                )
                 .await
                 .map_err(backend)?;
             if released == 0 {
                 return Err(QueueError::LeaseLost(lease));
             }
             client
-                .execute("SELECT pg_notify($1, '')", &[&self.channel])
+                .execute(
+                    &prepare(&client, "SELECT pg_notify($1, '')").await?,
+                    &[&self.channel],
+                )
                 .await
                 .map_err(backend)?;
-            self.wake.notify_waiters();
+            self.announce();
             Ok(())
         })
     }
@@ -1224,7 +1370,7 @@ impl PostgresQueue {
                 None => {
                     client
                         .query_opt(
-                            &self.sql.requeue,
+                            &prepare(&client, &self.sql.requeue).await?,
                             &[&lease_text, &delay_micros, &self.max_deliveries],
                         )
                         .await
@@ -1233,7 +1379,7 @@ impl PostgresQueue {
                     let task_attempt = i32::try_from(task_attempt).unwrap_or(i32::MAX);
                     client
                         .query_opt(
-                            &self.sql.requeue_attempt,
+                            &prepare(&client, &self.sql.requeue_attempt).await?,
                             &[
                                 &lease_text,
                                 &delay_micros,
@@ -1250,19 +1396,22 @@ impl PostgresQueue {
             };
             if delay.is_zero() && column::<&str>(&row, 0, "envelopes.state")? == "ready" {
                 client
-                    .execute("SELECT pg_notify($1, '')", &[&self.channel])
+                    .execute(
+                        &prepare(&client, "SELECT pg_notify($1, '')").await?,
+                        &[&self.channel],
+                    )
                     .await
                     .map_err(backend)?;
-                self.wake.notify_waiters();
+                self.announce();
             }
             Ok(())
         })
     }
 }
 
-/// Keeps a connection that `LISTEN`s on the queue's channel and wakes waiting claims on each
-/// notification; reconnects after a failure (claims poll meanwhile).
-async fn listen(url: String, channel: String, wake: Arc<Notify>, retry: Duration) {
+/// Keeps a connection that `LISTEN`s on the queue's channel and wakes one waiting claim per
+/// notified task; reconnects after a failure (claims poll meanwhile).
+async fn listen(url: String, channel: String, waiting: Arc<ClaimWait>, retry: Duration) {
     let mut reported = false;
     loop {
         let failure = match tokio_postgres::connect(&url, NoTls).await {
@@ -1278,13 +1427,15 @@ async fn listen(url: String, channel: String, wake: Arc<Notify>, retry: Duration
                                 listening = true;
                                 reported = false;
                                 // Whatever was pushed while nobody listened.
-                                wake.notify_waiters();
+                                waiting.wake_all();
                             }
                             Err(error) => break error.to_string(),
                         },
                         message = std::future::poll_fn(|cx| connection.poll_message(cx)) => {
                             match message {
-                                Some(Ok(AsyncMessage::Notification(_))) => wake.notify_waiters(),
+                                Some(Ok(AsyncMessage::Notification(notification))) => {
+                                    waiting.wake(notified_tasks(notification.payload()));
+                                }
                                 Some(Ok(_)) => {}
                                 Some(Err(error)) => break error.to_string(),
                                 None => break "the connection closed".to_owned(),
@@ -1300,6 +1451,17 @@ async fn listen(url: String, channel: String, wake: Arc<Notify>, retry: Duration
         }
         tokio::time::sleep(retry.max(Duration::from_millis(100))).await;
     }
+}
+
+/// How many tasks a notification announces: its payload when that is a number (a bulk push),
+/// else one. PostgreSQL folds identical notifications of one transaction into one, so a
+/// transaction that readies several tasks says how many.
+fn notified_tasks(payload: &str) -> usize {
+    /// More wake-ups than this wake no more workers than a process has.
+    const MOST: usize = 1024;
+    payload
+        .parse::<usize>()
+        .map_or(1, |tasks| tasks.clamp(1, MOST))
 }
 
 /// `"name"`, quoted as a PostgreSQL identifier.
@@ -1398,6 +1560,37 @@ fn read_claimed(row: &Row) -> Result<(Envelope, u32, String), String> {
     Ok((envelope, attempt(delivery_attempt), task_id))
 }
 
+/// The statement `sql` on `client`'s connection, prepared there once: later executions skip
+/// the parse round trip (deadpool keeps the cache with the connection).
+async fn prepare(
+    client: &deadpool_postgres::ClientWrapper,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, QueueError> {
+    client.prepare_cached(sql).await.map_err(backend)
+}
+
+/// The rows of the query `sql`, prepared on `client`. A prepared statement whose result the
+/// server can no longer describe (a DBA changed a column's type since: "cached plan must not
+/// change result type") is prepared again, once, so that its rows are read — or buried — as
+/// they now are rather than failing every claim until the connection closes.
+async fn query_fresh(
+    client: &deadpool_postgres::ClientWrapper,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<Row>, QueueError> {
+    let statement = prepare(client, sql).await?;
+    match client.query(&statement, params).await {
+        Err(error)
+            if error.code() == Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED) =>
+        {
+            client.statement_cache.remove(sql, &[]);
+            let statement = prepare(client, sql).await?;
+            client.query(&statement, params).await.map_err(backend)
+        }
+        result => result.map_err(backend),
+    }
+}
+
 /// The database's message as a [`QueueError::Backend`].
 fn backend(error: impl Into<PgFailure>) -> QueueError {
     let PgFailure(message) = error.into();
@@ -1435,7 +1628,10 @@ impl Checkpoints for PostgresCheckpoints {
             let stored = async {
                 let client = pool.get().await.map_err(backend)?;
                 let held: i64 = client
-                    .query_one(&statement, &[&lease, &position, &step, &output.to_string()])
+                    .query_one(
+                        &client.prepare_cached(&statement).await.map_err(backend)?,
+                        &[&lease, &position, &step, &output.to_string()],
+                    )
                     .await
                     .map_err(backend)
                     .and_then(|row| column::<i64>(&row, 0, "count"))?;
@@ -1490,5 +1686,120 @@ impl From<deadpool_postgres::PoolError> for PgFailure {
 impl From<deadpool_postgres::CreatePoolError> for PgFailure {
     fn from(error: deadpool_postgres::CreatePoolError) -> Self {
         PgFailure(format!("PostgreSQL connection pool: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_announces_one_task_or_as_many_as_its_payload_says() {
+        assert_eq!(notified_tasks(""), 1);
+        assert_eq!(notified_tasks("not a number"), 1);
+        assert_eq!(notified_tasks("0"), 1);
+        assert_eq!(notified_tasks("12"), 12);
+        assert_eq!(notified_tasks("99999999"), 1024);
+    }
+
+    /// The plans of the claim's statements on a table of 10,000 ready rows and 1,000 expired
+    /// leases (after `ANALYZE`): each walks its index in order, with no sort and no scan of the
+    /// table. Needs `TASKER_TEST_DATABASE_URL`; passes after saying so without it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_claim_statement_walks_an_index_in_order_without_sorting() {
+        let Some(url) = std::env::var("TASKER_TEST_DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+        else {
+            eprintln!("skipping: set TASKER_TEST_DATABASE_URL to check the claim's plans");
+            return;
+        };
+        let schema = format!("tasker_plan_{}", std::process::id());
+        let queue = PostgresQueue::builder(&url)
+            .schema(&schema)
+            .listen(false)
+            .connect()
+            .await
+            .unwrap();
+        let client = queue.pool.get().await.unwrap();
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .unwrap();
+        queue.migrate().await.unwrap();
+        client
+            .batch_execute(&format!(
+                "INSERT INTO {schema}.envelopes (queue, task_id, envelope, available_at)
+                    SELECT 'default', i::text, '{{}}', now() - interval '1 hour' + i * interval '1 ms'
+                    FROM generate_series(1, 10000) AS i;
+                 INSERT INTO {schema}.envelopes
+                    (queue, task_id, envelope, state, lease_id, lease_until)
+                    SELECT 'default', 'l' || i, '{{}}', 'leased', 'l' || i,
+                        now() - interval '1 hour' + i * interval '1 ms'
+                    FROM generate_series(1, 1000) AS i;
+                 ANALYZE {schema}.envelopes;"
+            ))
+            .await
+            .unwrap();
+        // As planned for each claimer's values, and as a generic plan, which a prepared
+        // statement may come to use.
+        let mut plans = Vec::new();
+        for (name, statement, index) in [
+            (
+                "ready",
+                &queue.sql.claim_ready,
+                "Index Scan using envelopes_ready on envelopes",
+            ),
+            (
+                "expired",
+                &queue.sql.claim_expired,
+                "Index Scan using envelopes_expiring on envelopes",
+            ),
+        ] {
+            client
+                .batch_execute(&format!("PREPARE {name} AS {statement}"))
+                .await
+                .unwrap();
+            for (mode, alone) in [
+                ("auto", false),
+                ("auto", true),
+                ("force_generic_plan", true),
+            ] {
+                let explain = format!(
+                    "SET plan_cache_mode = {mode};
+                     EXPLAIN EXECUTE {name}('default', ARRAY['lease'], 1000000, 3, {alone}, 1)"
+                );
+                let plan = client
+                    .simple_query(&explain)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .filter_map(|message| match message {
+                        tokio_postgres::SimpleQueryMessage::Row(row) => {
+                            row.get(0).map(str::to_owned)
+                        }
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                plans.push((plan, index));
+            }
+        }
+        client
+            .batch_execute(&format!(
+                "DEALLOCATE ALL; RESET plan_cache_mode; DROP SCHEMA {schema} CASCADE"
+            ))
+            .await
+            .unwrap();
+        for (plan, index) in &plans {
+            // The claimed rows are updated through the primary key, not a scan of the table.
+            assert!(
+                plan.contains("Index Scan using envelopes_pkey on envelopes \"row\""),
+                "{plan}"
+            );
+            assert!(plan.contains(index), "{plan}");
+            assert!(!plan.contains("Sort"), "{plan}");
+            assert!(!plan.contains("Seq Scan"), "{plan}");
+        }
     }
 }

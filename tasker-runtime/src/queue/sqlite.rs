@@ -3,13 +3,14 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::envelope::now_micros;
 use super::sql::{self, Counts, DeadLetter, RetriedDeadLetters, StoredEnvelope, TaskCounts};
+use super::wait::{Attempt, ClaimWait};
 use super::{
     Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
     TerminalEvent,
@@ -101,7 +102,41 @@ ALTER TABLE tasker_envelopes ADD COLUMN alone INTEGER NOT NULL DEFAULT 1;",
 CREATE INDEX IF NOT EXISTS tasker_terminal_events_due
     ON tasker_terminal_events (queue, completed_at_us);",
     ),
+    (
+        7,
+        "claim_order",
+        "-- Expired leases in the order a claimer that runs alone takes them, so that a claim walks
+-- an index instead of sorting (ready rows walk tasker_envelopes_next).
+CREATE INDEX IF NOT EXISTS tasker_envelopes_expiring
+    ON tasker_envelopes (queue, lease_until_us, id) WHERE state = 'leased';",
+    ),
 ];
+
+/// The next ready envelope (`?1` the queue, `?2` now), walking `tasker_envelopes_next` in
+/// order. The claim's queries are apart so that each walks an index: an `OR` of ready rows and
+/// expired leases would sort every ready row at each claim.
+const CLAIM_READY: &str = "SELECT id, envelope, state, delivery_attempt, task_id
+    FROM tasker_envelopes
+    WHERE queue = ?1 AND state = 'ready' AND available_at_us <= ?2
+    ORDER BY available_at_us, id LIMIT 1";
+
+/// The next suspect, for a claimer that runs alone (`?1` the queue, `?2` max deliveries, `?3`
+/// now): an expired lease that may be delivered again, walking `tasker_envelopes_expiring`.
+const CLAIM_EXPIRED: &str = "SELECT id, envelope, state, delivery_attempt, task_id
+    FROM tasker_envelopes
+    WHERE queue = ?1 AND state = 'leased' AND lease_until_us <= ?3
+        AND (counted_deliveries < ?2 OR NOT alone)
+    ORDER BY lease_until_us, id LIMIT 1";
+
+/// When the next envelope is ready or — for a claimer that runs alone (`?2`) — the next lease
+/// ends (`i64::MAX` for neither): the first entry of each index.
+const NEXT_DUE: &str = "SELECT min(
+    coalesce((SELECT available_at_us FROM tasker_envelopes
+        WHERE queue = ?1 AND state = 'ready'
+        ORDER BY available_at_us LIMIT 1), 9223372036854775807),
+    coalesce((SELECT lease_until_us FROM tasker_envelopes
+        WHERE ?2 AND queue = ?1 AND state = 'leased'
+        ORDER BY lease_until_us LIMIT 1), 9223372036854775807))";
 
 const CREATE_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS tasker_migrations (
     version       INTEGER PRIMARY KEY,
@@ -136,8 +171,9 @@ impl SqliteQueueBuilder {
         self
     }
 
-    /// How often a waiting claim looks at the file for work another process pushed (default
-    /// 100 ms). Pushes from this process wake its claims at once.
+    /// How often, at most, waiting claims look at the file for work another process pushed
+    /// (default 100 ms): idle, they look more and more rarely up to this interval, one look for
+    /// all of them. Each push or requeue in this process wakes one waiting claim at once.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval.max(Duration::from_millis(1));
         self
@@ -171,7 +207,7 @@ impl SqliteQueueBuilder {
             connection: Arc::new(Mutex::new(connection)),
             max_deliveries: i64::from(max_deliveries),
             poll_interval,
-            wake: Arc::new(tokio::sync::Notify::new()),
+            waiting: Arc::new(ClaimWait::new(Some(poll_interval))),
         };
         queue.migrate().await?;
         Ok(queue)
@@ -214,7 +250,9 @@ pub struct SqliteQueue {
     connection: Arc<Mutex<Connection>>,
     max_deliveries: i64,
     poll_interval: Duration,
-    wake: Arc<tokio::sync::Notify>,
+    /// Waiting claims: woken one per task pushed or requeued here, polling with a back-off
+    /// for the other processes' pushes.
+    waiting: Arc<ClaimWait>,
 }
 
 impl std::fmt::Debug for SqliteQueue {
@@ -408,12 +446,14 @@ impl SqliteQueue {
         .await
     }
 
-    /// Claims the next available envelope, or says how long until one may be due.
+    /// Claims up to `wanted` available envelopes in one transaction, or says how long until
+    /// one may be due.
     async fn try_claim(
         &self,
+        wanted: usize,
         lease: Duration,
         isolation: Isolation,
-    ) -> Result<Result<Claim, Option<Duration>>, QueueError> {
+    ) -> Result<Result<Vec<Claim>, Option<Duration>>, QueueError> {
         let alone = isolation == Isolation::Alone;
         let name = self.name.clone();
         let max = self.max_deliveries;
@@ -429,31 +469,37 @@ impl SqliteQueue {
                     AND alone AND counted_deliveries >= ?2",
                 params![name, max, now],
             )?;
+            let mut claims = Vec::new();
             let claimed = loop {
+                if claims.len() >= wanted {
+                    break Ok(claims);
+                }
                 // Read without assuming the columns' types: a row that does not hold an
-                // envelope is buried below instead of failing every claim.
-                let next: Option<(i64, String, Claimed)> = transaction
-                    .query_row(
-                        "SELECT id, envelope, state, delivery_attempt, task_id
-                             FROM tasker_envelopes
-                             WHERE queue = ?1 AND (
-                                (state = 'ready' AND available_at_us <= ?3)
-                                OR (state = 'leased' AND lease_until_us <= ?3 AND ?4
-                                    AND (counted_deliveries < ?2 OR NOT alone)))
-                             ORDER BY available_at_us, id LIMIT 1",
-                        params![name, max, now, alone],
-                        |row| Ok((row.get(0)?, row.get(2)?, read_claimed(row))),
-                    )
-                    .optional()?;
+                // envelope is buried below instead of failing every claim. Each query walks
+                // an index in order; a claimer that runs alone takes a suspect first.
+                let read_row =
+                    |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(2)?, read_claimed(row)));
+                let mut next: Option<(i64, String, Claimed)> = None;
+                if alone {
+                    next = transaction
+                        .prepare_cached(CLAIM_EXPIRED)?
+                        .query_row(params![name, max, now], read_row)
+                        .optional()?;
+                }
+                if next.is_none() {
+                    next = transaction
+                        .prepare_cached(CLAIM_READY)?
+                        .query_row(params![name, now], read_row)
+                        .optional()?;
+                }
                 let Some((id, state, read)) = next else {
-                    let due: Option<i64> = transaction.query_row(
-                        "SELECT min(CASE state WHEN 'ready' THEN available_at_us
-                                               ELSE lease_until_us END)
-                         FROM tasker_envelopes
-                         WHERE queue = ?1 AND (state = 'ready' OR (?2 AND state = 'leased'))",
-                        params![&name, alone],
-                        |row| row.get(0),
-                    )?;
+                    if !claims.is_empty() {
+                        break Ok(claims);
+                    }
+                    let due: Option<i64> = transaction
+                        .prepare_cached(NEXT_DUE)?
+                        .query_row(params![&name, alone], |row| row.get(0))?;
+                    let due = due.filter(|due| *due != i64::MAX);
                     break Err(
                         due.map(|due| Duration::from_micros(u64::try_from(due - now).unwrap_or(0)))
                     );
@@ -496,7 +542,7 @@ impl SqliteQueue {
                         } else {
                             None
                         };
-                        break Ok(Claim {
+                        claims.push(Claim {
                             envelope,
                             lease: lease_id,
                             previous_run,
@@ -633,7 +679,7 @@ impl SqliteQueue {
         })
         .await?
         .map_or(Ok(()), Err)?;
-        self.wake.notify_waiters();
+        self.waiting.wake(1);
         Ok(())
     }
 
@@ -671,7 +717,7 @@ impl SqliteQueue {
                 Ok(report)
             })
             .await?;
-        self.wake.notify_waiters();
+        self.waiting.wake(report.retried.len());
         Ok(report)
     }
 
@@ -795,7 +841,7 @@ impl Queue for SqliteQueue {
                 )
             })
             .await?;
-            self.wake.notify_waiters();
+            self.waiting.wake(1);
             Ok(())
         })
     }
@@ -815,23 +861,32 @@ impl Queue for SqliteQueue {
         isolation: Isolation,
     ) -> BoxFuture<'_, Result<Option<Claim>, QueueError>> {
         Box::pin(async move {
-            let deadline = Instant::now() + wait;
-            loop {
-                let notified = self.wake.notified();
-                let due = match self.try_claim(lease, isolation).await? {
-                    Ok(claim) => return Ok(Some(claim)),
-                    Err(due) => due,
-                };
-                let now = Instant::now();
-                if now >= deadline {
-                    return Ok(None);
-                }
-                let mut sleep = (deadline - now).min(self.poll_interval);
-                if let Some(due) = due {
-                    sleep = sleep.min(due.max(Duration::from_millis(1)));
-                }
-                let _ = tokio::time::timeout(sleep, notified).await;
+            let claims = self.claim_batch(1, lease, wait, isolation).await?;
+            Ok(claims.into_iter().next())
+        })
+    }
+
+    fn claim_batch(
+        &self,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+        isolation: Isolation,
+    ) -> BoxFuture<'_, Result<Vec<Claim>, QueueError>> {
+        Box::pin(async move {
+            if max == 0 {
+                return Ok(Vec::new());
             }
+            let claims = self
+                .waiting
+                .claim(wait, move |_| async move {
+                    Ok(match self.try_claim(max, lease, isolation).await? {
+                        Ok(claims) => Attempt::Claimed(claims),
+                        Err(due) => Attempt::Empty { due },
+                    })
+                })
+                .await?;
+            Ok(claims.unwrap_or_default())
         })
     }
 
@@ -1079,6 +1134,24 @@ impl Queue for SqliteQueue {
         })
     }
 
+    fn delivery_checkpoints(
+        &self,
+        task_id: uuid::Uuid,
+        lease: LeaseId,
+        delivery_attempt: u32,
+    ) -> BoxFuture<'_, Result<Option<Arc<dyn Checkpoints>>, QueueError>> {
+        if delivery_attempt > 1 {
+            return self.checkpoints(task_id, lease);
+        }
+        // A first delivery: no earlier one recorded anything, so nothing to read.
+        Box::pin(std::future::ready(Ok(Some(Arc::new(SqliteCheckpoints {
+            connection: self.connection.clone(),
+            lease,
+            recorded: std::collections::HashMap::new(),
+        })
+            as Arc<dyn Checkpoints>))))
+    }
+
     fn record_run(&self, lease: LeaseId, run: &RunTrace) -> BoxFuture<'_, Result<(), QueueError>> {
         let (attempt, trace) = (
             i64::from(run.delivery_attempt),
@@ -1132,7 +1205,7 @@ impl Queue for SqliteQueue {
                 },
             )
             .await?;
-            self.wake.notify_waiters();
+            self.waiting.wake(1);
             Ok(())
         })
     }
@@ -1159,7 +1232,7 @@ impl Queue for SqliteQueue {
                 move |lease, now| vec![lease.into(), now.into(), delay.into(), max.into()],
             )
             .await?;
-            self.wake.notify_waiters();
+            self.waiting.wake(1);
             Ok(())
         })
     }
@@ -1180,7 +1253,7 @@ impl Queue for SqliteQueue {
                 move |lease, now| vec![lease.into(), now.into()],
             )
             .await?;
-            self.wake.notify_waiters();
+            self.waiting.wake(1);
             Ok(())
         })
     }
@@ -1308,4 +1381,81 @@ fn purge_dead(
     )?;
     transaction.commit()?;
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A migrated file with `ready` ready rows and `leased` expired leases in queue `q`.
+    fn table(ready: i64, leased: i64) -> (Connection, PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "tasker-sqlite-plan-{}-{ready}-{leased}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut connection = Connection::open(dir.join("queue.db")).unwrap();
+        let transaction = connection.transaction().unwrap();
+        transaction.execute_batch(CREATE_MIGRATIONS).unwrap();
+        for (_, _, migration) in MIGRATIONS {
+            transaction.execute_batch(migration).unwrap();
+        }
+        transaction
+            .execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+                 INSERT INTO tasker_envelopes (queue, task_id, envelope, available_at_us,
+                    enqueued_at_us, state, lease_until_us)
+                 SELECT 'q', i, '{}', i, i,
+                    CASE WHEN i <= ?2 THEN 'leased' ELSE 'ready' END,
+                    CASE WHEN i <= ?2 THEN i END
+                 FROM n",
+                params![ready + leased, leased],
+            )
+            .unwrap();
+        transaction.execute_batch("ANALYZE").unwrap();
+        transaction.commit().unwrap();
+        (connection, dir)
+    }
+
+    /// The plan's detail lines for `statement` with `params`.
+    fn plan(connection: &Connection, statement: &str, params: &[&dyn rusqlite::ToSql]) -> String {
+        let mut explain = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+            .unwrap();
+        let rows = explain
+            .query_map(params, |row| row.get::<_, String>(3))
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn each_claim_query_walks_an_index_in_order_without_sorting() {
+        let (connection, dir) = table(5_000, 50);
+        let now = i64::MAX - 1;
+        let ready = plan(&connection, CLAIM_READY, &[&"q", &now]);
+        assert_eq!(
+            ready,
+            "SEARCH tasker_envelopes USING INDEX tasker_envelopes_next (queue=? AND state=? AND \
+             available_at_us<?)"
+        );
+        let expired = plan(&connection, CLAIM_EXPIRED, &[&"q", &3, &now]);
+        assert_eq!(
+            expired,
+            "SEARCH tasker_envelopes USING INDEX tasker_envelopes_expiring (queue=? AND \
+             lease_until_us<?)"
+        );
+        let due = plan(&connection, NEXT_DUE, &[&"q", &true]);
+        assert!(
+            !due.contains("TEMP B-TREE") && !due.contains("SCAN tasker_envelopes"),
+            "{due}"
+        );
+        assert!(
+            due.contains("INDEX tasker_envelopes_next (queue=? AND state=?)")
+                && due.contains("INDEX tasker_envelopes_expiring (queue=?)"),
+            "{due}"
+        );
+        drop(connection);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -105,12 +105,16 @@ pub(super) async fn read_checkpoints(
     queue: &dyn Queue,
     task_id: uuid::Uuid,
     lease: LeaseId,
+    delivery_attempt: u32,
     until: Instant,
 ) -> Result<Option<Arc<dyn Checkpoints>>, Lost> {
     let mut wait = FIRST_RETRY;
     let mut reported = false;
     loop {
-        match queue.checkpoints(task_id, lease).await {
+        match queue
+            .delivery_checkpoints(task_id, lease, delivery_attempt)
+            .await
+        {
             Ok(checkpoints) => return Ok(checkpoints),
             Err(QueueError::LeaseLost(_)) => return Err(Lost::Taken),
             Err(error) if Instant::now() + wait >= until => return Err(Lost::Unread(error)),
@@ -292,7 +296,8 @@ mod tests {
         let until = Instant::now() + limit;
         let read = tokio::time::timeout(
             Duration::from_secs(10),
-            read_checkpoints(&queue, uuid::Uuid::nil(), LeaseId(1), until),
+            // A second delivery: a first one has no checkpoints to read.
+            read_checkpoints(&queue, uuid::Uuid::nil(), LeaseId(1), 2, until),
         )
         .await
         .expect("the reads end within 10 s")

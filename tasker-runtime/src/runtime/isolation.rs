@@ -21,6 +21,47 @@ static GATE: RwLock<()> = RwLock::const_new(());
 /// How often a runtime asks its queue whether suspects wait: processes drain only when they do.
 const SUSPECT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The longest an idle worker's claim waits before the worker looks around again (suspects,
+/// the stop signal): long enough that idle workers cost the database a few statements a second.
+const IDLE_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// How long a worker's shared claim waits: the runtime's poll interval after a claim, doubling
+/// while claims find nothing, up to [`IDLE_WAIT_MAX`] and a quarter of the lease (a worker that
+/// drains the process for a suspect waits for the claims in flight, bounded by the lease).
+pub(super) struct IdleWait {
+    wait: Mutex<Option<Duration>>,
+}
+
+impl IdleWait {
+    pub(super) fn new() -> Self {
+        IdleWait {
+            wait: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Duration>> {
+        self.wait.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The wait for the next claim.
+    fn current(&self, poll: Duration) -> Duration {
+        self.lock().unwrap_or(poll)
+    }
+
+    /// A claim found something (`claimed`) or nothing: the next wait is the shortest, or twice
+    /// as long, up to its bound.
+    fn after(&self, claimed: bool, poll: Duration, lease: Duration) {
+        let mut wait = self.lock();
+        *wait = match claimed {
+            true => None,
+            false => {
+                let longest = IDLE_WAIT_MAX.min(lease / 4).max(poll);
+                Some((wait.unwrap_or(poll) * 2).min(longest))
+            }
+        };
+    }
+}
+
 /// A run's hold on the process's gate, kept until the run ends.
 pub(super) enum Gate {
     /// An ordinary run, beside others.
@@ -71,7 +112,8 @@ impl Inner {
     /// when the claim was asked for (no later than the lease's start, by this process's clock).
     ///
     /// When the queue says suspects wait, the worker first drains the process and claims alone;
-    /// otherwise it claims beside the process's other runs, waiting up to the poll interval.
+    /// otherwise it claims beside the process's other runs, waiting up to the poll interval, or
+    /// longer while claims find nothing ([`IdleWait`]).
     pub(super) async fn claim_next(&self) -> (Instant, Result<Option<Claim>, QueueError>, Gate) {
         if self.suspect_check.due() && self.suspects_waiting().await {
             // Bounded: a run that waits on work of this same process would never let it drain.
@@ -90,10 +132,16 @@ impl Inner {
         }
         let shared = GATE.read().await;
         let asked = Instant::now();
+        let wait = self.idle_wait.current(self.poll);
         let claim = self
             .queue
-            .claim_isolated(self.lease, self.poll, Isolation::Shared)
+            .claim_isolated(self.lease, wait, Isolation::Shared)
             .await;
+        // A failed claim says nothing about idleness: the worker retries after the poll interval.
+        if let Ok(claimed) = &claim {
+            self.idle_wait
+                .after(claimed.is_some(), self.poll, self.lease);
+        }
         (asked, claim, Gate::Shared { _held: shared })
     }
 
@@ -130,6 +178,32 @@ mod tests {
         );
         *check.next.lock().unwrap() = Instant::now();
         assert!(check.due(), "due again once the interval has passed");
+    }
+
+    #[test]
+    fn an_idle_wait_doubles_up_to_its_bound_and_restarts_after_a_claim() {
+        let (poll, lease) = (Duration::from_millis(200), Duration::from_secs(30));
+        let idle = IdleWait::new();
+        let mut waits = vec![idle.current(poll)];
+        for _ in 0..7 {
+            idle.after(false, poll, lease);
+            waits.push(idle.current(poll));
+        }
+        let ms = |ms| Duration::from_millis(ms);
+        let expected = [200, 400, 800, 1600, 3200, 6400, 7500, 7500].map(ms);
+        assert_eq!(waits, expected, "up to a quarter of the 30 s lease");
+        idle.after(true, poll, lease);
+        assert_eq!(idle.current(poll), poll);
+        // A short lease bounds it: a suspect's drain waits for these claims.
+        for _ in 0..6 {
+            idle.after(false, poll, Duration::from_secs(1));
+        }
+        assert_eq!(idle.current(poll), ms(250));
+        // A long one, by IDLE_WAIT_MAX.
+        for _ in 0..10 {
+            idle.after(false, poll, Duration::from_secs(60));
+        }
+        assert_eq!(idle.current(poll), IDLE_WAIT_MAX);
     }
 
     #[test]

@@ -111,6 +111,7 @@ impl RuntimeBuilder {
             has_workers: self.workers > 0,
             claim_failures: Mutex::new(RepeatedFailure::new(CLAIM_FAILURE_REPORTS)),
             suspect_check: isolation::SuspectCheck::new(),
+            idle_wait: isolation::IdleWait::new(),
             marks: Arc::default(),
             handback: watch::channel(false).0,
             finished: AtomicU64::new(0),
@@ -210,6 +211,8 @@ struct Inner {
     claim_failures: Mutex<RepeatedFailure>,
     /// When the workers next ask whether tasks whose lease expired wait to run alone.
     suspect_check: isolation::SuspectCheck,
+    /// How long the workers' next shared claim waits: longer while they find nothing.
+    idle_wait: isolation::IdleWait,
     /// Terminal events emitted here, to mark reported.
     marks: Arc<Marks>,
     /// Turns `true` when a run loop's stop deadline passes: running tasks are handed back.
@@ -668,19 +671,25 @@ impl Inner {
             handback: self.handback.subscribe(),
         };
         let failure = Arc::new(Mutex::new(None));
-        // Checkpoints of earlier deliveries, on a queue that keeps them. A run without the ones
-        // it has would run completed steps again, so a read that keeps failing until the lease
-        // would end stops the run before it starts, as a lost lease does.
-        let checkpoints =
-            read_checkpoints(&*self.queue, envelope.task_id, lease, asked + self.lease)
-                .await?
-                .map(|checkpoints| {
-                    Arc::new(DurableCheckpoints::new(
-                        checkpoints,
-                        self.lease,
-                        checkpoint_stop.clone(),
-                    )) as Arc<dyn Checkpoints>
-                });
+        // Checkpoints of earlier deliveries, on a queue that keeps them (a first delivery has
+        // none to read). A run without the ones it has would run completed steps again, so a
+        // read that keeps failing until the lease would end stops the run before it starts, as
+        // a lost lease does.
+        let checkpoints = read_checkpoints(
+            &*self.queue,
+            envelope.task_id,
+            lease,
+            envelope.delivery_attempt,
+            asked + self.lease,
+        )
+        .await?
+        .map(|checkpoints| {
+            Arc::new(DurableCheckpoints::new(
+                checkpoints,
+                self.lease,
+                checkpoint_stop.clone(),
+            )) as Arc<dyn Checkpoints>
+        });
         let _checkpointing = checkpoints.is_some().then(CheckpointedRun::begin);
         let info = QueuedInfo {
             bypass_steps: envelope.bypass_steps.clone(),
