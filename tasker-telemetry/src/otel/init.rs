@@ -247,6 +247,8 @@ impl OtelGuard {
 
 impl Drop for OtelGuard {
     fn drop(&mut self) {
+        // Events still on their way to the adapters become spans before the providers shut.
+        let _ = crate::collector::flush_timeout(self.shutdown_timeout);
         let _ = self
             .tracer_provider
             .shutdown_with_timeout(self.shutdown_timeout);
