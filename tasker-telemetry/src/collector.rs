@@ -176,13 +176,29 @@ pub(crate) fn register(set: Arc<AdapterSet>) -> Option<u64> {
     Some(id)
 }
 
-/// The set will get no more events: the collector drops it once it delivered those it has.
+/// The set will get no more events: the collector forgets it once it delivered those it has.
+/// Waits for that (at most [`DEFAULT_FLUSH_TIMEOUT`]), so that the adapters of a replaced
+/// configuration have every event of theirs when `configure` returns, and are dropped by the
+/// caller, not on the collector.
 pub(crate) fn retire(set: u64) {
     let after = NEXT_SEQ.load(Ordering::SeqCst);
     if let Some(slot) = registry().sets.iter_mut().find(|slot| slot.0 == set) {
         slot.2 = Some(after);
     }
-    wake();
+    if ON_COLLECTOR.with(|flag| flag.get()) {
+        return;
+    }
+    let deadline = Instant::now().checked_add(DEFAULT_FLUSH_TIMEOUT);
+    if wait_delivered(after, deadline) {
+        registry().sets.retain(|slot| slot.0 != set);
+    } else {
+        tracing::warn!(
+            target: "tasker",
+            "[Tasker] the adapters of a replaced configuration did not get their last events \
+             within {DEFAULT_FLUSH_TIMEOUT:?}; they are dropped when the collector is done with \
+             them"
+        );
+    }
 }
 
 /// Queues `call` for the adapter set `set` on this thread's buffer; `call` runs only if the
@@ -355,26 +371,21 @@ impl Collector {
 
     /// Publishes the mark, wakes flushers, forgets retired sets and ended threads' buffers.
     fn finish_sweep(&mut self, hi: u64) {
-        {
-            let mut registry = registry();
-            let mut retired = Vec::new();
-            registry.sets.retain(|(id, _, after)| {
-                let done = after.is_some_and(|after| after <= hi);
-                if done {
-                    retired.push(*id);
-                }
-                !done
-            });
-            let fallback = fallback_buffer();
-            registry.buffers.retain(|buffer| {
-                !(buffer.orphaned.load(Ordering::Acquire)
-                    && !Arc::ptr_eq(buffer, fallback)
-                    && buffer.lock().is_empty())
-            });
-            drop(registry);
-            // Adapters of a retired configuration are dropped here, on the collector.
-            self.sets.retain(|(id, _)| !retired.contains(id));
-        }
+        // No set outlives a sweep here, so a retired configuration's adapters are dropped by
+        // whoever replaced it (see `retire`), not on the collector.
+        self.sets.clear();
+        // Before the registry's lock: its first use registers it there.
+        let fallback = fallback_buffer();
+        let mut registry = registry();
+        registry
+            .sets
+            .retain(|(_, _, after)| !after.is_some_and(|after| after <= hi));
+        registry.buffers.retain(|buffer| {
+            !(buffer.orphaned.load(Ordering::Acquire)
+                && !Arc::ptr_eq(buffer, fallback)
+                && buffer.lock().is_empty())
+        });
+        drop(registry);
         self.spare.truncate(64);
         DELIVERED.store(hi, Ordering::SeqCst);
         let shared = shared();
@@ -440,19 +451,32 @@ pub fn flush() -> bool {
 /// nothing is pending.
 pub fn flush_timeout(timeout: Duration) -> bool {
     let deadline = Instant::now().checked_add(timeout);
+    drain_until(deadline) && flush_adapters(deadline)
+}
+
+/// Waits until every event recorded before the call has been handed to every adapter's
+/// `record` (or trace and span hooks), at most `timeout`; `true` if it has. Unlike
+/// [`flush_timeout`] it does not wait for what adapters keep for later (a
+/// [`NonBlocking`](crate::adapters::NonBlocking) adapter's queue).
+pub fn drain(timeout: Duration) -> bool {
+    drain_until(Instant::now().checked_add(timeout))
+}
+
+fn drain_until(deadline: Option<Instant>) -> bool {
     let target = NEXT_SEQ.load(Ordering::SeqCst);
-    if DELIVERED.load(Ordering::SeqCst) < target {
-        if ON_COLLECTOR.with(|flag| flag.get()) || UNAVAILABLE.load(Ordering::Relaxed) {
-            return false;
-        }
-        if !wait_delivered(target, deadline) {
-            return false;
-        }
+    if DELIVERED.load(Ordering::SeqCst) >= target {
+        return true;
     }
-    flush_adapters(deadline)
+    if ON_COLLECTOR.with(|flag| flag.get()) || UNAVAILABLE.load(Ordering::Relaxed) {
+        return false;
+    }
+    wait_delivered(target, deadline)
 }
 
 fn wait_delivered(target: u64, deadline: Option<Instant>) -> bool {
+    if DELIVERED.load(Ordering::SeqCst) >= target {
+        return true;
+    }
     let shared = shared();
     FLUSH_WANTED.store(true, Ordering::SeqCst);
     wake();
