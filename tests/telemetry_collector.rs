@@ -141,7 +141,7 @@ fn events_of_100_000_tasks_reach_a_collector_fed_adapter_complete_and_in_task_or
         .build()
         .expect("a runtime");
     let tasks = 100_000u64;
-    let wave = 10_000u64;
+    let wave = 2_000u64;
     let deadline = Instant::now() + Duration::from_secs(300);
     runtime.block_on(async {
         for first in (0..tasks).step_by(wave as usize) {
@@ -164,7 +164,11 @@ fn events_of_100_000_tasks_reach_a_collector_fed_adapter_complete_and_in_task_or
     );
     unconfigure();
 
-    assert_eq!(collector::stats().dropped, dropped_before, "nothing dropped");
+    assert_eq!(
+        collector::stats().dropped,
+        dropped_before,
+        "nothing dropped"
+    );
     assert!(
         ON_COLLECTOR_THREAD.load(Ordering::Relaxed),
         "the adapter is called on the collector thread only"
@@ -214,7 +218,10 @@ fn flush_makes_every_earlier_event_visible() {
     for name in &names {
         tasker::telemetry::record(name, ()).expect("a valid custom event");
     }
-    assert!(tasker::telemetry::flush(), "flush completes within its timeout");
+    assert!(
+        tasker::telemetry::flush(),
+        "flush completes within its timeout"
+    );
     let seen = SLOWLY_SEEN
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -270,7 +277,13 @@ fn a_program_that_returns_from_main_loses_no_event_of_a_finished_task() {
     let _exclusive = exclusive();
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut child = std::process::Command::new(exe)
-        .args(["--exact", "exit_child", "--test-threads", "1", "--nocapture"])
+        .args([
+            "--exact",
+            "exit_child",
+            "--test-threads",
+            "1",
+            "--nocapture",
+        ])
         .env(CHILD, "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -289,11 +302,8 @@ fn a_program_that_returns_from_main_loses_no_event_of_a_finished_task() {
     };
     assert!(status.success(), "{status:?}");
     let mut output = String::new();
-    std::io::Read::read_to_string(
-        &mut child.stdout.take().expect("piped stdout"),
-        &mut output,
-    )
-    .expect("the child's output");
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("piped stdout"), &mut output)
+        .expect("the child's output");
     let events: Vec<&str> = output
         .lines()
         .filter_map(|line| line.strip_prefix("EVENT "))
@@ -375,7 +385,10 @@ fn a_full_buffer_drops_new_events_counts_them_and_reports_once() {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut state = gate.state.lock().unwrap_or_else(PoisonError::into_inner);
         while !state.0 {
-            assert!(Instant::now() < deadline, "the collector reached the adapter");
+            assert!(
+                Instant::now() < deadline,
+                "the collector reached the adapter"
+            );
             state = gate
                 .changed
                 .wait_timeout(state, Duration::from_millis(50))
@@ -395,8 +408,10 @@ fn a_full_buffer_drops_new_events_counts_them_and_reports_once() {
         .collect();
     assert_eq!(reports.len(), 1, "{lines:?}");
     assert!(
-        reports[0].starts_with(" WARN tasker: [Tasker] the telemetry collector is behind: a \
-             thread's buffer of 8 events is full"),
+        reports[0].starts_with(
+            " WARN tasker: [Tasker] the telemetry collector is behind: a \
+             thread's buffer of 8 events is full"
+        ),
         "{}",
         reports[0]
     );
@@ -425,8 +440,8 @@ fn with_scoped_log<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
         .without_time()
         .finish();
     let result = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8_lossy(&log.lock().unwrap_or_else(PoisonError::into_inner))
-        .into_owned();
+    let text =
+        String::from_utf8_lossy(&log.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
     (result, text.lines().map(str::to_owned).collect())
 }
 
@@ -460,7 +475,11 @@ fn a_panicking_adapter_on_the_collector_is_isolated_counted_and_reported_once() 
     assert!(tasker::telemetry::flush(), "the collector drains");
     unconfigure();
 
-    assert_eq!(PANICS_SEEN.load(Ordering::Relaxed), 14, "two tasks of seven events");
+    assert_eq!(
+        PANICS_SEEN.load(Ordering::Relaxed),
+        14,
+        "two tasks of seven events"
+    );
     assert_eq!(tasker::events::panic_counts().get(label) - before, 14);
     assert_eq!(
         lines_containing(&format!("{label} panicked and was isolated")),

@@ -32,7 +32,7 @@ use crate::isolate::Isolated;
 use crate::telemetry::dispatch;
 
 /// Events each thread's buffer holds, by default, before new ones are dropped.
-pub const DEFAULT_BUFFER_CAPACITY: usize = 65_536;
+pub const DEFAULT_BUFFER_CAPACITY: usize = 16_384;
 
 /// How long [`flush`] waits, at most, for the collector.
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -143,10 +143,7 @@ fn shared() -> &'static Shared {
 }
 
 fn registry() -> MutexGuard<'static, Registry> {
-    shared()
-        .registry
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    shared().registry.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn new_buffer() -> Arc<Buffer> {
@@ -268,7 +265,8 @@ fn start() -> bool {
             .name("tasker-collector".into())
             .spawn(run);
         match spawned {
-            Ok(_) => {
+            Ok(handle) => {
+                thread_clock::remember(&handle);
                 exit_hook::install();
                 true
             }
@@ -419,7 +417,11 @@ static FLUSH_WANTED: AtomicBool = AtomicBool::new(false);
 
 /// Calls every adapter of `set` with `call`, each isolated.
 pub(crate) fn deliver(set: &AdapterSet, call: &Call) {
-    for configured in set.adapters.iter().filter(|configured| !configured.synchronous) {
+    for configured in set
+        .adapters
+        .iter()
+        .filter(|configured| !configured.synchronous)
+    {
         let adapter = configured.adapter.as_ref();
         match call {
             Call::Event(event) => configured.isolated.call(|| dispatch(adapter, event)),
@@ -503,11 +505,7 @@ fn wait_delivered(target: u64, deadline: Option<Instant>) -> bool {
 
 /// Asks every adapter of the live sets to hand on what it holds.
 fn flush_adapters(deadline: Option<Instant>) -> bool {
-    let sets: Vec<Arc<AdapterSet>> = registry()
-        .sets
-        .iter()
-        .map(|slot| slot.1.clone())
-        .collect();
+    let sets: Vec<Arc<AdapterSet>> = registry().sets.iter().map(|slot| slot.1.clone()).collect();
     let mut all = true;
     for set in sets {
         for configured in &set.adapters {
@@ -564,6 +562,62 @@ pub fn buffer_capacity() -> usize {
 /// record times this.
 pub fn set_buffer_capacity(capacity: usize) {
     CAPACITY.store(capacity.max(1), Ordering::Relaxed);
+}
+
+/// The CPU time the collector thread has used so far, from its thread CPU clock: what moving
+/// adapters off the tasks' threads costs, to add to theirs when measuring. `None` before the
+/// collector started, or where thread clocks are not available (non-Unix).
+///
+/// ```
+/// let _used = tasker_telemetry::collector::cpu_time();
+/// ```
+pub fn cpu_time() -> Option<Duration> {
+    thread_clock::read()
+}
+
+/// The collector thread's CPU clock.
+mod thread_clock {
+    #[cfg(unix)]
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    #[cfg(unix)]
+    static CLOCK: OnceLock<libc::clockid_t> = OnceLock::new();
+
+    #[cfg(unix)]
+    pub(super) fn remember(handle: &std::thread::JoinHandle<()>) {
+        use std::os::unix::thread::JoinHandleExt;
+        let mut clock: libc::clockid_t = 0;
+        // SAFETY: the thread is running (it never ends), so its `pthread_t` is valid.
+        if unsafe { libc::pthread_getcpuclockid(handle.as_pthread_t(), &mut clock) } == 0 {
+            let _ = CLOCK.set(clock);
+        }
+    }
+
+    #[cfg(unix)]
+    pub(super) fn read() -> Option<Duration> {
+        let clock = *CLOCK.get()?;
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `now` is a valid, writable timespec.
+        if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+            return None;
+        }
+        Some(Duration::new(
+            u64::try_from(now.tv_sec).ok()?,
+            u32::try_from(now.tv_nsec).ok()?,
+        ))
+    }
+
+    #[cfg(not(unix))]
+    pub(super) fn remember(_handle: &std::thread::JoinHandle<()>) {}
+
+    #[cfg(not(unix))]
+    pub(super) fn read() -> Option<Duration> {
+        None
+    }
 }
 
 /// The process-exit hook: `exit` (returning from `main` included) runs it before the process

@@ -1,5 +1,10 @@
 //! [`NonBlocking`]: an adapter moved behind a bounded queue, on a thread of its own, so that a
-//! slow or stalled adapter cannot slow or stall the tasks it observes.
+//! slow or stalled adapter cannot hold up the others.
+//!
+//! Every adapter is already called off the tasks' path, on the telemetry collector's thread
+//! (see [`collector`](crate::collector)); that thread is shared, so an adapter that blocks (a
+//! network call per event) belongs behind a `NonBlocking`, whose queue the collector fills
+//! without waiting. [`flush`](crate::flush) waits for that queue too.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;
