@@ -70,7 +70,7 @@ impl Observer for TelemetryObserver {
             }
         }
         if let Some(set) = self.collected {
-            collector::push(set, || Call::Event(event.clone().into_owned()));
+            collector::push(set, || Call::Event(event.to_owned_event()));
         }
     }
 

@@ -388,6 +388,108 @@ impl<'a> Event<'a> {
         })
     }
 
+    /// An owned copy, built in one pass (cloning and then [`into_owned`](Self::into_owned)
+    /// would copy the event twice): what the collector queues for the adapters.
+    pub fn to_owned_event(&self) -> Event<'static> {
+        fn owned<T: ToOwned + ?Sized>(value: &Cow<'_, T>) -> Cow<'static, T> {
+            Cow::Owned(T::to_owned(value))
+        }
+        fn error(error: &ErrorInfo<'_>) -> ErrorInfo<'static> {
+            ErrorInfo {
+                class: owned(&error.class),
+                message: owned(&error.message),
+            }
+        }
+        let details = match &self.details {
+            Details::TaskInitialize { status, errors } => Details::TaskInitialize {
+                status: *status,
+                errors: owned(errors),
+            },
+            Details::TaskEnqueue { queue } => Details::TaskEnqueue {
+                queue: owned(queue),
+            },
+            Details::TaskStart => Details::TaskStart,
+            Details::TaskHandle => Details::TaskHandle,
+            Details::TaskFinalize {
+                completed_steps,
+                failed_steps,
+                skipped_steps,
+            } => Details::TaskFinalize {
+                completed_steps: *completed_steps,
+                failed_steps: *failed_steps,
+                skipped_steps: *skipped_steps,
+            },
+            Details::TaskComplete { duration } => Details::TaskComplete {
+                duration: *duration,
+            },
+            Details::TaskError {
+                duration,
+                error: failure,
+                error_steps,
+            } => Details::TaskError {
+                duration: *duration,
+                error: error(failure),
+                error_steps: owned(error_steps),
+            },
+            Details::StepFindViable { step_names } => Details::StepFindViable {
+                step_names: owned(step_names),
+            },
+            Details::StepHandle {
+                attempt,
+                max_attempts,
+            } => Details::StepHandle {
+                attempt: *attempt,
+                max_attempts: *max_attempts,
+            },
+            Details::StepComplete { attempt, duration } => Details::StepComplete {
+                attempt: *attempt,
+                duration: *duration,
+            },
+            Details::StepError {
+                attempt,
+                error: failure,
+                retryable,
+            } => Details::StepError {
+                attempt: *attempt,
+                error: error(failure),
+                retryable: *retryable,
+            },
+            Details::StepRetry {
+                attempt,
+                max_attempts,
+            } => Details::StepRetry {
+                attempt: *attempt,
+                max_attempts: *max_attempts,
+            },
+            Details::StepBackoff { attempt, backoff } => Details::StepBackoff {
+                attempt: *attempt,
+                backoff: *backoff,
+            },
+            Details::StepSkip { reason } => Details::StepSkip {
+                reason: owned(reason),
+            },
+            Details::StepMaxRetriesReached {
+                attempts,
+                max_attempts,
+            } => Details::StepMaxRetriesReached {
+                attempts: *attempts,
+                max_attempts: *max_attempts,
+            },
+            Details::Custom { name, payload } => Details::Custom {
+                name: owned(name),
+                payload: owned(payload),
+            },
+        };
+        Event {
+            id: self.id,
+            timestamp: self.timestamp,
+            task: self.task,
+            step: self.step,
+            details,
+            fields: self.fields.as_ref().map(owned),
+        }
+    }
+
     /// A copy that owns all of its data, for observers that keep events.
     pub fn into_owned(self) -> Event<'static> {
         let details = match self.details {
