@@ -307,14 +307,24 @@ fn run() {
     loop {
         let hi = NEXT_SEQ.load(Ordering::SeqCst);
         let delivered = collector.sweep(hi);
-        if delivered > 0 {
+        if delivered >= FULL_BATCH {
+            // Behind: sweep again at once.
             idle = 0;
-        } else if NEXT_SEQ.load(Ordering::SeqCst) == hi {
-            idle = idle.saturating_add(1);
-            collector.sleep(hi, idle);
+            continue;
         }
+        idle = if delivered > 0 {
+            0
+        } else {
+            idle.saturating_add(1)
+        };
+        collector.sleep(hi, idle);
     }
 }
+
+/// A sweep that delivered this many is followed by another at once; after a smaller one the
+/// collector waits `IDLE_POLL`, so that events gather into batches and the callers' buffers are
+/// not taken from under them after every push.
+const FULL_BATCH: usize = 4096;
 
 impl Collector {
     /// Drains every buffer, delivers what was stamped below `hi`, in order; returns how many
@@ -394,14 +404,17 @@ impl Collector {
     fn sleep(&mut self, hi: u64, idle: u32) {
         let shared = shared();
         let signal = shared.signal.lock().unwrap_or_else(|e| e.into_inner());
+        if FLUSH_WANTED.swap(false, Ordering::SeqCst) {
+            return;
+        }
         let deep = idle > IDLE_SWEEPS;
         if deep {
             SLEEPING.store(true, Ordering::SeqCst);
-        }
-        // An event stamped after `hi` (or a flush) since the sweep: no sleep.
-        if NEXT_SEQ.load(Ordering::SeqCst) != hi || FLUSH_WANTED.swap(false, Ordering::SeqCst) {
-            SLEEPING.store(false, Ordering::SeqCst);
-            return;
+            // An event stamped since the sweep: the pusher may have missed the flag.
+            if NEXT_SEQ.load(Ordering::SeqCst) != hi {
+                SLEEPING.store(false, Ordering::SeqCst);
+                return;
+            }
         }
         let timeout = if deep { DEEP_SLEEP } else { IDLE_POLL };
         let _ = shared
