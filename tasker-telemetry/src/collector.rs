@@ -32,7 +32,7 @@ use crate::isolate::Isolated;
 use crate::telemetry::dispatch;
 
 /// Events each thread's buffer holds, by default, before new ones are dropped.
-pub const DEFAULT_BUFFER_CAPACITY: usize = 16_384;
+pub const DEFAULT_BUFFER_CAPACITY: usize = 65_536;
 
 /// How long [`flush`] waits, at most, for the collector.
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
