@@ -61,6 +61,8 @@ pub(crate) struct ConfiguredAdapter {
 }
 
 /// One call the collector makes on every adapter of a set.
+// Events are nearly every call; boxing them would allocate on the caller's thread.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Call {
     /// An event to record (with the trace and span hooks it implies).
     Event(Event<'static>),

@@ -391,8 +391,8 @@ impl<'a> Event<'a> {
     /// An owned copy, built in one pass (cloning and then [`into_owned`](Self::into_owned)
     /// would copy the event twice): what the collector queues for the adapters.
     pub fn to_owned_event(&self) -> Event<'static> {
-        fn owned<T: ToOwned + ?Sized>(value: &Cow<'_, T>) -> Cow<'static, T> {
-            Cow::Owned(T::to_owned(value))
+        fn owned<T: ToOwned + ?Sized>(value: &T) -> Cow<'static, T> {
+            Cow::Owned(value.to_owned())
         }
         fn error(error: &ErrorInfo<'_>) -> ErrorInfo<'static> {
             ErrorInfo {
@@ -486,7 +486,7 @@ impl<'a> Event<'a> {
             task: self.task,
             step: self.step,
             details,
-            fields: self.fields.as_ref().map(owned),
+            fields: self.fields.as_deref().map(owned),
         }
     }
 
