@@ -34,6 +34,9 @@ use crate::telemetry::dispatch;
 /// Events each thread's buffer holds, by default, before new ones are dropped.
 pub const DEFAULT_BUFFER_CAPACITY: usize = 65_536;
 
+/// Entries a buffer has room for before it grows.
+const INITIAL_BUFFER: usize = 1024;
+
 /// How long [`flush`] waits, at most, for the collector.
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -150,7 +153,7 @@ fn registry() -> MutexGuard<'static, Registry> {
 
 fn new_buffer() -> Arc<Buffer> {
     let buffer = Arc::new(Buffer {
-        entries: Mutex::new(Vec::new()),
+        entries: Mutex::new(Vec::with_capacity(INITIAL_BUFFER)),
         orphaned: AtomicBool::new(false),
     });
     registry().buffers.push(buffer.clone());
@@ -336,7 +339,11 @@ impl Collector {
         buffers.extend(registry().buffers.iter().cloned());
         self.batch.append(&mut self.later);
         for buffer in &buffers {
-            let mut storage = self.spare.pop().unwrap_or_default();
+            // The storage the buffer gets back has room, so pushing seldom allocates.
+            let mut storage = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(INITIAL_BUFFER));
             std::mem::swap(&mut *buffer.lock(), &mut storage);
             for entry in storage.drain(..) {
                 if entry.seq < hi {
