@@ -66,10 +66,11 @@ pub use tasker_telemetry::{
 /// ```
 pub mod telemetry {
     pub use tasker_telemetry::{
-        adapters, context, env, filter, propagation, record, registered_adapters, Adapter,
-        AdapterRegistration, ConfigError, Configuration, Details, ErrorInfo, Event, EventKind,
-        InitializeStatus, PanicCounts, RecordError, SourceLocation, SpanOutcome, StepRef,
-        TaskOrigin, TaskRef, TelemetryAdapter, UnknownEventKind, CANCELLED_CLASS,
+        adapters, collector, context, env, filter, flush, flush_timeout, propagation, record,
+        registered_adapters, Adapter, AdapterRegistration, ConfigError, Configuration, Details,
+        ErrorInfo, Event, EventKind, InitializeStatus, PanicCounts, RecordError, SourceLocation,
+        SpanOutcome, StepRef, TaskOrigin, TaskRef, TelemetryAdapter, UnknownEventKind,
+        CANCELLED_CLASS,
     };
 
     /// OpenTelemetry: the adapter's spans and metrics, and OTLP export (feature

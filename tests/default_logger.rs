@@ -132,6 +132,12 @@ impl Adapter for PanickingAdapter {
     fn record(&self, event: &Event<'_>) {
         panic!("panicking adapter refuses {}", event.name());
     }
+
+    /// On the task's thread, so that its report reaches the test's scoped subscriber (from the
+    /// collector thread it goes to the global one: see tests/telemetry_collector.rs).
+    fn synchronous(&self) -> bool {
+        true
+    }
 }
 
 tasker::register_adapter!(PanickingAdapter);

@@ -217,6 +217,11 @@ fn compare_with_baseline(faulty: &str) -> u64 {
     configure(&[BASELINE, faulty]);
     let before = COUNTED.load(Ordering::Relaxed);
     let (results, took) = run_tasks();
+    // Adapters get their events on the collector thread: count once it delivered them.
+    assert!(
+        tasker::telemetry::collector::drain(Duration::from_secs(30)),
+        "the collector drains"
+    );
     let events = COUNTED.load(Ordering::Relaxed) - before;
     assert_eq!(results, expected, "{faulty}: identical results");
     // Generous, and relative: the faulty adapter blocks for seconds per call, so a run that

@@ -364,6 +364,11 @@ async fn run_load(tasks: u64, seed: u64) {
             .zip(counts.iter().copied())
             .collect()
     };
+    assert_eq!(
+        tasker::telemetry::collector::stats().dropped,
+        0,
+        "no event dropped by the collector's bounded buffers"
+    );
     assert_eq!(named(&counts), named(&expected_counts), "events by kind");
     assert_eq!(BODY_RUNS.load(Ordering::Relaxed), expected_bodies);
     let runs = TASK_RUNS.get().expect("set above");

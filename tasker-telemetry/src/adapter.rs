@@ -64,6 +64,21 @@ pub trait Adapter: Send + Sync + 'static {
     /// Called for every event.
     fn record(&self, event: &Event<'_>);
 
+    /// Whether this adapter is called on the thread that fires each event, inside the task's
+    /// context, instead of on the collector thread. Asked once, when the configuration is
+    /// built. Default `false`: a synchronous adapter adds its whole cost to every step call.
+    fn synchronous(&self) -> bool {
+        false
+    }
+
+    /// Hands on what the adapter holds (a queue of its own, an exporter's batch), waiting at
+    /// most `timeout`; `true` when nothing is left. [`flush`](crate::flush) calls it after the
+    /// collector delivered every earlier event. Default: nothing to do.
+    fn flush(&self, timeout: std::time::Duration) -> bool {
+        let _ = timeout;
+        true
+    }
+
     /// A task run begins (before `task.start` is recorded).
     fn start_trace(&self, task: &TaskRef) {
         let _ = task;

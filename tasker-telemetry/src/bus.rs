@@ -191,13 +191,18 @@ impl Drop for Subscription {
     }
 }
 
-/// Installs (or with `None` removes) the telemetry observer.
-pub(crate) fn set_telemetry(observer: Option<Arc<dyn Observer>>) {
+/// Installs (or with `None` removes) the telemetry observer; returns the one it replaced, for
+/// the caller to drop outside its locks (dropping it drains the adapters it routed to).
+pub(crate) fn set_telemetry(observer: Option<Arc<dyn Observer>>) -> Option<Arc<dyn Observer>> {
+    let mut replaced = None;
     update(|entries| {
         let linked = entries
             .iter()
             .take_while(|entry| entry.id > u64::MAX / 2)
             .count();
+        if let Some(old) = entries.iter().find(|entry| entry.id == TELEMETRY_ID) {
+            replaced = Some(old.observer.clone());
+        }
         entries.retain(|entry| entry.id != TELEMETRY_ID);
         if let Some(observer) = observer {
             entries.insert(
@@ -210,6 +215,7 @@ pub(crate) fn set_telemetry(observer: Option<Arc<dyn Observer>>) {
             );
         }
     });
+    replaced
 }
 
 fn update(change: impl FnOnce(&mut Vec<Entry>)) {

@@ -559,9 +559,12 @@ pub fn configure(change: impl FnOnce(&mut Configuration)) -> Result<(), ConfigEr
     let propagator = propagator.filter(|_| observer.is_some());
     let mut applied = APPLIED.lock().unwrap_or_else(|e| e.into_inner());
     FILTERS.store(Some(Arc::new(config.filter_parameters.clone())));
-    bus::set_telemetry(observer);
+    let replaced = bus::set_telemetry(observer);
     propagation::set_configured_propagator(propagator);
     *applied = Some(config);
+    drop(applied);
+    // Its adapters get their last events from the collector before they are dropped, here.
+    drop(replaced);
     Ok(())
 }
 

@@ -9,6 +9,7 @@ mod adapter;
 pub mod adapters;
 mod bus;
 pub mod clock;
+pub mod collector;
 mod config;
 pub mod context;
 mod debug_message;
@@ -24,6 +25,7 @@ mod telemetry;
 pub mod testing;
 
 pub use adapter::{registered_adapters, Adapter, AdapterRegistration, SpanOutcome};
+pub use collector::{flush, flush_timeout};
 pub use config::{configuration, configure, env, ConfigError, Configuration, TelemetryAdapter};
 pub use context::{SourceLocation, StepRef, TaskOrigin, TaskRef};
 pub use event::{Details, ErrorInfo, Event, EventKind, InitializeStatus, UnknownEventKind};

@@ -1,8 +1,12 @@
 //! The telemetry observer: routes each event to the configured adapters and derives their trace
-//! and span hooks from the lifecycle.
+//! and span hooks from the lifecycle. Adapters that ask for it are called here, on the caller's
+//! thread; the others through the [collector](crate::collector).
+
+use std::sync::Arc;
 
 use crate::adapter::{Adapter, SpanOutcome};
 use crate::bus::Observer;
+use crate::collector::{self, AdapterSet, Call, ConfiguredAdapter};
 use crate::context::{TaskOrigin, TaskRef};
 use crate::event::{Details, Event};
 use crate::isolate::Isolated;
@@ -11,25 +15,81 @@ use crate::isolate::Isolated;
 pub const CANCELLED_CLASS: &str = "tasker::Cancelled";
 
 pub(crate) struct TelemetryObserver {
-    adapters: Vec<(Box<dyn Adapter>, Isolated)>,
+    set: Arc<AdapterSet>,
+    /// Whether some adapter is called here, on the caller's thread.
+    any_inline: bool,
+    /// Every adapter is called here: none asked for the collector, or it could not start.
+    all_inline: bool,
+    /// The set's id at the collector, when some adapter receives events there.
+    collected: Option<u64>,
 }
 
 impl TelemetryObserver {
     pub(crate) fn new(adapters: Vec<(Box<dyn Adapter>, Isolated)>) -> Self {
-        Self { adapters }
+        let adapters: Vec<ConfiguredAdapter> = adapters
+            .into_iter()
+            .map(|(adapter, isolated)| ConfiguredAdapter {
+                synchronous: adapter.synchronous(),
+                adapter,
+                isolated,
+            })
+            .collect();
+        let any_synchronous = adapters.iter().any(|configured| configured.synchronous);
+        let any_collected = adapters.iter().any(|configured| !configured.synchronous);
+        let set = Arc::new(AdapterSet { adapters });
+        let collected = any_collected
+            .then(|| collector::register(set.clone()))
+            .flatten();
+        // Without a collector thread, every adapter is called here.
+        let all_inline = collected.is_none();
+        Self {
+            set,
+            any_inline: any_synchronous || all_inline,
+            all_inline,
+            collected,
+        }
+    }
+
+    fn inline(&self) -> impl Iterator<Item = &ConfiguredAdapter> {
+        let all = self.all_inline;
+        self.set
+            .adapters
+            .iter()
+            .filter(move |configured| all || configured.synchronous)
     }
 }
 
 impl Observer for TelemetryObserver {
+    #[inline]
     fn on_event(&self, event: &Event<'_>) {
-        for (adapter, isolated) in &self.adapters {
-            isolated.call(|| dispatch(adapter.as_ref(), event));
+        if self.any_inline {
+            for configured in self.inline() {
+                configured
+                    .isolated
+                    .call(|| dispatch(configured.adapter.as_ref(), event));
+            }
+        }
+        if let Some(set) = self.collected {
+            collector::push(set, || Call::Event(event.to_owned_event()));
         }
     }
 
     fn on_task_abandoned(&self, task: &TaskRef) {
-        for (adapter, isolated) in &self.adapters {
-            isolated.call(|| adapter.end_trace(task, SpanOutcome::Abandoned));
+        for configured in self.inline() {
+            configured
+                .isolated
+                .call(|| configured.adapter.end_trace(task, SpanOutcome::Abandoned));
+        }
+        if let Some(set) = self.collected {
+            collector::push(set, || Call::Abandoned(*task));
+        }
+    }
+}
+
+impl Drop for TelemetryObserver {
+    fn drop(&mut self) {
+        if let Some(set) = self.collected {
+            collector::retire(set);
         }
     }
 }

@@ -419,7 +419,8 @@ impl Runtime {
     }
 
     /// Stops claiming new requests, lets the workers finish the tasks they claimed, and waits
-    /// for them. Requests not yet claimed stay in the queue.
+    /// for them. Requests not yet claimed stay in the queue. Before it returns, every event of
+    /// those tasks has reached the adapters ([`tasker_telemetry::flush`]).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
@@ -435,6 +436,9 @@ impl Runtime {
         self.inner.marks.flush(&*self.inner.queue).await;
         // Whoever still waits on a request that no worker here will run learns it now.
         self.inner.lock_pending().clear();
+        // The workers' last events reach the adapters before `shutdown` returns; the wait is
+        // blocking, but bounded, and `shutdown` is the end of the runtime's life.
+        let _ = tokio::task::spawn_blocking(tasker_telemetry::flush).await;
     }
 }
 

@@ -135,6 +135,14 @@ fn enabled(level: Level) -> bool {
 }
 
 impl Adapter for LoggerAdapter {
+    /// The logger writes through `tracing` on the task's own thread, so the line goes to the
+    /// subscriber in force there (a scoped default included) inside the user's current span,
+    /// and log correlation keeps working; an application that wants the writing off its
+    /// threads gives its subscriber a non-blocking writer.
+    fn synchronous(&self) -> bool {
+        true
+    }
+
     fn record(&self, event: &Event<'_>) {
         let level = level_of(event.kind());
         if !enabled(level) {

@@ -1,5 +1,10 @@
 //! [`NonBlocking`]: an adapter moved behind a bounded queue, on a thread of its own, so that a
-//! slow or stalled adapter cannot slow or stall the tasks it observes.
+//! slow or stalled adapter cannot hold up the others.
+//!
+//! Every adapter is already called off the tasks' path, on the telemetry collector's thread
+//! (see [`collector`](crate::collector)); that thread is shared, so an adapter that blocks (a
+//! network call per event) belongs behind a `NonBlocking`, whose queue the collector fills
+//! without waiting. [`flush`](crate::flush) waits for that queue too.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;
@@ -171,6 +176,11 @@ impl<A: Adapter> NonBlocking<A> {
 }
 
 impl<A: Adapter> Adapter for NonBlocking<A> {
+    /// Waits for this adapter's own queue, so that `tasker::telemetry::flush` covers it.
+    fn flush(&self, timeout: Duration) -> bool {
+        self.shared.flush(timeout)
+    }
+
     fn record(&self, event: &Event<'_>) {
         self.shared
             .push(|| Call::Record(event.clone().into_owned()));
@@ -394,17 +404,21 @@ impl Shared {
     }
 
     fn flush(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        // A timeout too long to add to now waits without limit.
+        let deadline = Instant::now().checked_add(timeout);
         let mut state = self.lock();
         let target = state.accepted;
         while state.finished < target {
-            let now = Instant::now();
-            if now >= deadline {
+            let left = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(1),
+            };
+            if left.is_zero() {
                 return false;
             }
             state = self
                 .idle
-                .wait_timeout(state, deadline - now)
+                .wait_timeout(state, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }

@@ -510,6 +510,13 @@ impl<'a> Event<'a> {
         })
     }
 
+    /// An owned copy of a borrowed event: what the collector queues for the adapters. Cloning
+    /// copies only the `Cow` references; [`into_owned`](Self::into_owned) then copies the data
+    /// once.
+    pub fn to_owned_event(&self) -> Event<'static> {
+        self.clone().into_owned()
+    }
+
     /// A copy that owns all of its data, for observers that keep events.
     pub fn into_owned(self) -> Event<'static> {
         let details = self.details.into_owned();

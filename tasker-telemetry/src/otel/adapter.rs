@@ -209,6 +209,13 @@ where
     T: Tracer + Send + Sync + 'static,
     T::Span: Send + Sync + 'static,
 {
+    /// Spans are started and ended on the task's thread for now: a step's span must exist
+    /// while the step is polled (log correlation reads it) and the queue latency is read from
+    /// the task's context.
+    fn synchronous(&self) -> bool {
+        true
+    }
+
     fn record(&self, event: &Event<'_>) {
         self.spans.record(event);
         let Some(instruments) = &self.instruments else {

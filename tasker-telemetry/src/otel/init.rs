@@ -290,6 +290,8 @@ pub(crate) fn guards_alive() -> bool {
 
 impl Drop for OtelGuard {
     fn drop(&mut self) {
+        // Events still on their way to the adapters become spans before the providers shut.
+        let _ = crate::collector::flush_timeout(self.shutdown_timeout);
         GUARDS_ALIVE.fetch_sub(1, Ordering::Relaxed);
         // The adapter may still hold the direct export: drain it here, within the timeout.
         super::providers::clear_global_direct(&self.direct_export);

@@ -109,7 +109,14 @@ fn append(adapter: &'static str, instance: u64, call: Call) {
 }
 
 /// Every call received so far by any instance of either adapter, in the order received.
+///
+/// Adapters receive events on the telemetry collector's thread, so it first waits until every
+/// event recorded before the call was delivered.
 pub fn journal() -> Vec<Received> {
+    assert!(
+        tasker::telemetry::flush_timeout(std::time::Duration::from_secs(30)),
+        "the telemetry collector delivers every event within 30 s"
+    );
     JOURNAL.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
