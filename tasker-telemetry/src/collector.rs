@@ -339,12 +339,22 @@ impl Collector {
         buffers.extend(registry().buffers.iter().cloned());
         self.batch.append(&mut self.later);
         for buffer in &buffers {
-            // The storage the buffer gets back has room, so pushing seldom allocates.
-            let mut storage = self
-                .spare
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(INITIAL_BUFFER));
-            std::mem::swap(&mut *buffer.lock(), &mut storage);
+            let mut storage = {
+                let mut entries = buffer.lock();
+                if entries.is_empty() {
+                    continue;
+                }
+                // The storage the buffer gets back is at least as large as what it held, and
+                // any allocation for it happens here: a caller's pushes allocate only when a
+                // burst outgrows every earlier one.
+                let capacity = entries.capacity().max(INITIAL_BUFFER);
+                let mut storage = match self.spare.pop() {
+                    Some(spare) if spare.capacity() >= capacity => spare,
+                    _ => Vec::with_capacity(capacity),
+                };
+                std::mem::swap(&mut *entries, &mut storage);
+                storage
+            };
             for entry in storage.drain(..) {
                 if entry.seq < hi {
                     self.batch.push(entry);

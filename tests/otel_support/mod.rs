@@ -52,6 +52,9 @@ impl Otel {
             None => TracerProviderHandle::from(provider.clone()),
         };
         tasker::configure(|config| {
+            // From the defaults: an earlier test's settings (`otel_metrics = false`) must not
+            // leak into this one.
+            *config = tasker::Configuration::default();
             config.enable_telemetry = true;
             config.telemetry_adapters = vec![TelemetryAdapter::OpenTelemetry];
             config.telemetry_adapter_classes = Vec::new();
@@ -83,12 +86,7 @@ impl Otel {
 
 impl Drop for Otel {
     fn drop(&mut self) {
-        let _ = tasker::configure(|config| {
-            config.enable_telemetry = false;
-            config.telemetry_adapters = vec![TelemetryAdapter::Default];
-            config.tracer_provider = None;
-            config.meter_provider = None;
-        });
+        let _ = tasker::configure(|config| *config = tasker::Configuration::default());
     }
 }
 

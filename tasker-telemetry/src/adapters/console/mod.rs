@@ -280,6 +280,13 @@ fn outside_task_message(step: &str) -> String {
 }
 
 impl Adapter for ConsoleAdapter {
+    /// The console view is a terminal companion of the program: its trees and notices come on
+    /// the program's own thread, in order with what the program prints itself, and through the
+    /// subscriber that thread has.
+    fn synchronous(&self) -> bool {
+        true
+    }
+
     fn record(&self, event: &Event<'_>) {
         let Some(task) = event.task_id() else {
             if let Some(step) = event.step_name() {
