@@ -53,6 +53,8 @@ macro_rules! queue_suite {
             an_expired_lease_that_ran_alone_counts,
             an_expired_lease_is_handed_only_to_a_claimer_that_runs_alone,
             requeues_of_shared_runs_count,
+            task_retries_count_deliveries_as_requeues_do,
+            a_task_retry_keeps_a_context_holding_nul,
             envelopes_round_trip_through_the_backend,
             concurrent_claims_never_share_an_envelope,
             the_next_delivery_carries_the_run_an_earlier_one_recorded,
@@ -406,6 +408,63 @@ pub async fn requeues_of_shared_runs_count(queue: Arc<dyn Queue>) {
             .is_none(),
         "an envelope requeued {MAX_DELIVERIES} times is not delivered again"
     );
+}
+
+/// A task retry (`requeue_attempt`) counts deliveries as a requeue does: two crashes beside
+/// other tasks (not the task's own) and two failed attempts (its own) leave it two counted
+/// deliveries of three, so it is delivered again; a third failed attempt dead-letters it.
+pub async fn task_retries_count_deliveries_as_requeues_do(queue: Arc<dyn Queue>) {
+    queue.push(envelope("retried innocent")).await.unwrap();
+    let mut deliveries = Vec::new();
+    for task_attempt in 2..=3u32 {
+        let shared = claim_as(&queue, Isolation::Shared, SHORT_LEASE).await.unwrap();
+        deliveries.push(shared.envelope.delivery_attempt);
+        expire().await;
+        let alone = claim_as(&queue, Isolation::Alone, LEASE).await.unwrap();
+        deliveries.push(alone.envelope.delivery_attempt);
+        queue
+            .requeue_attempt(alone.lease, Duration::ZERO, task_attempt)
+            .await
+            .unwrap();
+    }
+    assert_eq!(deliveries, [1, 2, 3, 4]);
+    let third = claim_as(&queue, Isolation::Alone, LEASE)
+        .await
+        .expect("delivered again after 2 failed attempts and 2 crashes that were not its own");
+    assert_eq!(
+        (third.envelope.delivery_attempt, third.envelope.task_attempt),
+        (5, 3)
+    );
+    queue
+        .requeue_attempt(third.lease, Duration::ZERO, 4)
+        .await
+        .unwrap();
+    assert!(
+        queue
+            .claim_isolated(LEASE, Duration::from_millis(100), Isolation::Alone)
+            .await
+            .unwrap()
+            .is_none(),
+        "a third failed attempt is the third counted delivery: dead-lettered"
+    );
+}
+
+/// A task retry hands back an envelope whose context holds a NUL character unchanged (JSON
+/// allows it; PostgreSQL's `jsonb` does not).
+pub async fn a_task_retry_keeps_a_context_holding_nul(queue: Arc<dyn Queue>) {
+    let sent = Envelope::new("t", "1", json!({"note": "a\u{0}b"}));
+    queue.push(sent.clone()).await.unwrap();
+    let claim = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+    queue
+        .requeue_attempt(claim.lease, Duration::ZERO, 2)
+        .await
+        .unwrap();
+    let again = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+    let mut expected = sent;
+    expected.delivery_attempt = 2;
+    expected.task_attempt = 2;
+    assert_eq!(again.envelope, expected);
+    queue.acknowledge(again.lease).await.unwrap();
 }
 
 pub async fn envelopes_round_trip_through_the_backend(queue: Arc<dyn Queue>) {

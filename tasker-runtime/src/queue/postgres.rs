@@ -300,7 +300,7 @@ struct Statements {
     result: String,
     requeue: String,
     release: String,
-    requeue_attempt: String,
+    held_envelope: String,
     dead: String,
     counts: String,
 }
@@ -440,22 +440,13 @@ impl Statements {
                  SELECT count(*) FROM held"
             ),
             previous_run: format!("SELECT trace FROM {schema}.runs WHERE task_id = $1"),
-            requeue_attempt: format!(
-                "UPDATE {t} SET
-                    envelope = (envelope::jsonb
-                        || jsonb_build_object('task_attempt', $4::integer))::text,
-                    delivery_attempt = delivery_attempt + 1,
-                    state = CASE WHEN delivery_attempt + 1 > $3 THEN 'dead' ELSE 'ready' END,
-                    dead_at = CASE WHEN delivery_attempt + 1 > $3 THEN now() END,
-                    last_error = CASE WHEN delivery_attempt + 1 > $3
-                        THEN 'requeued after its last delivery' END,
-                    available_at = now() + $2 {micros},
-                    lease_id = NULL, lease_until = NULL
-                 WHERE {held}
-                 RETURNING state"
-            ),
+            // The envelope with its next task attempt, read under the lease: set in Rust, since
+            // `jsonb` cannot hold every JSON text (a `\u0000` in a string).
+            held_envelope: format!("SELECT envelope FROM {t} WHERE {held} FOR UPDATE"),
+            // Requeues and task retries alike ($4: the envelope of a retry's next attempt).
             requeue: format!(
                 "UPDATE {t} SET
+                    envelope = COALESCE($4::text, envelope),
                     delivery_attempt = delivery_attempt + 1,
                     counted_deliveries = counted_deliveries + 1,
                     state = CASE WHEN counted_deliveries + 1 > $3 THEN 'dead' ELSE 'ready' END,
@@ -1210,7 +1201,8 @@ impl Queue for PostgresQueue {
 }
 
 impl PostgresQueue {
-    /// Hands a claimed envelope out again after `delay`, for `task_attempt` when given.
+    /// Hands a claimed envelope out again after `delay`, for `task_attempt` when given: one
+    /// statement for requeues and task retries, so both count deliveries the same way.
     fn put_back(
         &self,
         lease: LeaseId,
@@ -1218,37 +1210,43 @@ impl PostgresQueue {
         task_attempt: Option<u32>,
     ) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
-            let client = self.pool.get().await.map_err(backend)?;
+            let mut client = self.pool.get().await.map_err(backend)?;
+            let transaction = client.transaction().await.map_err(backend)?;
             let (lease_text, delay_micros) = (sql::lease_text(lease), micros(delay));
-            let row = match task_attempt {
-                None => {
-                    client
-                        .query_opt(
-                            &self.sql.requeue,
-                            &[&lease_text, &delay_micros, &self.max_deliveries],
-                        )
-                        .await
-                }
+            let envelope = match task_attempt {
+                None => None,
                 Some(task_attempt) => {
-                    let task_attempt = i32::try_from(task_attempt).unwrap_or(i32::MAX);
-                    client
-                        .query_opt(
-                            &self.sql.requeue_attempt,
-                            &[
-                                &lease_text,
-                                &delay_micros,
-                                &self.max_deliveries,
-                                &task_attempt,
-                            ],
-                        )
+                    let Some(row) = transaction
+                        .query_opt(&self.sql.held_envelope, &[&lease_text])
                         .await
+                        .map_err(backend)?
+                    else {
+                        return Err(QueueError::LeaseLost(lease));
+                    };
+                    // It decoded when claimed; a row changed since is refused, not rewritten.
+                    let mut envelope = column::<AnyValue>(&row, 0, "envelopes.envelope")?
+                        .stored()
+                        .decode()
+                        .map_err(QueueError::Backend)?;
+                    envelope.task_attempt = task_attempt;
+                    Some(String::from_utf8(envelope.encode()).map_err(|error| {
+                        QueueError::Backend(format!("envelope is not UTF-8: {error}"))
+                    })?)
                 }
-            }
-            .map_err(backend)?;
+            };
+            let row = transaction
+                .query_opt(
+                    &self.sql.requeue,
+                    &[&lease_text, &delay_micros, &self.max_deliveries, &envelope],
+                )
+                .await
+                .map_err(backend)?;
             let Some(row) = row else {
                 return Err(QueueError::LeaseLost(lease));
             };
-            if delay.is_zero() && column::<&str>(&row, 0, "envelopes.state")? == "ready" {
+            let ready = column::<&str>(&row, 0, "envelopes.state")? == "ready";
+            transaction.commit().await.map_err(backend)?;
+            if delay.is_zero() && ready {
                 client
                     .execute("SELECT pg_notify($1, '')", &[&self.channel])
                     .await

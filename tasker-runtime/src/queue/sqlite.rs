@@ -711,6 +711,50 @@ macro_rules! held {
     };
 }
 
+impl SqliteQueue {
+    /// Hands a claimed envelope out again after `delay`, for `task_attempt` when given: one
+    /// statement for requeues and task retries, so both count deliveries the same way.
+    async fn put_back(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: Option<u32>,
+    ) -> Result<(), QueueError> {
+        let (delay, max) = (micros(delay), self.max_deliveries);
+        let task_attempt = task_attempt.map(i64::from);
+        self.on_held(
+            lease,
+            concat!(
+                "UPDATE tasker_envelopes SET
+                    envelope = CASE WHEN ?5 IS NULL THEN envelope
+                        ELSE json_set(envelope, '$.task_attempt', ?5) END,
+                    delivery_attempt = delivery_attempt + 1,
+                    counted_deliveries = counted_deliveries + 1,
+                    state = CASE WHEN counted_deliveries + 1 > ?4 THEN 'dead' ELSE 'ready' END,
+                    dead_at_us = CASE WHEN counted_deliveries + 1 > ?4 THEN ?2 END,
+                    last_error = CASE WHEN counted_deliveries + 1 > ?4
+                        THEN 'requeued after its last delivery' END,
+                    available_at_us = ?2 + ?3,
+                    lease_id = NULL, lease_until_us = NULL
+                 WHERE ",
+                held!()
+            ),
+            move |lease, now| {
+                vec![
+                    lease.into(),
+                    now.into(),
+                    delay.into(),
+                    max.into(),
+                    task_attempt.into(),
+                ]
+            },
+        )
+        .await?;
+        self.wake.notify_waiters();
+        Ok(())
+    }
+}
+
 /// The checkpoints of one task run in the queue's file, recorded while its lease is held.
 struct SqliteCheckpoints {
     connection: Arc<Mutex<Connection>>,
@@ -1103,65 +1147,11 @@ impl Queue for SqliteQueue {
         delay: Duration,
         task_attempt: u32,
     ) -> BoxFuture<'_, Result<(), QueueError>> {
-        let delay = micros(delay);
-        let max = self.max_deliveries;
-        Box::pin(async move {
-            self.on_held(
-                lease,
-                concat!(
-                    "UPDATE tasker_envelopes SET
-                        envelope = json_set(envelope, '$.task_attempt', ?5),
-                        delivery_attempt = delivery_attempt + 1,
-                        state = CASE WHEN delivery_attempt + 1 > ?4 THEN 'dead' ELSE 'ready' END,
-                        dead_at_us = CASE WHEN delivery_attempt + 1 > ?4 THEN ?2 END,
-                        last_error = CASE WHEN delivery_attempt + 1 > ?4
-                            THEN 'requeued after its last delivery' END,
-                        available_at_us = ?2 + ?3,
-                        lease_id = NULL, lease_until_us = NULL
-                     WHERE ",
-                    held!()
-                ),
-                move |lease, now| {
-                    vec![
-                        lease.into(),
-                        now.into(),
-                        delay.into(),
-                        max.into(),
-                        i64::from(task_attempt).into(),
-                    ]
-                },
-            )
-            .await?;
-            self.wake.notify_waiters();
-            Ok(())
-        })
+        Box::pin(self.put_back(lease, delay, Some(task_attempt)))
     }
 
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
-        let delay = micros(delay);
-        let max = self.max_deliveries;
-        Box::pin(async move {
-            self.on_held(
-                lease,
-                concat!(
-                    "UPDATE tasker_envelopes SET
-                        delivery_attempt = delivery_attempt + 1,
-                        counted_deliveries = counted_deliveries + 1,
-                        state = CASE WHEN counted_deliveries + 1 > ?4 THEN 'dead' ELSE 'ready' END,
-                        dead_at_us = CASE WHEN counted_deliveries + 1 > ?4 THEN ?2 END,
-                        last_error = CASE WHEN counted_deliveries + 1 > ?4
-                            THEN 'requeued after its last delivery' END,
-                        available_at_us = ?2 + ?3,
-                        lease_id = NULL, lease_until_us = NULL
-                     WHERE ",
-                    held!()
-                ),
-                move |lease, now| vec![lease.into(), now.into(), delay.into(), max.into()],
-            )
-            .await?;
-            self.wake.notify_waiters();
-            Ok(())
-        })
+        Box::pin(self.put_back(lease, delay, None))
     }
 
     fn release(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
