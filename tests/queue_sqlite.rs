@@ -145,6 +145,61 @@ async fn migrations_create_the_tables_in_a_new_file_and_rerun_as_no_ops() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Runs `script` as the sqlite3 CLI does: statement by statement, going on after one fails.
+/// Returns the messages of the statements that failed.
+fn run_like_the_cli(connection: &rusqlite::Connection, script: &str) -> Vec<String> {
+    script
+        .split(";\n")
+        .filter(|statement| !statement.trim().is_empty())
+        .filter_map(|statement| connection.execute_batch(statement).err())
+        .map(|error| error.to_string())
+        .collect()
+}
+
+/// The printed script, run by hand over a file that is already migrated, twice, leaves every
+/// row as it was: migration 5's `ALTER`s fail (their columns exist) and its `UPDATE` does not
+/// run again (it would reset the counted deliveries of every envelope).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerunning_the_migration_script_changes_no_row() {
+    let fixture = fresh().await.unwrap();
+    fixture.queue.push(queue_suite::envelope("a")).await.unwrap();
+    let claim = fixture
+        .queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    // Handed back uncounted: delivery 2, one counted delivery.
+    fixture.queue.release(claim.lease).await.unwrap();
+    let connection = rusqlite::Connection::open(fixture.path()).unwrap();
+    let deliveries = |connection: &rusqlite::Connection| -> (i64, i64) {
+        connection
+            .query_row(
+                "SELECT delivery_attempt, counted_deliveries FROM tasker_envelopes",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap()
+    };
+    assert_eq!(deliveries(&connection), (2, 1));
+    for _ in 0..2 {
+        let failed = run_like_the_cli(&connection, &SqliteQueue::migration_sql());
+        assert_eq!(
+            failed,
+            [
+                "duplicate column name: counted_deliveries",
+                "duplicate column name: alone",
+            ]
+        );
+        assert_eq!(deliveries(&connection), (2, 1));
+    }
+    let versions: i64 = connection
+        .query_row("SELECT count(*) FROM tasker_migrations", [], |row| row.get(0))
+        .unwrap();
+    let migrations = SqliteQueue::migration_sql().matches("-- migration ").count();
+    assert_eq!(usize::try_from(versions).unwrap(), migrations);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_keep_the_envelope_and_its_deliveries() {
     let fixture = fresh().await.unwrap();

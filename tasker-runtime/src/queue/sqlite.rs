@@ -84,7 +84,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS tasker_envelopes_lease_id
         "-- Deliveries that count toward max_deliveries: not one whose lease expired while its
 -- process ran other tasks too (the crash may not have been its own).
 ALTER TABLE tasker_envelopes ADD COLUMN counted_deliveries INTEGER NOT NULL DEFAULT 1;
-UPDATE tasker_envelopes SET counted_deliveries = delivery_attempt;
+-- Not again when the printed script is re-run (its ALTERs then fail, and it goes on).
+UPDATE tasker_envelopes SET counted_deliveries = delivery_attempt
+    WHERE NOT EXISTS (SELECT 1 FROM tasker_migrations WHERE version = 5);
 -- Whether the current lease's run is alone in its process.
 ALTER TABLE tasker_envelopes ADD COLUMN alone INTEGER NOT NULL DEFAULT 1;",
     ),
@@ -273,8 +275,11 @@ impl SqliteQueue {
         .await
     }
 
-    /// The migrations as one SQL script, to review or to run by hand. Running it again changes
-    /// nothing (migration 5 then fails: its columns exist).
+    /// The migrations as one SQL script, to review or to run by hand. Running it again over a
+    /// migrated file changes no row: migration 5's two `ALTER TABLE … ADD COLUMN` statements
+    /// fail (their columns exist), which the sqlite3 CLI reports and goes on from, and the rest
+    /// is guarded (`IF NOT EXISTS`, `INSERT OR IGNORE`, an `UPDATE` that runs only while
+    /// migration 5 is not recorded).
     pub fn migration_sql() -> String {
         let mut script = format!("BEGIN IMMEDIATE;\n{CREATE_MIGRATIONS};\n");
         for (version, name, migration) in MIGRATIONS {
