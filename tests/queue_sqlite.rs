@@ -162,7 +162,11 @@ fn run_like_the_cli(connection: &rusqlite::Connection, script: &str) -> Vec<Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerunning_the_migration_script_changes_no_row() {
     let fixture = fresh().await.unwrap();
-    fixture.queue.push(queue_suite::envelope("a")).await.unwrap();
+    fixture
+        .queue
+        .push(queue_suite::envelope("a"))
+        .await
+        .unwrap();
     let claim = fixture
         .queue
         .claim(queue_suite::LEASE, Duration::ZERO)
@@ -194,9 +198,13 @@ async fn rerunning_the_migration_script_changes_no_row() {
         assert_eq!(deliveries(&connection), (2, 1));
     }
     let versions: i64 = connection
-        .query_row("SELECT count(*) FROM tasker_migrations", [], |row| row.get(0))
+        .query_row("SELECT count(*) FROM tasker_migrations", [], |row| {
+            row.get(0)
+        })
         .unwrap();
-    let migrations = SqliteQueue::migration_sql().matches("-- migration ").count();
+    let migrations = SqliteQueue::migration_sql()
+        .matches("-- migration ")
+        .count();
     assert_eq!(usize::try_from(versions).unwrap(), migrations);
 }
 
@@ -370,4 +378,87 @@ async fn runtimes_looking_at_once_emit_each_unreported_event_once() {
     let fixture = fresh().await.unwrap();
     let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reopen(&fixture).await];
     queue_suite::terminal::runtimes_looking_at_once_emit_each_unreported_event_once(queues).await;
+}
+
+/// Writes `event` into the file's terminal events as a worker's completion does.
+fn insert_terminal(path: &std::path::Path, task_id: &str, event: rusqlite::types::Value) {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute(
+            "INSERT INTO tasker_terminal_events (task_id, queue, event, completed_at_us)
+             VALUES (?1, 'default', ?2, 0)",
+            rusqlite::params![task_id, event],
+        )
+        .unwrap();
+}
+
+/// A terminal-event row that does not hold text (a BLOB, not UTF-8) is warned about and
+/// removed; the good row beside it is emitted, and the next look finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_terminal_event_row_is_removed_and_recovery_goes_on() {
+    let fixture = fresh().await.unwrap();
+    let good = queue_suite::terminal::stored_terminal(1);
+    insert_terminal(&fixture.path(), "bad", vec![0x00, 0xff].into());
+    insert_terminal(
+        &fixture.path(),
+        &good.task_id.to_string(),
+        good.encode().into(),
+    );
+    let (emit, emitted) = queue_suite::terminal::recording_emitter(Duration::ZERO);
+    let first = fixture
+        .queue
+        .report_unreported(Duration::from_millis(1), 10, emit.clone())
+        .await;
+    let second = fixture
+        .queue
+        .report_unreported(Duration::from_millis(1), 10, emit)
+        .await;
+    assert_eq!((first, second), (Ok(2), Ok(0)));
+    assert_eq!(*emitted.lock().unwrap(), [good.event_id]);
+    assert_eq!(fixture.queue.unreported().await, Ok(0));
+}
+
+/// Re-emitting unreported events holds no write lock while adapters run: another process's
+/// push, with a 300 ms busy timeout, goes through while 20 events take 50 ms each, and each
+/// is emitted once, in completion order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_holds_no_write_lock_while_it_emits() {
+    let fixture = fresh().await.unwrap();
+    let stored: Vec<_> = (1..=20)
+        .map(queue_suite::terminal::stored_terminal)
+        .collect();
+    for event in &stored {
+        insert_terminal(
+            &fixture.path(),
+            &event.task_id.to_string(),
+            event.encode().into(),
+        );
+    }
+    let other = SqliteQueue::builder(fixture.path())
+        .busy_timeout(Duration::from_millis(300))
+        .open()
+        .await
+        .unwrap();
+    let (emit, emitted) = queue_suite::terminal::recording_emitter(Duration::from_millis(50));
+    let queue = fixture.queue.clone();
+    let recovery = tokio::spawn(async move {
+        queue
+            .report_unreported(Duration::from_secs(30), 100, emit)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let pushed = other.push(queue_suite::envelope("meanwhile")).await;
+    // Taken by the first look until its grace ends: a second process skips them meanwhile.
+    let (skip, skipped) = queue_suite::terminal::recording_emitter(Duration::ZERO);
+    let second_look = other.report_unreported(Duration::ZERO, 100, skip).await;
+    let recovered = tokio::time::timeout(Duration::from_secs(10), recovery)
+        .await
+        .expect("recovery ends within 10 s")
+        .unwrap();
+    assert_eq!(pushed, Ok(()));
+    assert_eq!((recovered, second_look), (Ok(20), Ok(0)));
+    assert!(skipped.lock().unwrap().is_empty());
+    let ids: Vec<_> = stored.iter().map(|event| event.event_id).collect();
+    assert_eq!(*emitted.lock().unwrap(), ids);
+    assert_eq!(fixture.queue.unreported().await, Ok(0));
 }

@@ -417,7 +417,9 @@ pub async fn task_retries_count_deliveries_as_requeues_do(queue: Arc<dyn Queue>)
     queue.push(envelope("retried innocent")).await.unwrap();
     let mut deliveries = Vec::new();
     for task_attempt in 2..=3u32 {
-        let shared = claim_as(&queue, Isolation::Shared, SHORT_LEASE).await.unwrap();
+        let shared = claim_as(&queue, Isolation::Shared, SHORT_LEASE)
+            .await
+            .unwrap();
         deliveries.push(shared.envelope.delivery_attempt);
         expire().await;
         let alone = claim_as(&queue, Isolation::Alone, LEASE).await.unwrap();

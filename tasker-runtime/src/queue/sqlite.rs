@@ -10,6 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::envelope::now_micros;
 use super::sql::{self, Counts, DeadLetter, RetriedDeadLetters, StoredEnvelope, TaskCounts};
+use super::terminal::{self, TakenRow};
 use super::{
     Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
     TerminalEvent,
@@ -98,7 +99,9 @@ ALTER TABLE tasker_envelopes ADD COLUMN alone INTEGER NOT NULL DEFAULT 1;",
     task_id         TEXT    PRIMARY KEY,
     queue           TEXT    NOT NULL,
     event           TEXT    NOT NULL,
-    completed_at_us INTEGER NOT NULL
+    completed_at_us INTEGER NOT NULL,
+    -- Until when a recovering process has taken it to emit it (others skip it meanwhile).
+    taken_until_us  INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS tasker_terminal_events_due
     ON tasker_terminal_events (queue, completed_at_us);",
@@ -1046,51 +1049,74 @@ impl Queue for SqliteQueue {
     ) -> BoxFuture<'_, Result<usize, QueueError>> {
         let name = self.name.clone();
         let (grace, limit) = (micros(grace), i64::try_from(limit).unwrap_or(i64::MAX));
-        Box::pin(self.with(move |connection| {
-            // Nothing due: no write transaction, so an idle process stays quiet.
-            let cutoff = micros_now().saturating_sub(grace);
-            let due: bool = connection.query_row(
-                "SELECT EXISTS (SELECT 1 FROM tasker_terminal_events
-                                WHERE queue = ?1 AND completed_at_us <= ?2)",
-                params![name, cutoff],
-                |row| row.get(0),
-            )?;
-            if !due {
+        Box::pin(async move {
+            // Taken in one short transaction, for `grace`: the events are emitted with no lock
+            // held, so other processes' claims and completions go on meanwhile.
+            let taken = self
+                .with(move |connection| {
+                    let now = micros_now();
+                    let cutoff = now.saturating_sub(grace);
+                    // Nothing due: no write transaction, so an idle process stays quiet.
+                    let due: bool = connection.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM tasker_terminal_events
+                                        WHERE queue = ?1 AND completed_at_us <= ?2
+                                            AND taken_until_us <= ?3)",
+                        params![name, cutoff, now],
+                        |row| row.get(0),
+                    )?;
+                    if !due {
+                        return Ok(Vec::new());
+                    }
+                    let transaction =
+                        connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    let taken = {
+                        let mut statement = transaction.prepare(
+                            "UPDATE tasker_terminal_events SET taken_until_us = ?4
+                             WHERE rowid IN (
+                                SELECT rowid FROM tasker_terminal_events
+                                WHERE queue = ?1 AND completed_at_us <= ?2
+                                    AND taken_until_us <= ?3
+                                ORDER BY completed_at_us LIMIT ?5)
+                             RETURNING rowid, task_id, event",
+                        )?;
+                        let rows = statement.query_map(
+                            params![name, cutoff, now, now.saturating_add(grace), limit],
+                            read_taken,
+                        )?;
+                        rows.collect::<rusqlite::Result<Vec<_>>>()?
+                    };
+                    transaction.commit()?;
+                    Ok(taken)
+                })
+                .await?;
+            if taken.is_empty() {
                 return Ok(0);
             }
-            // The write lock keeps other processes from taking them until the marks commit.
-            let transaction =
-                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let rows: Vec<(String, String)> = {
-                let mut statement = transaction.prepare(
-                    "SELECT task_id, event FROM tasker_terminal_events
-                     WHERE queue = ?1 AND completed_at_us <= ?2
-                     ORDER BY completed_at_us LIMIT ?3",
-                )?;
-                let rows = statement
-                    .query_map(params![name, cutoff, limit], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })?
-                    .collect::<rusqlite::Result<_>>()?;
-                rows
-            };
-            let mut taken = Vec::with_capacity(rows.len());
-            for (task_id, text) in rows {
-                match TerminalEvent::decode(&task_id, &text) {
-                    Ok(event) => emit(&event),
-                    // It can never be emitted: say so, and let it go with the others.
-                    Err(error) => tracing::warn!(
-                        target: "tasker",
-                        %task_id,
-                        "[Tasker] {error}; it is not reported again"
-                    ),
-                }
-                taken.push(task_id);
-            }
-            forget_terminal_events(&transaction, &taken)?;
-            transaction.commit()?;
-            Ok(taken.len())
-        }))
+            let (rowids, rows): (Vec<i64>, Vec<TakenRow>) = taken.into_iter().unzip();
+            let emitted = blocking(move || {
+                terminal::emit_taken(&rows, &emit);
+                Ok(())
+            })
+            .await;
+            // Removed even if an adapter panicked: each was emitted up to that one.
+            let removed = self
+                .with(move |connection| {
+                    let transaction =
+                        connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    {
+                        let mut statement = transaction
+                            .prepare("DELETE FROM tasker_terminal_events WHERE rowid = ?1")?;
+                        for rowid in &rowids {
+                            statement.execute([rowid])?;
+                        }
+                    }
+                    transaction.commit()?;
+                    Ok(rowids.len())
+                })
+                .await?;
+            emitted?;
+            Ok(removed)
+        })
     }
 
     fn checkpoints(
@@ -1247,6 +1273,23 @@ fn stored(value: ValueRef<'_>) -> StoredEnvelope<'_> {
         ValueRef::Integer(value) => other("an integer", value.to_string().into_bytes()),
         ValueRef::Real(value) => other("a real number", value.to_string().into_bytes()),
     }
+}
+
+/// A row a recovery took (`RETURNING rowid, task_id, event`), whatever its columns hold: a
+/// value of another type is a reason it cannot be emitted, never an error for the whole batch.
+fn read_taken(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, TakenRow)> {
+    let rowid: i64 = row.get(0)?;
+    let task_id = match row.get_ref(1)? {
+        ValueRef::Text(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        other => format!("(a {:?} value in row {rowid})", other.data_type()),
+    };
+    let event = match row.get_ref(2)? {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|error| format!("its event is not UTF-8: {error}")),
+        other => Err(format!("its event is {:?}, not text", other.data_type())),
+    };
+    Ok((rowid, (task_id, event)))
 }
 
 /// What a claim reads from a row: its envelope, delivery attempt and task id, or why the row
