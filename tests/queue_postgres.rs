@@ -663,3 +663,118 @@ async fn runtimes_looking_at_once_emit_each_unreported_event_once() {
     let queues: [Arc<dyn Queue>; 2] = [fixture.queue.clone(), reconnect(&fixture).await];
     queue_suite::terminal::runtimes_looking_at_once_emit_each_unreported_event_once(queues).await;
 }
+
+/// Writes `event` (text) into the schema's terminal events as a worker's completion does,
+/// completed an hour ago.
+async fn insert_terminal(fixture: &Fixture, task_id: &str, event: &str) {
+    let s = quoted(&fixture.schema);
+    execute(
+        &fixture.url,
+        &format!(
+            "INSERT INTO {s}.terminal_events (task_id, queue, event, completed_at)
+             VALUES ($1, $2, $3, now() - interval '1 hour')"
+        ),
+        &[&task_id, &fixture.queue.name(), &event],
+    )
+    .await;
+}
+
+/// A terminal_events column a DBA altered is read, not a panic: with `event` made `jsonb`, a
+/// good event is emitted and a row that holds no event (`{}`) is warned about and removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_event_column_altered_to_jsonb_is_read_without_a_panic() {
+    let Some(fixture) = fresh().await else { return };
+    let s = quoted(&fixture.schema);
+    execute(
+        &fixture.url,
+        &format!(
+            "ALTER TABLE {s}.terminal_events ALTER COLUMN event TYPE jsonb USING event::jsonb"
+        ),
+        &[],
+    )
+    .await;
+    let good = queue_suite::terminal::stored_terminal(1);
+    for (task_id, event) in [
+        ("bad".to_owned(), "{}".to_owned()),
+        (good.task_id.to_string(), good.encode()),
+    ] {
+        execute(
+            &fixture.url,
+            &format!(
+                "INSERT INTO {s}.terminal_events (task_id, queue, event, completed_at)
+                 VALUES ($1, $2, $3::text::jsonb, now() - interval '1 hour')"
+            ),
+            &[&task_id, &fixture.queue.name(), &event],
+        )
+        .await;
+    }
+    let (emit, emitted) = queue_suite::terminal::recording_emitter(Duration::ZERO);
+    let queue = fixture.queue.clone();
+    let looks = tokio::spawn(async move {
+        let first = queue
+            .report_unreported(Duration::from_millis(1), 10, emit.clone())
+            .await;
+        let second = queue
+            .report_unreported(Duration::from_millis(1), 10, emit)
+            .await;
+        (first, second)
+    })
+    .await
+    .expect("recovery does not panic");
+    assert_eq!(looks, (Ok(2), Ok(0)));
+    assert_eq!(*emitted.lock().unwrap(), [good.event_id]);
+    assert_eq!(fixture.queue.unreported().await, Ok(0));
+}
+
+/// Re-emitting unreported events holds no transaction open while adapters run, and the
+/// events it took are skipped by another process's look meanwhile; each is emitted once, in
+/// completion order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_holds_no_transaction_open_while_it_emits() {
+    let Some(fixture) = fresh().await else { return };
+    let stored: Vec<_> = (1..=10)
+        .map(queue_suite::terminal::stored_terminal)
+        .collect();
+    for event in &stored {
+        insert_terminal(&fixture, &event.task_id.to_string(), &event.encode()).await;
+    }
+    let (emit, emitted) = queue_suite::terminal::recording_emitter(Duration::from_millis(50));
+    let queue = fixture.queue.clone();
+    let recovery = tokio::spawn(async move {
+        queue
+            .report_unreported(Duration::from_secs(30), 100, emit)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (client, connection) = tokio_postgres::connect(&fixture.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    let open: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE state LIKE 'idle in transaction%' AND query LIKE '%' || $1 || '%terminal_events%'",
+            &[&fixture.schema],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    drop(client);
+    let _ = driver.await;
+    let other = reconnect(&fixture).await;
+    let (skip, skipped) = queue_suite::terminal::recording_emitter(Duration::ZERO);
+    let second_look = other.report_unreported(Duration::ZERO, 100, skip).await;
+    let recovered = tokio::time::timeout(Duration::from_secs(10), recovery)
+        .await
+        .expect("recovery ends within 10 s")
+        .unwrap();
+    assert_eq!(
+        open, 0,
+        "a transaction stayed open while events were emitted"
+    );
+    assert_eq!((recovered, second_look), (Ok(10), Ok(0)));
+    assert!(skipped.lock().unwrap().is_empty());
+    let ids: Vec<_> = stored.iter().map(|event| event.event_id).collect();
+    assert_eq!(*emitted.lock().unwrap(), ids);
+    assert_eq!(fixture.queue.unreported().await, Ok(0));
+}

@@ -9,6 +9,7 @@ use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::sql::{self, Counts, DeadLetter, RetriedDeadLetters, StoredEnvelope, TaskCounts};
+use super::terminal::{self, TakenRow};
 use super::{
     Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
     TerminalEvent,
@@ -100,7 +101,9 @@ ALTER TABLE {schema}.envelopes ADD COLUMN IF NOT EXISTS alone boolean NOT NULL D
     task_id      text        PRIMARY KEY,
     queue        text        NOT NULL,
     event        text        NOT NULL,
-    completed_at timestamptz NOT NULL DEFAULT now()
+    completed_at timestamptz NOT NULL DEFAULT now(),
+    -- Until when a recovering process has taken it to emit it (others skip it meanwhile).
+    taken_until  timestamptz NOT NULL DEFAULT '-infinity'
 );
 CREATE INDEX IF NOT EXISTS terminal_events_due
     ON {schema}.terminal_events (queue, completed_at);",
@@ -405,13 +408,21 @@ impl Statements {
                                ON CONFLICT (task_id) DO NOTHING)
                  SELECT count(*) FROM done"
             ),
-            // Locked until the transaction that emits them marks them; other processes skip them.
+            // Taken for the grace period in one statement: emitted with no transaction open,
+            // then removed; other processes skip them meanwhile. Read as text whatever their
+            // column types.
             unreported: format!(
-                "SELECT task_id, event FROM {schema}.terminal_events
-                 WHERE queue = $1 AND completed_at <= now() - $2 {micros}
-                 ORDER BY completed_at
-                 LIMIT $3
-                 FOR UPDATE SKIP LOCKED"
+                "WITH taken AS (
+                    UPDATE {schema}.terminal_events SET taken_until = now() + $2 {micros}
+                    WHERE task_id IN (
+                        SELECT task_id FROM {schema}.terminal_events
+                        WHERE queue = $1 AND completed_at <= now() - $2 {micros}
+                            AND taken_until <= now()
+                        ORDER BY completed_at
+                        LIMIT $3
+                        FOR UPDATE SKIP LOCKED)
+                    RETURNING task_id::text AS task_id, event, completed_at)
+                 SELECT task_id, event FROM taken ORDER BY completed_at"
             ),
             count_unreported: format!(
                 "SELECT count(*) FROM {schema}.terminal_events WHERE queue = $1"
@@ -624,7 +635,7 @@ impl PostgresQueue {
             .query_one(&self.sql.count_unreported, &[&self.name])
             .await
             .map_err(backend)?;
-        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        Ok(u64::try_from(column::<i64>(&row, 0, "count")?).unwrap_or(0))
     }
 
     /// How many envelopes of this queue are in each state.
@@ -971,7 +982,7 @@ impl Queue for PostgresQueue {
                 .query_one(&self.sql.suspects, &[&self.name, &self.max_deliveries])
                 .await
                 .map_err(backend)?;
-            Ok(row.get(0))
+            column(&row, 0, "exists")
         })
     }
 
@@ -1070,34 +1081,30 @@ impl Queue for PostgresQueue {
         emit: EmitTerminal,
     ) -> BoxFuture<'_, Result<usize, QueueError>> {
         Box::pin(async move {
-            let mut client = self.pool.get().await.map_err(backend)?;
-            let transaction = client.transaction().await.map_err(backend)?;
+            let client = self.pool.get().await.map_err(backend)?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = transaction
+            let rows = client
                 .query(&self.sql.unreported, &[&self.name, &micros(grace), &limit])
                 .await
                 .map_err(backend)?;
-            let mut taken = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let (task_id, text): (&str, &str) = (row.get(0), row.get(1));
-                match TerminalEvent::decode(task_id, text) {
-                    Ok(event) => emit(&event),
-                    // It can never be emitted: say so, and let it go with the others.
-                    Err(error) => tracing::warn!(
-                        target: "tasker",
-                        %task_id,
-                        "[Tasker] {error}; it is not reported again"
-                    ),
-                }
-                taken.push(task_id.to_owned());
+            if rows.is_empty() {
+                return Ok(0);
             }
-            if !taken.is_empty() {
-                transaction
-                    .execute(&self.sql.mark_reported, &[&taken])
-                    .await
-                    .map_err(backend)?;
-            }
-            transaction.commit().await.map_err(backend)?;
+            let taken: Vec<TakenRow> = rows.iter().map(read_taken).collect();
+            drop(rows);
+            let emitted = tokio::task::spawn_blocking(move || {
+                terminal::emit_taken(&taken, &emit);
+                taken
+            })
+            .await;
+            let taken = emitted.map_err(|join| {
+                QueueError::Backend(format!("emitting recovered events did not finish: {join}"))
+            })?;
+            let task_ids: Vec<&str> = taken.iter().map(|(task_id, _)| task_id.as_str()).collect();
+            client
+                .execute(&self.sql.mark_reported, &[&task_ids])
+                .await
+                .map_err(backend)?;
             Ok(taken.len())
         })
     }
@@ -1394,6 +1401,21 @@ fn read_claimed(row: &Row) -> Result<(Envelope, u32, String), String> {
         column::<i32>(row, 2, "envelopes.delivery_attempt").map_err(unreadable)?;
     let task_id = column::<String>(row, 3, "envelopes.task_id").map_err(unreadable)?;
     Ok((envelope, attempt(delivery_attempt), task_id))
+}
+
+/// A terminal-event row a recovery took (`RETURNING task_id::text, event`), whatever its
+/// columns hold: a value that is not the event's text is a reason it cannot be emitted.
+fn read_taken(row: &Row) -> TakenRow {
+    let task_id = column::<String>(row, 0, "terminal_events.task_id").unwrap_or_default();
+    let event = column::<AnyValue>(row, 1, "terminal_events.event")
+        .map_err(|error| error.to_string())
+        .and_then(|value| match value.stored() {
+            StoredEnvelope::Text(bytes) => std::str::from_utf8(bytes)
+                .map(str::to_owned)
+                .map_err(|error| format!("its event is not UTF-8: {error}")),
+            StoredEnvelope::Other { kind, .. } => Err(format!("its event is {kind}, not text")),
+        });
+    (task_id, event)
 }
 
 /// The database's message as a [`QueueError::Backend`].

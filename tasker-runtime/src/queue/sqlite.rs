@@ -1077,13 +1077,16 @@ impl Queue for SqliteQueue {
                                 WHERE queue = ?1 AND completed_at_us <= ?2
                                     AND taken_until_us <= ?3
                                 ORDER BY completed_at_us LIMIT ?5)
-                             RETURNING rowid, task_id, event",
+                             RETURNING rowid, task_id, event, completed_at_us",
                         )?;
                         let rows = statement.query_map(
                             params![name, cutoff, now, now.saturating_add(grace), limit],
-                            read_taken,
+                            |row| Ok((row.get::<_, i64>(3)?, read_taken(row)?)),
                         )?;
-                        rows.collect::<rusqlite::Result<Vec<_>>>()?
+                        let mut taken = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+                        // RETURNING keeps no order: emitted in completion order.
+                        taken.sort_by_key(|(completed, _)| *completed);
+                        taken.into_iter().map(|(_, row)| row).collect::<Vec<_>>()
                     };
                     transaction.commit()?;
                     Ok(taken)
