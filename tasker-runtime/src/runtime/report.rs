@@ -214,17 +214,41 @@ fn step_name(name: &str) -> &'static str {
         .map_or_else(|| intern(name), |step| step.name)
 }
 
-/// `text` with a `'static` lifetime, kept once per distinct text: names of tasks and steps
-/// this process does not know, a set no larger than the names in the queue.
+/// Distinct names [`intern`] keeps at most, and their bytes at most: names read from the
+/// database that this process does not know are leaked to be `'static`, so their number is
+/// bounded, not the names in the queue.
+const MAX_INTERNED_NAMES: usize = 1024;
+const MAX_INTERNED_BYTES: usize = 256 * 1024;
+
+/// The name a re-emitted event carries for an unknown name once [`intern`] is full.
+const UNKEPT_NAME: &str = "(unregistered name not kept)";
+
+/// `text` with a `'static` lifetime, kept once per distinct text: names of tasks and steps this
+/// process does not know, up to [`MAX_INTERNED_NAMES`] names and [`MAX_INTERNED_BYTES`]; past
+/// that, [`UNKEPT_NAME`] (said once).
 fn intern(text: &str) -> &'static str {
-    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    static NAMES: Mutex<Option<(HashSet<&'static str>, usize)>> = Mutex::new(None);
     let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    let names = names.get_or_insert_with(HashSet::new);
+    let (names, bytes) = names.get_or_insert_with(|| (HashSet::new(), 0));
     if let Some(name) = names.get(text) {
         return name;
     }
+    if names.len() >= MAX_INTERNED_NAMES || *bytes + text.len() > MAX_INTERNED_BYTES {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::warn!(
+                target: "tasker",
+                "[Tasker] re-emitted terminal events name more than {MAX_INTERNED_NAMES} \
+                 tasks or steps this process does not register; further unknown names are \
+                 emitted as `{UNKEPT_NAME}` (register the tasks in the process that recovers \
+                 their events)"
+            );
+        });
+        return UNKEPT_NAME;
+    }
     let name: &'static str = Box::leak(text.to_owned().into_boxed_str());
     names.insert(name);
+    *bytes += text.len();
     name
 }
 
@@ -375,5 +399,18 @@ mod tests {
         let first = intern("a task this process does not know");
         let again = intern(&String::from("a task this process does not know"));
         assert!(std::ptr::eq(first, again));
+    }
+
+    /// The interned names are bounded: past the limit an unknown name is not kept (no leak),
+    /// and the names kept before are still given back.
+    #[test]
+    fn interned_names_are_bounded() {
+        let kept = intern("kept before the limit");
+        let names: Vec<&str> = (0..MAX_INTERNED_NAMES + 10)
+            .map(|n| intern(&format!("unknown name {n}")))
+            .collect();
+        assert_eq!(names.last(), Some(&UNKEPT_NAME));
+        assert_eq!(intern("one more unknown name"), UNKEPT_NAME);
+        assert!(std::ptr::eq(intern("kept before the limit"), kept));
     }
 }
