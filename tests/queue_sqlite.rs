@@ -100,6 +100,14 @@ impl queue_suite::Table for Fixture {
         Box::pin(self.queue.dead_letters())
     }
 
+    fn dead_letters_page(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
+        Box::pin(self.queue.dead_letters_page(after_id, limit))
+    }
+
     fn counts(&self) -> BoxFuture<'_, Counts> {
         Box::pin(async { self.queue.counts().await.unwrap() })
     }

@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 pub use crate::support::task_log::{Observe, TaskLog};
 use tasker::queue::{
     BoxFuture, Claim, Completion, Counts, DeadLetter, Envelope, Isolation, LeaseId, Queue,
-    QueueError, RetriedDeadLetters, RunTrace, TaskCounts, DEAD_LETTER_RAW_BYTES,
-    MAX_ENVELOPE_BYTES,
+    QueueError, RetriedDeadLetters, RunTrace, TaskCounts, DEAD_LETTER_DECODED_BYTES,
+    DEAD_LETTER_RAW_BYTES, MAX_ENVELOPE_BYTES,
 };
 use tasker::telemetry::context::{CheckpointError, Checkpoints};
 use tasker::telemetry::propagation::TraceContext;
@@ -65,6 +65,7 @@ macro_rules! queue_suite {
             unreadable_rows_are_buried_and_every_good_envelope_is_claimed,
             dead_letters_list_a_dead_envelope_and_buried_rows_with_their_fields,
             operators_count_retry_and_purge_every_kind_of_dead_row,
+            dead_letters_come_a_page_at_a_time_and_large_envelopes_by_their_start,
         );
     };
     (@table_tests $fresh:ident; $($name:ident,)*) => {
@@ -1184,6 +1185,12 @@ pub trait Table: Send + Sync {
     fn insert<'a>(&'a self, task_id: &'a str, value: &'a Stored) -> BoxFuture<'a, bool>;
     /// The queue's `dead_letters()`.
     fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>>;
+    /// The queue's `dead_letters_page(after_id, limit)`.
+    fn dead_letters_page(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>>;
     /// The queue's `counts()`.
     fn counts(&self) -> BoxFuture<'_, Counts>;
     /// The queue's `counts_by_task()`.
@@ -1458,4 +1465,54 @@ pub async fn operators_count_retry_and_purge_every_kind_of_dead_row(table: &dyn 
     );
     assert_eq!(table.counts().await, Counts::default());
     assert_eq!(table.dead_letters().await.unwrap(), Vec::new());
+}
+
+/// `dead_letters_page` lists the dead rows a page at a time, exactly as `dead_letters` lists
+/// them all; a dead envelope over `DEAD_LETTER_DECODED_BYTES` is listed by its first KiB and
+/// its size, not read whole.
+pub async fn dead_letters_come_a_page_at_a_time_and_large_envelopes_by_their_start(
+    table: &dyn Table,
+) {
+    // Letters that do not compress (PostgreSQL measures the size as stored).
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let pad: String = (0..DEAD_LETTER_DECODED_BYTES * 4)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            char::from(b'a' + u8::try_from(seed % 26).unwrap())
+        })
+        .collect();
+    let large = format!(r#"{{"task_name": "large", "pad": "{pad}"}}"#);
+    let rows = [
+        Stored::Text("not json 1".to_owned()),
+        Stored::Text(large.clone()),
+        Stored::Text("not json 2".to_owned()),
+    ];
+    for (n, stored) in rows.iter().enumerate() {
+        assert!(table.insert(&format!("row {n}"), stored).await);
+    }
+    assert_eq!(drain(&table.queue(), 0).await, Vec::<String>::new());
+    let all = table.dead_letters().await.unwrap();
+    let first = table.dead_letters_page(0, 2).await.unwrap();
+    let second = table.dead_letters_page(first[1].id, 2).await.unwrap();
+    let third = table.dead_letters_page(second[0].id, 2).await.unwrap();
+    assert_eq!((first.len(), second.len(), third.len()), (2, 1, 0));
+    assert_eq!([first, second].concat(), all);
+    let big = &all[1];
+    assert_eq!(big.task_id, "row 1");
+    assert_eq!(
+        (
+            big.size,
+            big.raw.as_slice(),
+            big.envelope.is_none(),
+            big.task_name.as_deref()
+        ),
+        (
+            large.len(),
+            &large.as_bytes()[..DEAD_LETTER_RAW_BYTES],
+            true,
+            None
+        )
+    );
 }

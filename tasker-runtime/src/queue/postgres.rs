@@ -8,7 +8,10 @@ use tokio::sync::Notify;
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
-use super::sql::{self, Counts, DeadLetter, RetriedDeadLetters, StoredEnvelope, TaskCounts};
+use super::sql::{
+    self, Counts, DeadLetter, RetriedDeadLetters, StoredEnvelope, TaskCounts,
+    DEAD_LETTER_DECODED_BYTES, DEAD_LETTER_RAW_BYTES,
+};
 use super::terminal::{self, TakenRow};
 use super::{
     Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
@@ -477,9 +480,18 @@ impl Statements {
                     lease_id = NULL, lease_until = NULL
                  WHERE {held}"
             ),
+            // A large envelope (by its stored size, read without decompressing it): only its
+            // start and its length leave the server.
             dead: format!(
-                "SELECT id, task_id, envelope, last_error, delivery_attempt, dead_at FROM {t}
-                 WHERE queue = $1 AND state = 'dead' ORDER BY id"
+                "SELECT id, task_id,
+                    CASE WHEN pg_column_size(envelope) <= $3 THEN envelope END,
+                    last_error, delivery_attempt, dead_at,
+                    CASE WHEN pg_column_size(envelope) > $3
+                        THEN octet_length(envelope::text) END,
+                    CASE WHEN pg_column_size(envelope) > $3
+                        THEN convert_to(left(envelope::text, $4), 'UTF8') END
+                 FROM {t}
+                 WHERE queue = $1 AND state = 'dead' AND id > $2 ORDER BY id LIMIT $5"
             ),
             counts: format!(
                 "SELECT
@@ -587,21 +599,55 @@ impl PostgresQueue {
 
     /// Every row of this queue in the dead-letter state, oldest first: envelopes delivered as
     /// many times as allowed, and rows no worker could read, each with why it was set aside
-    /// and the start of what it holds.
+    /// and the start of what it holds (an envelope stored in over
+    /// [`DEAD_LETTER_DECODED_BYTES`] is not read whole).
+    /// [`dead_letters_page`](Self::dead_letters_page) lists them a page at a time.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
+        self.dead_letters_page(0, usize::MAX).await
+    }
+
+    /// At most `limit` dead rows of this queue whose id is greater than `after_id`, oldest
+    /// first, as [`dead_letters`](Self::dead_letters) lists them: pass the last id of a page
+    /// (or `0`) to read the next.
+    pub async fn dead_letters_page(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (decoded, raw) = (
+            i32::try_from(DEAD_LETTER_DECODED_BYTES).unwrap_or(i32::MAX),
+            i32::try_from(DEAD_LETTER_RAW_BYTES).unwrap_or(i32::MAX),
+        );
         let rows = client
-            .query(&self.sql.dead, &[&self.name])
+            .query(
+                &self.sql.dead,
+                &[&self.name, &after_id, &decoded, &raw, &limit],
+            )
             .await
             .map_err(backend)?;
         rows.iter()
             .map(|row| {
+                let cut = column::<Option<i32>>(row, 6, "length(envelopes.envelope)")?;
+                let (envelope, size) = match cut {
+                    // Whatever the envelope column holds: these are the rows that hold
+                    // something unexpected.
+                    None => {
+                        let stored = column::<AnyValue>(row, 2, "envelopes.envelope")?.stored();
+                        let size = stored.bytes().len();
+                        (stored, size)
+                    }
+                    Some(size) => (
+                        StoredEnvelope::Text(column(row, 7, "envelopes.envelope")?),
+                        usize::try_from(size).unwrap_or(0),
+                    ),
+                };
                 let dead = sql::DeadRow {
                     id: column(row, 0, "envelopes.id")?,
                     task_id: column(row, 1, "envelopes.task_id")?,
-                    // Whatever the envelope column holds: these are the rows that hold
-                    // something unexpected.
-                    envelope: column::<AnyValue>(row, 2, "envelopes.envelope")?.stored(),
+                    envelope,
+                    size,
                     reason: column(row, 3, "envelopes.last_error")?,
                     delivery_attempt: column::<i32>(row, 4, "envelopes.delivery_attempt")?.into(),
                     dead_at: column(row, 5, "envelopes.dead_at")?,

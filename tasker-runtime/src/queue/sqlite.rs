@@ -9,7 +9,10 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::envelope::now_micros;
-use super::sql::{self, Counts, DeadLetter, RetriedDeadLetters, StoredEnvelope, TaskCounts};
+use super::sql::{
+    self, Counts, DeadLetter, RetriedDeadLetters, StoredEnvelope, TaskCounts,
+    DEAD_LETTER_DECODED_BYTES, DEAD_LETTER_RAW_BYTES,
+};
 use super::terminal::{self, TakenRow};
 use super::{
     Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
@@ -297,41 +300,76 @@ impl SqliteQueue {
 
     /// Every row of this queue in the dead-letter state, oldest first: envelopes delivered as
     /// many times as allowed, and rows no worker could read, each with why it was set aside
-    /// and the start of what it holds.
+    /// and the start of what it holds (an envelope over [`DEAD_LETTER_DECODED_BYTES`] is not
+    /// read whole). [`dead_letters_page`](Self::dead_letters_page) lists them a page at a time.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
+        self.dead_letters_page(0, usize::MAX).await
+    }
+
+    /// At most `limit` dead rows of this queue whose id is greater than `after_id`, oldest
+    /// first, as [`dead_letters`](Self::dead_letters) lists them: pass the last id of a page
+    /// (or `0`) to read the next.
+    pub async fn dead_letters_page(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
         let name = self.name.clone();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (decoded, raw) = (
+            i64::try_from(DEAD_LETTER_DECODED_BYTES).unwrap_or(i64::MAX),
+            i64::try_from(DEAD_LETTER_RAW_BYTES).unwrap_or(i64::MAX),
+        );
         self.with(move |connection| {
+            // A large envelope's start and size only, measured in bytes (a BLOB cast), whatever
+            // the column holds.
             let mut statement = connection.prepare(
-                "SELECT id, task_id, envelope, last_error, delivery_attempt, dead_at_us
-                 FROM tasker_envelopes WHERE queue = ?1 AND state = 'dead' ORDER BY id",
+                "SELECT id, task_id,
+                    CASE WHEN length(CAST(envelope AS BLOB)) <= ?4 THEN envelope
+                         ELSE substr(CAST(envelope AS BLOB), 1, ?5) END,
+                    last_error, delivery_attempt, dead_at_us,
+                    length(CAST(envelope AS BLOB)), typeof(envelope)
+                 FROM tasker_envelopes WHERE queue = ?1 AND state = 'dead' AND id > ?2
+                 ORDER BY id LIMIT ?3",
             )?;
-            let rows = statement.query_map([name], |row| {
-                // Every column as whatever it holds: this lists exactly the rows that hold
-                // something unexpected.
-                let text = |index: usize| -> rusqlite::Result<Option<String>> {
-                    Ok(match row.get_ref(index)? {
-                        ValueRef::Null => None,
-                        value => Some(String::from_utf8_lossy(stored(value).bytes()).into_owned()),
-                    })
-                };
-                let integer = |index: usize| -> rusqlite::Result<Option<i64>> {
-                    Ok(match row.get_ref(index)? {
-                        ValueRef::Integer(value) => Some(value),
-                        _ => None,
-                    })
-                };
-                let dead = sql::DeadRow {
-                    id: row.get(0)?,
-                    task_id: text(1)?.unwrap_or_default(),
-                    envelope: stored(row.get_ref(2)?),
-                    reason: text(3)?,
-                    delivery_attempt: integer(4)?.unwrap_or(1),
-                    dead_at: integer(5)?.map(|micros| {
-                        UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).unwrap_or(0))
-                    }),
-                };
-                Ok(dead.into_dead_letter())
-            })?;
+            let rows =
+                statement.query_map(params![name, after_id, limit, decoded, raw], |row| {
+                    // Every column as whatever it holds: this lists exactly the rows that hold
+                    // something unexpected.
+                    let text = |index: usize| -> rusqlite::Result<Option<String>> {
+                        Ok(match row.get_ref(index)? {
+                            ValueRef::Null => None,
+                            value => {
+                                Some(String::from_utf8_lossy(stored(value).bytes()).into_owned())
+                            }
+                        })
+                    };
+                    let integer = |index: usize| -> rusqlite::Result<Option<i64>> {
+                        Ok(match row.get_ref(index)? {
+                            ValueRef::Integer(value) => Some(value),
+                            _ => None,
+                        })
+                    };
+                    let envelope = match (row.get_ref(2)?, row.get_ref(7)?) {
+                        // The start of text, cut as bytes.
+                        (ValueRef::Blob(bytes), ValueRef::Text(b"text")) => {
+                            StoredEnvelope::Text(bytes)
+                        }
+                        (value, _) => stored(value),
+                    };
+                    let dead = sql::DeadRow {
+                        id: row.get(0)?,
+                        task_id: text(1)?.unwrap_or_default(),
+                        size: integer(6)?.map_or(0, |size| usize::try_from(size).unwrap_or(0)),
+                        envelope,
+                        reason: text(3)?,
+                        delivery_attempt: integer(4)?.unwrap_or(1),
+                        dead_at: integer(5)?.map(|micros| {
+                            UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+                        }),
+                    };
+                    Ok(dead.into_dead_letter())
+                })?;
             rows.collect()
         })
         .await
