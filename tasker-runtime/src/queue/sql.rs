@@ -239,10 +239,12 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
+    /// A dead letter of `envelope`, read whole.
     fn dead(envelope: StoredEnvelope<'_>) -> DeadLetter {
         DeadRow {
             id: 7,
             task_id: "t".to_owned(),
+            size: envelope.bytes().len(),
             envelope,
             reason: None,
             delivery_attempt: 3,
