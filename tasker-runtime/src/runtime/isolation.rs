@@ -21,6 +21,16 @@ static GATE: RwLock<()> = RwLock::const_new(());
 /// How often a runtime asks its queue whether suspects wait: processes drain only when they do.
 const SUSPECT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The longest a process drains for a suspect, whatever its lease.
+const MAX_DRAIN: Duration = Duration::from_secs(10);
+
+/// How long a worker waits for its process's runs to end before it runs a suspect: a third of
+/// a lease, at most [`MAX_DRAIN`]. Meanwhile the process claims nothing new; after it, the
+/// process hands the suspect to others for a lease and claims as before.
+fn drain_budget(lease: Duration) -> Duration {
+    (lease / 3).min(MAX_DRAIN)
+}
+
 /// A run's hold on the process's gate, kept until the run ends.
 pub(super) enum Gate {
     /// An ordinary run, beside others.
@@ -74,9 +84,10 @@ impl Inner {
     /// otherwise it claims beside the process's other runs, waiting up to the poll interval.
     pub(super) async fn claim_next(&self) -> (Instant, Result<Option<Claim>, QueueError>, Gate) {
         if self.suspect_check.due() && self.suspects_waiting().await {
-            // Bounded: a run that waits on work of this same process would never let it drain.
-            // Such a process leaves its suspects to others for a while, and works on.
-            match tokio::time::timeout(self.lease, GATE.write()).await {
+            // Bounded: the process claims nothing new while it drains, and a run that outlasts
+            // the budget (or waits on work of this same process) would hold it there. Such a
+            // process leaves its suspects to others for a lease, and works on.
+            match tokio::time::timeout(drain_budget(self.lease), GATE.write()).await {
                 Ok(alone) => {
                     let asked = Instant::now();
                     let claim = self
