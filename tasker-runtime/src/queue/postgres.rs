@@ -307,6 +307,7 @@ struct Statements {
     requeue: String,
     release: String,
     held_envelope: String,
+    requeue_attempt: String,
     dead: String,
     counts: String,
 }
@@ -316,6 +317,17 @@ impl Statements {
         let t = format!("{schema}.envelopes");
         let micros = "* interval '1 microsecond'";
         let held = "lease_id = $1 AND state = 'leased' AND lease_until > now()";
+        // Requeues and task retries count a delivery alike ($2 the delay, $3 max_deliveries).
+        let requeued = format!(
+            "delivery_attempt = delivery_attempt + 1,
+             counted_deliveries = counted_deliveries + 1,
+             state = CASE WHEN counted_deliveries + 1 > $3 THEN 'dead' ELSE 'ready' END,
+             dead_at = CASE WHEN counted_deliveries + 1 > $3 THEN now() END,
+             last_error = CASE WHEN counted_deliveries + 1 > $3
+                 THEN 'requeued after its last delivery' END,
+             available_at = now() + $2 {micros},
+             lease_id = NULL, lease_until = NULL"
+        );
         Statements {
             create_schema: format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
             create_migrations: format!(
@@ -457,21 +469,12 @@ impl Statements {
             // The envelope with its next task attempt, read under the lease: set in Rust, since
             // `jsonb` cannot hold every JSON text (a `\u0000` in a string).
             held_envelope: format!("SELECT envelope FROM {t} WHERE {held} FOR UPDATE"),
-            // Requeues and task retries alike ($4: the envelope of a retry's next attempt).
-            requeue: format!(
-                "UPDATE {t} SET
-                    envelope = COALESCE($4::text, envelope),
-                    delivery_attempt = delivery_attempt + 1,
-                    counted_deliveries = counted_deliveries + 1,
-                    state = CASE WHEN counted_deliveries + 1 > $3 THEN 'dead' ELSE 'ready' END,
-                    dead_at = CASE WHEN counted_deliveries + 1 > $3 THEN now() END,
-                    last_error = CASE WHEN counted_deliveries + 1 > $3
-                        THEN 'requeued after its last delivery' END,
-                    available_at = now() + $2 {micros},
-                    lease_id = NULL, lease_until = NULL
-                 WHERE {held}
-                 RETURNING state"
+            // A task retry also writes its envelope ($4, the column's own type), read and
+            // rewritten under the row lock (`held_envelope`).
+            requeue_attempt: format!(
+                "UPDATE {t} SET envelope = $4, {requeued} WHERE {held} RETURNING state"
             ),
+            requeue: format!("UPDATE {t} SET {requeued} WHERE {held} RETURNING state"),
             // A hand-back: the next delivery is a new one, but the task did nothing to count.
             release: format!(
                 "UPDATE {t} SET
@@ -1264,11 +1267,17 @@ impl PostgresQueue {
     ) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
             let mut client = self.pool.get().await.map_err(backend)?;
-            let transaction = client.transaction().await.map_err(backend)?;
             let (lease_text, delay_micros) = (sql::lease_text(lease), micros(delay));
-            let envelope = match task_attempt {
-                None => None,
+            let row = match task_attempt {
+                None => client
+                    .query_opt(
+                        &self.sql.requeue,
+                        &[&lease_text, &delay_micros, &self.max_deliveries],
+                    )
+                    .await
+                    .map_err(backend)?,
                 Some(task_attempt) => {
+                    let transaction = client.transaction().await.map_err(backend)?;
                     let Some(row) = transaction
                         .query_opt(&self.sql.held_envelope, &[&lease_text])
                         .await
@@ -1276,30 +1285,31 @@ impl PostgresQueue {
                     else {
                         return Err(QueueError::LeaseLost(lease));
                     };
-                    // It decoded when claimed; a row changed since is refused, not rewritten.
+                    // Set in Rust: `jsonb` cannot hold every JSON text (a `\u0000` in a
+                    // string). It decoded when claimed; a row changed since is refused.
                     let mut envelope = column::<AnyValue>(&row, 0, "envelopes.envelope")?
                         .stored()
                         .decode()
                         .map_err(QueueError::Backend)?;
                     envelope.task_attempt = task_attempt;
-                    Some(String::from_utf8(envelope.encode()).map_err(|error| {
+                    let envelope = String::from_utf8(envelope.encode()).map_err(|error| {
                         QueueError::Backend(format!("envelope is not UTF-8: {error}"))
-                    })?)
+                    })?;
+                    let row = transaction
+                        .query_opt(
+                            &self.sql.requeue_attempt,
+                            &[&lease_text, &delay_micros, &self.max_deliveries, &envelope],
+                        )
+                        .await
+                        .map_err(backend)?;
+                    transaction.commit().await.map_err(backend)?;
+                    row
                 }
             };
-            let row = transaction
-                .query_opt(
-                    &self.sql.requeue,
-                    &[&lease_text, &delay_micros, &self.max_deliveries, &envelope],
-                )
-                .await
-                .map_err(backend)?;
             let Some(row) = row else {
                 return Err(QueueError::LeaseLost(lease));
             };
-            let ready = column::<&str>(&row, 0, "envelopes.state")? == "ready";
-            transaction.commit().await.map_err(backend)?;
-            if delay.is_zero() && ready {
+            if delay.is_zero() && column::<&str>(&row, 0, "envelopes.state")? == "ready" {
                 client
                     .execute("SELECT pg_notify($1, '')", &[&self.channel])
                     .await
