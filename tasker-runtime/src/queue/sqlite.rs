@@ -1134,12 +1134,13 @@ impl Queue for SqliteQueue {
                 return Ok(0);
             }
             let (rowids, rows): (Vec<i64>, Vec<TakenRow>) = taken.into_iter().unzip();
-            let emitted = blocking(move || {
+            // Should emitting not finish, the rows stay taken and are emitted again after the
+            // grace period: a repeat, never a loss.
+            blocking(move || {
                 terminal::emit_taken(&rows, &emit);
                 Ok(())
             })
-            .await;
-            // Removed even if an adapter panicked: each was emitted up to that one.
+            .await?;
             let removed = self
                 .with(move |connection| {
                     let transaction =
@@ -1155,7 +1156,6 @@ impl Queue for SqliteQueue {
                     Ok(rowids.len())
                 })
                 .await?;
-            emitted?;
             Ok(removed)
         })
     }
