@@ -160,8 +160,27 @@ impl Starts {
     }
 }
 
+/// The tests of this binary one at a time: the gate they exercise is process-wide.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Subscribes `starts` to the task starts and completions of every task.
+fn observe(starts: &Arc<Starts>) -> tasker::events::Subscription {
+    let starts = starts.clone();
+    tasker::events::subscribe(move |event: &tasker::telemetry::Event<'_>| {
+        let name = match event.name() {
+            "task.start" => "task.start",
+            "task.complete" => "task.complete",
+            _ => return,
+        };
+        if let Some(id) = event.task_id() {
+            starts.events.lock().unwrap().push((id, name));
+        }
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspect_runs_once_its_process_drained_and_nothing_else_runs_beside_it() {
+    let _serial = SERIAL.lock().await;
     let starts = Arc::new(Starts::default());
     let _subscription = tasker::events::subscribe({
         let starts = starts.clone();
@@ -250,6 +269,74 @@ async fn a_suspect_runs_once_its_process_drained_and_nothing_else_runs_beside_it
             "task.complete suspect",
             "task.start c",
             "task.complete c",
+        ]
+    );
+    runtime.shutdown().await;
+}
+
+/// A run that outlasts the drain budget (a third of the lease) does not hold the process's
+/// claims for a whole lease: after the budget the process claims again (a task enqueued
+/// meanwhile starts beside the long run) and takes the suspect later, once it can drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_outlasts_its_budget_hands_the_suspect_over_and_claims_again() {
+    let _serial = SERIAL.lock().await;
+    let starts = Arc::new(Starts::default());
+    let _subscription = observe(&starts);
+    let queue = Arc::new(Suspects::default());
+    let lease = Duration::from_secs(3);
+    let runtime = Runtime::builder()
+        .workers(3)
+        .lease(lease)
+        .shared_queue(queue.clone())
+        .build()
+        .unwrap();
+    let enqueue = |label: &'static str| {
+        let (runtime, starts) = (&runtime, starts.clone());
+        async move {
+            let handle = runtime
+                .enqueue(TaskRequest::new("isolation_held", &label).unwrap())
+                .await
+                .unwrap();
+            let mut labels = starts.labels.lock().unwrap();
+            labels.insert(handle.task_id(), label.to_owned());
+        }
+    };
+    enqueue("long").await;
+    starts.wait_for("task.start long").await;
+    let suspect = Envelope::new("isolation_held", "1.0.0", json!("late suspect"));
+    let labels = HashMap::from([(suspect.task_id, "late suspect".to_owned())]);
+    starts.labels.lock().unwrap().extend(labels);
+    queue.suspects.push(suspect).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !queue.said.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "no worker asked for suspects");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let asked = Instant::now();
+    enqueue("meanwhile").await;
+    starts.wait_for("task.start meanwhile").await;
+    let waited = asked.elapsed();
+    // The budget is 1 s; before, claims waited the whole lease (3 s).
+    assert!(
+        waited < Duration::from_secs(2),
+        "claims waited {waited:?} for a drain"
+    );
+    release("long");
+    starts.wait_for("task.complete long").await;
+    release("meanwhile");
+    starts.wait_for("task.complete meanwhile").await;
+    starts.wait_for("task.start late suspect").await;
+    release("late suspect");
+    starts.wait_for("task.complete late suspect").await;
+    assert_eq!(
+        starts.lines(),
+        [
+            "task.start long",
+            "task.start meanwhile",
+            "task.complete long",
+            "task.complete meanwhile",
+            "task.start late suspect",
+            "task.complete late suspect",
         ]
     );
     runtime.shutdown().await;

@@ -156,6 +156,14 @@ impl queue_suite::Table for Fixture {
         Box::pin(self.queue.dead_letters())
     }
 
+    fn dead_letters_page(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
+        Box::pin(self.queue.dead_letters_page(after_id, limit))
+    }
+
     fn counts(&self) -> BoxFuture<'_, Counts> {
         Box::pin(async { self.queue.counts().await.unwrap() })
     }
@@ -867,4 +875,117 @@ async fn an_envelope_column_altered_under_a_prepared_claim_is_still_read() {
         .unwrap();
     assert_eq!(after.envelope, sent);
     assert!(queue.dead_letters().await.unwrap().is_empty());
+}
+
+/// Writes `event` (text) into the schema's terminal events as a worker's completion does,
+/// completed an hour ago.
+async fn insert_terminal(fixture: &Fixture, task_id: &str, event: &str) {
+    let s = quoted(&fixture.schema);
+    execute(
+        &fixture.url,
+        &format!(
+            "INSERT INTO {s}.terminal_events (task_id, queue, event, completed_at)
+             VALUES ($1, $2, $3, now() - interval '1 hour')"
+        ),
+        &[&task_id, &fixture.queue.name(), &event],
+    )
+    .await;
+}
+
+/// A terminal_events column a DBA altered is read, not a panic: with `event` made `jsonb`, a
+/// good event is emitted and a row that holds no event (`{}`) is warned about and removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_event_column_altered_to_jsonb_is_read_without_a_panic() {
+    let Some(fixture) = fresh().await else { return };
+    let s = quoted(&fixture.schema);
+    execute(
+        &fixture.url,
+        &format!(
+            "ALTER TABLE {s}.terminal_events ALTER COLUMN event TYPE jsonb USING event::jsonb"
+        ),
+        &[],
+    )
+    .await;
+    let good = queue_suite::terminal::stored_terminal(1);
+    for (task_id, event) in [
+        ("bad".to_owned(), "{}".to_owned()),
+        (good.task_id.to_string(), good.encode()),
+    ] {
+        execute(
+            &fixture.url,
+            &format!(
+                "INSERT INTO {s}.terminal_events (task_id, queue, event, completed_at)
+                 VALUES ($1, $2, $3::text::jsonb, now() - interval '1 hour')"
+            ),
+            &[&task_id, &fixture.queue.name(), &event],
+        )
+        .await;
+    }
+    let (emit, emitted) = queue_suite::terminal::recording_emitter(Duration::ZERO);
+    let queue = fixture.queue.clone();
+    let looks = tokio::spawn(async move {
+        let first = queue
+            .report_unreported(Duration::from_millis(1), 10, emit.clone())
+            .await;
+        let second = queue
+            .report_unreported(Duration::from_millis(1), 10, emit)
+            .await;
+        (first, second)
+    })
+    .await
+    .expect("recovery does not panic");
+    assert_eq!(looks, (Ok(2), Ok(0)));
+    assert_eq!(*emitted.lock().unwrap(), [good.event_id]);
+    assert_eq!(fixture.queue.unreported().await, Ok(0));
+}
+
+/// Re-emitting unreported events holds no transaction open while adapters run, and the
+/// events it took are skipped by another process's look meanwhile; each is emitted once, in
+/// completion order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_holds_no_transaction_open_while_it_emits() {
+    let Some(fixture) = fresh().await else { return };
+    let stored: Vec<_> = (1..=10)
+        .map(queue_suite::terminal::stored_terminal)
+        .collect();
+    for event in &stored {
+        insert_terminal(&fixture, &event.task_id.to_string(), &event.encode()).await;
+    }
+    let (emit, emitted) = queue_suite::terminal::recording_emitter(Duration::from_millis(50));
+    let queue = fixture.queue.clone();
+    let recovery = tokio::spawn(async move {
+        queue
+            .report_unreported(Duration::from_secs(30), 100, emit)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (client, connection) = tokio_postgres::connect(&fixture.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    // A table lock that conflicts with any row lock a transaction still holds.
+    let locked = client
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {}.terminal_events IN EXCLUSIVE MODE NOWAIT; ROLLBACK",
+            quoted(&fixture.schema)
+        ))
+        .await;
+    drop(client);
+    let _ = driver.await;
+    let other = reconnect(&fixture).await;
+    let (skip, skipped) = queue_suite::terminal::recording_emitter(Duration::ZERO);
+    let second_look = other.report_unreported(Duration::ZERO, 100, skip).await;
+    let recovered = tokio::time::timeout(Duration::from_secs(10), recovery)
+        .await
+        .expect("recovery ends within 10 s")
+        .unwrap();
+    assert!(
+        locked.is_ok(),
+        "a transaction held its rows while events were emitted: {locked:?}"
+    );
+    assert_eq!((recovered, second_look), (Ok(10), Ok(0)));
+    assert!(skipped.lock().unwrap().is_empty());
+    let ids: Vec<_> = stored.iter().map(|event| event.event_id).collect();
+    assert_eq!(*emitted.lock().unwrap(), ids);
+    assert_eq!(fixture.queue.unreported().await, Ok(0));
 }

@@ -100,6 +100,14 @@ impl queue_suite::Table for Fixture {
         Box::pin(self.queue.dead_letters())
     }
 
+    fn dead_letters_page(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>> {
+        Box::pin(self.queue.dead_letters_page(after_id, limit))
+    }
+
     fn counts(&self) -> BoxFuture<'_, Counts> {
         Box::pin(async { self.queue.counts().await.unwrap() })
     }
@@ -143,6 +151,69 @@ async fn migrations_create_the_tables_in_a_new_file_and_rerun_as_no_ops() {
     );
     drop(reopened);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Runs `script` as the sqlite3 CLI does: statement by statement, going on after one fails.
+/// Returns the messages of the statements that failed.
+fn run_like_the_cli(connection: &rusqlite::Connection, script: &str) -> Vec<String> {
+    script
+        .split(";\n")
+        .filter(|statement| !statement.trim().is_empty())
+        .filter_map(|statement| connection.execute_batch(statement).err())
+        .map(|error| error.to_string())
+        .collect()
+}
+
+/// The printed script, run by hand over a file that is already migrated, twice, leaves every
+/// row as it was: migration 5's `ALTER`s fail (their columns exist) and its `UPDATE` does not
+/// run again (it would reset the counted deliveries of every envelope).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerunning_the_migration_script_changes_no_row() {
+    let fixture = fresh().await.unwrap();
+    fixture
+        .queue
+        .push(queue_suite::envelope("a"))
+        .await
+        .unwrap();
+    let claim = fixture
+        .queue
+        .claim(queue_suite::LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    // Handed back uncounted: delivery 2, one counted delivery.
+    fixture.queue.release(claim.lease).await.unwrap();
+    let connection = rusqlite::Connection::open(fixture.path()).unwrap();
+    let deliveries = |connection: &rusqlite::Connection| -> (i64, i64) {
+        connection
+            .query_row(
+                "SELECT delivery_attempt, counted_deliveries FROM tasker_envelopes",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap()
+    };
+    assert_eq!(deliveries(&connection), (2, 1));
+    for _ in 0..2 {
+        let failed = run_like_the_cli(&connection, &SqliteQueue::migration_sql());
+        assert_eq!(
+            failed,
+            [
+                "duplicate column name: counted_deliveries",
+                "duplicate column name: alone",
+            ]
+        );
+        assert_eq!(deliveries(&connection), (2, 1));
+    }
+    let versions: i64 = connection
+        .query_row("SELECT count(*) FROM tasker_migrations", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    let migrations = SqliteQueue::migration_sql()
+        .matches("-- migration ")
+        .count();
+    assert_eq!(usize::try_from(versions).unwrap(), migrations);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,4 +471,87 @@ async fn claim_cost_at_1_000_and_100_000_ready_rows() {
         let each = started.elapsed() / CLAIMS;
         println!("SQLite claim with {ready} ready rows: {each:?} per claim ({CLAIMS} claims)");
     }
+}
+
+/// Writes `event` into the file's terminal events as a worker's completion does.
+fn insert_terminal(path: &std::path::Path, task_id: &str, event: rusqlite::types::Value) {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute(
+            "INSERT INTO tasker_terminal_events (task_id, queue, event, completed_at_us)
+             VALUES (?1, 'default', ?2, 0)",
+            rusqlite::params![task_id, event],
+        )
+        .unwrap();
+}
+
+/// A terminal-event row that does not hold text (a BLOB, not UTF-8) is warned about and
+/// removed; the good row beside it is emitted, and the next look finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_terminal_event_row_is_removed_and_recovery_goes_on() {
+    let fixture = fresh().await.unwrap();
+    let good = queue_suite::terminal::stored_terminal(1);
+    insert_terminal(&fixture.path(), "bad", vec![0x00, 0xff].into());
+    insert_terminal(
+        &fixture.path(),
+        &good.task_id.to_string(),
+        good.encode().into(),
+    );
+    let (emit, emitted) = queue_suite::terminal::recording_emitter(Duration::ZERO);
+    let first = fixture
+        .queue
+        .report_unreported(Duration::from_millis(1), 10, emit.clone())
+        .await;
+    let second = fixture
+        .queue
+        .report_unreported(Duration::from_millis(1), 10, emit)
+        .await;
+    assert_eq!((first, second), (Ok(2), Ok(0)));
+    assert_eq!(*emitted.lock().unwrap(), [good.event_id]);
+    assert_eq!(fixture.queue.unreported().await, Ok(0));
+}
+
+/// Re-emitting unreported events holds no write lock while adapters run: another process's
+/// push, with a 300 ms busy timeout, goes through while 20 events take 50 ms each, and each
+/// is emitted once, in completion order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_holds_no_write_lock_while_it_emits() {
+    let fixture = fresh().await.unwrap();
+    let stored: Vec<_> = (1..=20)
+        .map(queue_suite::terminal::stored_terminal)
+        .collect();
+    for event in &stored {
+        insert_terminal(
+            &fixture.path(),
+            &event.task_id.to_string(),
+            event.encode().into(),
+        );
+    }
+    let other = SqliteQueue::builder(fixture.path())
+        .busy_timeout(Duration::from_millis(300))
+        .open()
+        .await
+        .unwrap();
+    let (emit, emitted) = queue_suite::terminal::recording_emitter(Duration::from_millis(50));
+    let queue = fixture.queue.clone();
+    let recovery = tokio::spawn(async move {
+        queue
+            .report_unreported(Duration::from_secs(30), 100, emit)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let pushed = other.push(queue_suite::envelope("meanwhile")).await;
+    // Taken by the first look until its grace ends: a second process skips them meanwhile.
+    let (skip, skipped) = queue_suite::terminal::recording_emitter(Duration::ZERO);
+    let second_look = other.report_unreported(Duration::ZERO, 100, skip).await;
+    let recovered = tokio::time::timeout(Duration::from_secs(10), recovery)
+        .await
+        .expect("recovery ends within 10 s")
+        .unwrap();
+    assert_eq!(pushed, Ok(()));
+    assert_eq!((recovered, second_look), (Ok(20), Ok(0)));
+    assert!(skipped.lock().unwrap().is_empty());
+    let ids: Vec<_> = stored.iter().map(|event| event.event_id).collect();
+    assert_eq!(*emitted.lock().unwrap(), ids);
+    assert_eq!(fixture.queue.unreported().await, Ok(0));
 }

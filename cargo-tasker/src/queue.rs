@@ -429,6 +429,9 @@ fn check_sqlite_queue(path: &Path) -> Result<(), Failure> {
     }
 }
 
+/// Dead letters one query of `dead-letters` reads.
+const DEAD_LETTER_PAGE: usize = 500;
+
 async fn execute(invocation: &Invocation) -> Result<String, Failure> {
     let backend = open(invocation).await?;
     let (queue, json) = (invocation.queue.as_str(), invocation.json);
@@ -443,13 +446,30 @@ async fn execute(invocation: &Invocation) -> Result<String, Failure> {
             })
         }
         Command::DeadLetters(id) => {
-            let dead = each!(&backend, q => q.dead_letters().await).map_err(operation)?;
             match id {
-                None => Ok(match json {
-                    true => lines(&Value::Array(dead.iter().map(dead_letter_json).collect())),
-                    false => dead_letters_text(queue, &dead),
-                }),
+                None => {
+                    // A page at a time: each row read is bounded, not each whole envelope.
+                    let mut dead = Vec::new();
+                    loop {
+                        let after = dead.last().map_or(0, |last: &DeadLetter| last.id);
+                        let page =
+                            each!(&backend, q => q.dead_letters_page(after, DEAD_LETTER_PAGE).await)
+                                .map_err(operation)?;
+                        let full = page.len() == DEAD_LETTER_PAGE;
+                        dead.extend(page);
+                        if !full {
+                            break;
+                        }
+                    }
+                    Ok(match json {
+                        true => lines(&Value::Array(dead.iter().map(dead_letter_json).collect())),
+                        false => dead_letters_text(queue, &dead),
+                    })
+                }
                 Some(id) => {
+                    let dead =
+                        each!(&backend, q => q.dead_letters_page(id.saturating_sub(1), 1).await)
+                            .map_err(operation)?;
                     let Some(dead) = dead.iter().find(|dead| dead.id == *id) else {
                         return Err(operation(QueueError::NoSuchDeadLetter {
                             queue: queue.to_owned(),

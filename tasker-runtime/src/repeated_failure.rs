@@ -4,6 +4,18 @@
 
 use std::time::{Duration, Instant};
 
+/// Failures of a background operation (marking events reported, looking for unreported ones,
+/// asking for suspects) are reported at most once per this interval...
+const BACKGROUND_REPORTS: Duration = Duration::from_secs(10);
+/// ...and end (a line saying it works again; the next failure reported as new) only after the
+/// operation worked this long with no failure.
+const BACKGROUND_QUIET: Duration = Duration::from_secs(60);
+
+/// The failure counter of one background operation, behind a lock for its callers.
+pub(crate) fn failure_counter() -> std::sync::Mutex<RepeatedFailure> {
+    std::sync::Mutex::new(RepeatedFailure::new(BACKGROUND_REPORTS).quiet_for(BACKGROUND_QUIET))
+}
+
 /// What to report about a repeated failure now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FailureReport {
@@ -20,6 +32,8 @@ pub(crate) enum FailureReport {
 #[derive(Debug)]
 pub(crate) struct RepeatedFailure {
     interval: Duration,
+    /// How long after its last failure a success ends the failures (see [`Self::quiet_for`]).
+    quiet: Duration,
     failing: Option<Failing>,
 }
 
@@ -27,6 +41,7 @@ pub(crate) struct RepeatedFailure {
 struct Failing {
     since: Instant,
     total: u64,
+    last_failure: Instant,
     reported_at: Instant,
     unreported: u64,
 }
@@ -36,7 +51,45 @@ impl RepeatedFailure {
     pub(crate) const fn new(interval: Duration) -> Self {
         RepeatedFailure {
             interval,
+            quiet: Duration::ZERO,
             failing: None,
+        }
+    }
+
+    /// Ends the failures only at a success `quiet` or more after the last failure: failures
+    /// that alternate with successes are counted as one stretch, not each reported as first.
+    pub(crate) const fn quiet_for(mut self, quiet: Duration) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
+    /// Counts the outcome of one attempt at `now`, and logs what is due as a `WARN` (a failure)
+    /// or an `INFO` (it works again) on target `tasker`, saying `what` failed.
+    pub(crate) fn log<E: std::fmt::Display>(
+        &mut self,
+        now: Instant,
+        outcome: Result<(), &E>,
+        what: impl FnOnce() -> String,
+    ) {
+        let report = match outcome {
+            Ok(()) => self.succeeded(now),
+            Err(_) => self.failed(now),
+        };
+        match (outcome, report) {
+            (Err(error), Some(FailureReport::First)) => {
+                tracing::warn!(target: "tasker", "[Tasker] {}: {error}", what());
+            }
+            (Err(error), Some(FailureReport::Repeated { count, over })) => tracing::warn!(
+                target: "tasker",
+                "[Tasker] {}: {count} more failures in {over:?}, the latest: {error}",
+                what()
+            ),
+            (_, Some(FailureReport::Recovered { count, over })) => tracing::info!(
+                target: "tasker",
+                "[Tasker] {} works again, after {count} failures over {over:?}",
+                what()
+            ),
+            _ => {}
         }
     }
 
@@ -46,6 +99,7 @@ impl RepeatedFailure {
             self.failing = Some(Failing {
                 since: now,
                 total: 1,
+                last_failure: now,
                 reported_at: now,
                 unreported: 0,
             });
@@ -53,6 +107,7 @@ impl RepeatedFailure {
         };
         failing.total += 1;
         failing.unreported += 1;
+        failing.last_failure = now;
         let over = now.saturating_duration_since(failing.reported_at);
         if over < self.interval {
             return None;
@@ -62,8 +117,13 @@ impl RepeatedFailure {
         Some(FailureReport::Repeated { count, over })
     }
 
-    /// Notes a success at `now`: [`FailureReport::Recovered`] if it ends failures.
+    /// Notes a success at `now`: [`FailureReport::Recovered`] if it ends failures (it does
+    /// only [`quiet`](Self::quiet_for) or more after the last one).
     pub(crate) fn succeeded(&mut self, now: Instant) -> Option<FailureReport> {
+        let failing = self.failing.as_ref()?;
+        if now.saturating_duration_since(failing.last_failure) < self.quiet {
+            return None;
+        }
         let failing = self.failing.take()?;
         Some(FailureReport::Recovered {
             count: failing.total,
@@ -147,6 +207,103 @@ mod tests {
                 count: 1,
                 over: Duration::from_secs(30)
             })
+        );
+    }
+
+    #[test]
+    fn failures_alternating_with_successes_are_one_stretch_until_a_quiet_interval() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut failures = RepeatedFailure::new(TEN).quiet_for(Duration::from_secs(60));
+        let mut reports = Vec::new();
+        for tick in 0..12 {
+            reports.push((tick, failures.failed(at(tick * 2))));
+            reports.push((tick, failures.succeeded(at(tick * 2 + 1))));
+        }
+        let reports: Vec<_> = reports
+            .into_iter()
+            .filter_map(|(tick, report)| Some((tick, report?)))
+            .collect();
+        assert_eq!(
+            reports,
+            [
+                (0, FailureReport::First),
+                (
+                    5,
+                    FailureReport::Repeated {
+                        count: 5,
+                        over: TEN
+                    }
+                ),
+                (
+                    10,
+                    FailureReport::Repeated {
+                        count: 5,
+                        over: TEN
+                    }
+                ),
+            ]
+        );
+        assert_eq!(failures.succeeded(at(22 + 59)), None);
+        assert_eq!(
+            failures.succeeded(at(22 + 60)),
+            Some(FailureReport::Recovered {
+                count: 12,
+                over: Duration::from_secs(82)
+            })
+        );
+        assert_eq!(failures.failed(at(90)), Some(FailureReport::First));
+    }
+
+    /// The lines a closure logs on target `tasker`, without timestamps.
+    fn logged(body: impl FnOnce()) -> Vec<String> {
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .without_time()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, body);
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    /// An operation that fails every other time for 24 s logs its first failure, then counts
+    /// every 10 s, and says it works again only after a quiet minute: not a "first" line each
+    /// time it fails again.
+    #[test]
+    fn alternating_failures_log_one_first_line_then_counts() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut failures = RepeatedFailure::new(TEN).quiet_for(Duration::from_secs(60));
+        let what = || "could not mark".to_owned();
+        let lines = logged(|| {
+            for tick in 0..12 {
+                failures.log(at(tick * 2), Err(&"refused"), what);
+                failures.log::<&str>(at(tick * 2 + 1), Ok(()), what);
+            }
+            failures.log::<&str>(at(82), Ok(()), what);
+        });
+        assert_eq!(
+            lines,
+            [
+                " WARN tasker: [Tasker] could not mark: refused",
+                " WARN tasker: [Tasker] could not mark: 5 more failures in 10s, the latest: refused",
+                " WARN tasker: [Tasker] could not mark: 5 more failures in 10s, the latest: refused",
+                " INFO tasker: [Tasker] could not mark works again, after 12 failures over 82s",
+            ]
         );
     }
 }

@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 pub use crate::support::task_log::{Observe, TaskLog};
 use tasker::queue::{
     BoxFuture, Claim, Completion, Counts, DeadLetter, Envelope, Isolation, LeaseId, Queue,
-    QueueError, RetriedDeadLetters, RunTrace, TaskCounts, DEAD_LETTER_RAW_BYTES,
-    MAX_ENVELOPE_BYTES,
+    QueueError, RetriedDeadLetters, RunTrace, TaskCounts, DEAD_LETTER_DECODED_BYTES,
+    DEAD_LETTER_RAW_BYTES, MAX_ENVELOPE_BYTES,
 };
 use tasker::telemetry::context::{CheckpointError, Checkpoints};
 use tasker::telemetry::propagation::TraceContext;
@@ -53,6 +53,8 @@ macro_rules! queue_suite {
             an_expired_lease_that_ran_alone_counts,
             an_expired_lease_is_handed_only_to_a_claimer_that_runs_alone,
             requeues_of_shared_runs_count,
+            task_retries_count_deliveries_as_requeues_do,
+            a_task_retry_keeps_a_context_holding_nul,
             envelopes_round_trip_through_the_backend,
             concurrent_claims_never_share_an_envelope,
             the_next_delivery_carries_the_run_an_earlier_one_recorded,
@@ -67,6 +69,7 @@ macro_rules! queue_suite {
             dead_letters_list_a_dead_envelope_and_buried_rows_with_their_fields,
             operators_count_retry_and_purge_every_kind_of_dead_row,
             unreadable_rows_in_a_batch_are_buried_and_its_good_envelopes_claimed,
+            dead_letters_come_a_page_at_a_time_and_large_envelopes_by_their_start,
         );
     };
     (@table_tests $fresh:ident; $($name:ident,)*) => {
@@ -517,6 +520,65 @@ pub async fn requeues_of_shared_runs_count(queue: Arc<dyn Queue>) {
             .is_none(),
         "an envelope requeued {MAX_DELIVERIES} times is not delivered again"
     );
+}
+
+/// A task retry (`requeue_attempt`) counts deliveries as a requeue does: two crashes beside
+/// other tasks (not the task's own) and two failed attempts (its own) leave it two counted
+/// deliveries of three, so it is delivered again; a third failed attempt dead-letters it.
+pub async fn task_retries_count_deliveries_as_requeues_do(queue: Arc<dyn Queue>) {
+    queue.push(envelope("retried innocent")).await.unwrap();
+    let mut deliveries = Vec::new();
+    for task_attempt in 2..=3u32 {
+        let shared = claim_as(&queue, Isolation::Shared, SHORT_LEASE)
+            .await
+            .unwrap();
+        deliveries.push(shared.envelope.delivery_attempt);
+        expire().await;
+        let alone = claim_as(&queue, Isolation::Alone, LEASE).await.unwrap();
+        deliveries.push(alone.envelope.delivery_attempt);
+        queue
+            .requeue_attempt(alone.lease, Duration::ZERO, task_attempt)
+            .await
+            .unwrap();
+    }
+    assert_eq!(deliveries, [1, 2, 3, 4]);
+    let third = claim_as(&queue, Isolation::Alone, LEASE)
+        .await
+        .expect("delivered again after 2 failed attempts and 2 crashes that were not its own");
+    assert_eq!(
+        (third.envelope.delivery_attempt, third.envelope.task_attempt),
+        (5, 3)
+    );
+    queue
+        .requeue_attempt(third.lease, Duration::ZERO, 4)
+        .await
+        .unwrap();
+    assert!(
+        queue
+            .claim_isolated(LEASE, Duration::from_millis(100), Isolation::Alone)
+            .await
+            .unwrap()
+            .is_none(),
+        "a third failed attempt is the third counted delivery: dead-lettered"
+    );
+}
+
+/// A task retry hands back an envelope whose context holds a NUL character unchanged (JSON
+/// allows it; PostgreSQL's `jsonb` does not).
+pub async fn a_task_retry_keeps_a_context_holding_nul(queue: Arc<dyn Queue>) {
+    let sent = Envelope::new("t", "1", json!({"note": "a\u{0}b"}));
+    queue.push(sent.clone()).await.unwrap();
+    let claim = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+    queue
+        .requeue_attempt(claim.lease, Duration::ZERO, 2)
+        .await
+        .unwrap();
+    let again = queue.claim(LEASE, Duration::ZERO).await.unwrap().unwrap();
+    let mut expected = sent;
+    expected.delivery_attempt = 2;
+    expected.task_attempt = 2;
+    assert_eq!(again.envelope, expected);
+    queue.acknowledge(again.lease).await.unwrap();
 }
 
 pub async fn envelopes_round_trip_through_the_backend(queue: Arc<dyn Queue>) {
@@ -1234,6 +1296,12 @@ pub trait Table: Send + Sync {
     fn insert<'a>(&'a self, task_id: &'a str, value: &'a Stored) -> BoxFuture<'a, bool>;
     /// The queue's `dead_letters()`.
     fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>>;
+    /// The queue's `dead_letters_page(after_id, limit)`.
+    fn dead_letters_page(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<DeadLetter>, QueueError>>;
     /// The queue's `counts()`.
     fn counts(&self) -> BoxFuture<'_, Counts>;
     /// The queue's `counts_by_task()`.
@@ -1555,4 +1623,54 @@ pub async fn operators_count_retry_and_purge_every_kind_of_dead_row(table: &dyn 
     );
     assert_eq!(table.counts().await, Counts::default());
     assert_eq!(table.dead_letters().await.unwrap(), Vec::new());
+}
+
+/// `dead_letters_page` lists the dead rows a page at a time, exactly as `dead_letters` lists
+/// them all; a dead envelope over `DEAD_LETTER_DECODED_BYTES` is listed by its first KiB and
+/// its size, not read whole.
+pub async fn dead_letters_come_a_page_at_a_time_and_large_envelopes_by_their_start(
+    table: &dyn Table,
+) {
+    // Letters that do not compress (PostgreSQL measures the size as stored).
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let pad: String = (0..DEAD_LETTER_DECODED_BYTES * 4)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            char::from(b'a' + u8::try_from(seed % 26).unwrap())
+        })
+        .collect();
+    let large = format!(r#"{{"task_name": "large", "pad": "{pad}"}}"#);
+    let rows = [
+        Stored::Text("not json 1".to_owned()),
+        Stored::Text(large.clone()),
+        Stored::Text("not json 2".to_owned()),
+    ];
+    for (n, stored) in rows.iter().enumerate() {
+        assert!(table.insert(&format!("row {n}"), stored).await);
+    }
+    assert_eq!(drain(&table.queue(), 0).await, Vec::<String>::new());
+    let all = table.dead_letters().await.unwrap();
+    let first = table.dead_letters_page(0, 2).await.unwrap();
+    let second = table.dead_letters_page(first[1].id, 2).await.unwrap();
+    let third = table.dead_letters_page(second[0].id, 2).await.unwrap();
+    assert_eq!((first.len(), second.len(), third.len()), (2, 1, 0));
+    assert_eq!([first, second].concat(), all);
+    let big = &all[1];
+    assert_eq!(big.task_id, "row 1");
+    assert_eq!(
+        (
+            big.size,
+            big.raw.as_slice(),
+            big.envelope.is_none(),
+            big.task_name.as_deref()
+        ),
+        (
+            large.len(),
+            &large.as_bytes()[..DEAD_LETTER_RAW_BYTES],
+            true,
+            None
+        )
+    );
 }

@@ -263,3 +263,33 @@ pub async fn a_reported_terminal_event_is_not_emitted_again(queues: [Arc<dyn Que
     assert_eq!(again.len(), 1, "emitted again: {again:#?}");
     assert_eq!(again[0].event_id(), event_id);
 }
+
+/// A stored `task.complete` of task `n`, event id `1000 + n`, as a worker that died before
+/// emitting it would have left it.
+pub fn stored_terminal(n: u128) -> TerminalEvent {
+    TerminalEvent {
+        event_id: uuid::Uuid::from_u128(1000 + n),
+        task_id: uuid::Uuid::from_u128(n),
+        task_name: "t".to_owned(),
+        task_version: "1".to_owned(),
+        succeeded: true,
+        timestamp_ns: 1,
+        duration_ns: 1,
+        error_class: None,
+        error_message: None,
+        error_steps: Vec::new(),
+    }
+}
+
+/// An emitter that keeps the event ids it is given, `delay` apart (a slow adapter).
+pub fn recording_emitter(
+    delay: Duration,
+) -> (tasker::queue::EmitTerminal, Arc<Mutex<Vec<uuid::Uuid>>>) {
+    let emitted = Arc::new(Mutex::new(Vec::new()));
+    let kept = emitted.clone();
+    let emit: tasker::queue::EmitTerminal = Arc::new(move |event: &TerminalEvent| {
+        std::thread::sleep(delay);
+        kept.lock().unwrap().push(event.event_id);
+    });
+    (emit, emitted)
+}

@@ -30,7 +30,10 @@ pub use memory::MemoryQueue;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresQueue, PostgresQueueBuilder, MAX_SCHEMA_NAME_BYTES};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub use sql::{Counts, DeadLetter, RetriedDeadLetters, TaskCounts, DEAD_LETTER_RAW_BYTES};
+pub use sql::{
+    Counts, DeadLetter, RetriedDeadLetters, TaskCounts, DEAD_LETTER_DECODED_BYTES,
+    DEAD_LETTER_RAW_BYTES,
+};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteQueue, SqliteQueueBuilder};
 pub use terminal::{TerminalEvent, TerminalEventError};

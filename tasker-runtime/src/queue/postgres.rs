@@ -7,7 +7,11 @@ use deadpool_postgres::{Config, Pool, PoolConfig, Runtime as PoolRuntime};
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
-use super::sql::{self, Counts, DeadLetter, RetriedDeadLetters, StoredEnvelope, TaskCounts};
+use super::sql::{
+    self, Counts, DeadLetter, RetriedDeadLetters, StoredEnvelope, TaskCounts,
+    DEAD_LETTER_DECODED_BYTES, DEAD_LETTER_RAW_BYTES,
+};
+use super::terminal::{self, TakenRow};
 use super::wait::{Attempt, ClaimWait};
 use super::{
     Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
@@ -100,7 +104,9 @@ ALTER TABLE {schema}.envelopes ADD COLUMN IF NOT EXISTS alone boolean NOT NULL D
     task_id      text        PRIMARY KEY,
     queue        text        NOT NULL,
     event        text        NOT NULL,
-    completed_at timestamptz NOT NULL DEFAULT now()
+    completed_at timestamptz NOT NULL DEFAULT now(),
+    -- Until when a recovering process has taken it to emit it (others skip it meanwhile).
+    taken_until  timestamptz NOT NULL DEFAULT '-infinity'
 );
 CREATE INDEX IF NOT EXISTS terminal_events_due
     ON {schema}.terminal_events (queue, completed_at);",
@@ -312,6 +318,7 @@ struct Statements {
     result: String,
     requeue: String,
     release: String,
+    held_envelope: String,
     requeue_attempt: String,
     dead: String,
     counts: String,
@@ -322,6 +329,17 @@ impl Statements {
         let t = format!("{schema}.envelopes");
         let micros = "* interval '1 microsecond'";
         let held = "lease_id = $1 AND state = 'leased' AND lease_until > now()";
+        // Requeues and task retries count a delivery alike ($2 the delay, $3 max_deliveries).
+        let requeued = format!(
+            "delivery_attempt = delivery_attempt + 1,
+             counted_deliveries = counted_deliveries + 1,
+             state = CASE WHEN counted_deliveries + 1 > $3 THEN 'dead' ELSE 'ready' END,
+             dead_at = CASE WHEN counted_deliveries + 1 > $3 THEN now() END,
+             last_error = CASE WHEN counted_deliveries + 1 > $3
+                 THEN 'requeued after its last delivery' END,
+             available_at = now() + $2 {micros},
+             lease_id = NULL, lease_until = NULL"
+        );
         Statements {
             create_schema: format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
             create_migrations: format!(
@@ -435,13 +453,21 @@ impl Statements {
                                ON CONFLICT (task_id) DO NOTHING)
                  SELECT count(*) FROM done"
             ),
-            // Locked until the transaction that emits them marks them; other processes skip them.
+            // Taken for the grace period in one statement: emitted with no transaction open,
+            // then removed; other processes skip them meanwhile. Read as text whatever their
+            // column types.
             unreported: format!(
-                "SELECT task_id, event FROM {schema}.terminal_events
-                 WHERE queue = $1 AND completed_at <= now() - $2 {micros}
-                 ORDER BY completed_at
-                 LIMIT $3
-                 FOR UPDATE SKIP LOCKED"
+                "WITH taken AS (
+                    UPDATE {schema}.terminal_events SET taken_until = now() + $2 {micros}
+                    WHERE task_id IN (
+                        SELECT task_id FROM {schema}.terminal_events
+                        WHERE queue = $1 AND completed_at <= now() - $2 {micros}
+                            AND taken_until <= now()
+                        ORDER BY completed_at
+                        LIMIT $3
+                        FOR UPDATE SKIP LOCKED)
+                    RETURNING task_id::text AS task_id, event, completed_at)
+                 SELECT task_id, event FROM taken ORDER BY completed_at"
             ),
             count_unreported: format!(
                 "SELECT count(*) FROM {schema}.terminal_events WHERE queue = $1"
@@ -470,33 +496,15 @@ impl Statements {
                  SELECT count(*) FROM held"
             ),
             previous_run: format!("SELECT trace FROM {schema}.runs WHERE task_id = $1"),
+            // The envelope with its next task attempt, read under the lease: set in Rust, since
+            // `jsonb` cannot hold every JSON text (a `\u0000` in a string).
+            held_envelope: format!("SELECT envelope FROM {t} WHERE {held} FOR UPDATE"),
+            // A task retry also writes its envelope ($4, the column's own type), read and
+            // rewritten under the row lock (`held_envelope`).
             requeue_attempt: format!(
-                "UPDATE {t} SET
-                    envelope = (envelope::jsonb
-                        || jsonb_build_object('task_attempt', $4::integer))::text,
-                    delivery_attempt = delivery_attempt + 1,
-                    state = CASE WHEN delivery_attempt + 1 > $3 THEN 'dead' ELSE 'ready' END,
-                    dead_at = CASE WHEN delivery_attempt + 1 > $3 THEN now() END,
-                    last_error = CASE WHEN delivery_attempt + 1 > $3
-                        THEN 'requeued after its last delivery' END,
-                    available_at = now() + $2 {micros},
-                    lease_id = NULL, lease_until = NULL
-                 WHERE {held}
-                 RETURNING state"
+                "UPDATE {t} SET envelope = $4, {requeued} WHERE {held} RETURNING state"
             ),
-            requeue: format!(
-                "UPDATE {t} SET
-                    delivery_attempt = delivery_attempt + 1,
-                    counted_deliveries = counted_deliveries + 1,
-                    state = CASE WHEN counted_deliveries + 1 > $3 THEN 'dead' ELSE 'ready' END,
-                    dead_at = CASE WHEN counted_deliveries + 1 > $3 THEN now() END,
-                    last_error = CASE WHEN counted_deliveries + 1 > $3
-                        THEN 'requeued after its last delivery' END,
-                    available_at = now() + $2 {micros},
-                    lease_id = NULL, lease_until = NULL
-                 WHERE {held}
-                 RETURNING state"
-            ),
+            requeue: format!("UPDATE {t} SET {requeued} WHERE {held} RETURNING state"),
             // A hand-back: the next delivery is a new one, but the task did nothing to count.
             release: format!(
                 "UPDATE {t} SET
@@ -505,9 +513,18 @@ impl Statements {
                     lease_id = NULL, lease_until = NULL
                  WHERE {held}"
             ),
+            // A large envelope (by its stored size, read without decompressing it): only its
+            // start and its length leave the server.
             dead: format!(
-                "SELECT id, task_id, envelope, last_error, delivery_attempt, dead_at FROM {t}
-                 WHERE queue = $1 AND state = 'dead' ORDER BY id"
+                "SELECT id, task_id,
+                    CASE WHEN pg_column_size(envelope) <= $3 THEN envelope END,
+                    last_error, delivery_attempt, dead_at,
+                    CASE WHEN pg_column_size(envelope) > $3
+                        THEN octet_length(envelope::text) END,
+                    CASE WHEN pg_column_size(envelope) > $3
+                        THEN convert_to(left(envelope::text, $4), 'UTF8') END
+                 FROM {t}
+                 WHERE queue = $1 AND state = 'dead' AND id > $2 ORDER BY id LIMIT $5"
             ),
             counts: format!(
                 "SELECT
@@ -615,18 +632,54 @@ impl PostgresQueue {
 
     /// Every row of this queue in the dead-letter state, oldest first: envelopes delivered as
     /// many times as allowed, and rows no worker could read, each with why it was set aside
-    /// and the start of what it holds.
+    /// and the start of what it holds (an envelope stored in over
+    /// [`DEAD_LETTER_DECODED_BYTES`] is not read whole).
+    /// [`dead_letters_page`](Self::dead_letters_page) lists them a page at a time.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
+        self.dead_letters_page(0, usize::MAX).await
+    }
+
+    /// At most `limit` dead rows of this queue whose id is greater than `after_id`, oldest
+    /// first, as [`dead_letters`](Self::dead_letters) lists them: pass the last id of a page
+    /// (or `0`) to read the next.
+    pub async fn dead_letters_page(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
         let client = self.pool.get().await.map_err(backend)?;
-        let rows = query_fresh(&client, &self.sql.dead, &[&self.name]).await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (decoded, raw) = (
+            i32::try_from(DEAD_LETTER_DECODED_BYTES).unwrap_or(i32::MAX),
+            i32::try_from(DEAD_LETTER_RAW_BYTES).unwrap_or(i32::MAX),
+        );
+        let rows = query_fresh(
+            &client,
+            &self.sql.dead,
+            &[&self.name, &after_id, &decoded, &raw, &limit],
+        )
+        .await?;
         rows.iter()
             .map(|row| {
+                let cut = column::<Option<i32>>(row, 6, "length(envelopes.envelope)")?;
+                let (envelope, size) = match cut {
+                    // Whatever the envelope column holds: these are the rows that hold
+                    // something unexpected.
+                    None => {
+                        let stored = column::<AnyValue>(row, 2, "envelopes.envelope")?.stored();
+                        let size = stored.bytes().len();
+                        (stored, size)
+                    }
+                    Some(size) => (
+                        StoredEnvelope::Text(column(row, 7, "envelopes.envelope")?),
+                        usize::try_from(size).unwrap_or(0),
+                    ),
+                };
                 let dead = sql::DeadRow {
                     id: column(row, 0, "envelopes.id")?,
                     task_id: column(row, 1, "envelopes.task_id")?,
-                    // Whatever the envelope column holds: these are the rows that hold
-                    // something unexpected.
-                    envelope: column::<AnyValue>(row, 2, "envelopes.envelope")?.stored(),
+                    envelope,
+                    size,
                     reason: column(row, 3, "envelopes.last_error")?,
                     delivery_attempt: column::<i32>(row, 4, "envelopes.delivery_attempt")?.into(),
                     dead_at: column(row, 5, "envelopes.dead_at")?,
@@ -666,7 +719,7 @@ impl PostgresQueue {
             )
             .await
             .map_err(backend)?;
-        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        Ok(u64::try_from(column::<i64>(&row, 0, "count")?).unwrap_or(0))
     }
 
     /// How many envelopes of this queue are in each state.
@@ -1083,7 +1136,7 @@ impl Queue for PostgresQueue {
                 )
                 .await
                 .map_err(backend)?;
-            Ok(row.get(0))
+            column(&row, 0, "exists")
         })
     }
 
@@ -1188,46 +1241,36 @@ impl Queue for PostgresQueue {
         emit: EmitTerminal,
     ) -> BoxFuture<'_, Result<usize, QueueError>> {
         Box::pin(async move {
-            let mut client = self.pool.get().await.map_err(backend)?;
-            let transaction = client.transaction().await.map_err(backend)?;
+            let client = self.pool.get().await.map_err(backend)?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = transaction
+            let rows = client
                 .query(
-                    &transaction
-                        .prepare_cached(&self.sql.unreported)
-                        .await
-                        .map_err(backend)?,
+                    &prepare(&client, &self.sql.unreported).await?,
                     &[&self.name, &micros(grace), &limit],
                 )
                 .await
                 .map_err(backend)?;
-            let mut taken = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let (task_id, text): (&str, &str) = (row.get(0), row.get(1));
-                match TerminalEvent::decode(task_id, text) {
-                    Ok(event) => emit(&event),
-                    // It can never be emitted: say so, and let it go with the others.
-                    Err(error) => tracing::warn!(
-                        target: "tasker",
-                        %task_id,
-                        "[Tasker] {error}; it is not reported again"
-                    ),
-                }
-                taken.push(task_id.to_owned());
+            if rows.is_empty() {
+                return Ok(0);
             }
-            if !taken.is_empty() {
-                transaction
-                    .execute(
-                        &transaction
-                            .prepare_cached(&self.sql.mark_reported)
-                            .await
-                            .map_err(backend)?,
-                        &[&taken],
-                    )
-                    .await
-                    .map_err(backend)?;
-            }
-            transaction.commit().await.map_err(backend)?;
+            let taken: Vec<TakenRow> = rows.iter().map(read_taken).collect();
+            drop(rows);
+            let emitted = tokio::task::spawn_blocking(move || {
+                terminal::emit_taken(&taken, &emit);
+                taken
+            })
+            .await;
+            let taken = emitted.map_err(|join| {
+                QueueError::Backend(format!("emitting recovered events did not finish: {join}"))
+            })?;
+            let task_ids: Vec<&str> = taken.iter().map(|(task_id, _)| task_id.as_str()).collect();
+            client
+                .execute(
+                    &prepare(&client, &self.sql.mark_reported).await?,
+                    &[&task_ids],
+                )
+                .await
+                .map_err(backend)?;
             Ok(taken.len())
         })
     }
@@ -1356,7 +1399,8 @@ impl Queue for PostgresQueue {
 }
 
 impl PostgresQueue {
-    /// Hands a claimed envelope out again after `delay`, for `task_attempt` when given.
+    /// Hands a claimed envelope out again after `delay`, for `task_attempt` when given: one
+    /// statement for requeues and task retries, so both count deliveries the same way.
     fn put_back(
         &self,
         lease: LeaseId,
@@ -1364,33 +1408,55 @@ impl PostgresQueue {
         task_attempt: Option<u32>,
     ) -> BoxFuture<'_, Result<(), QueueError>> {
         Box::pin(async move {
-            let client = self.pool.get().await.map_err(backend)?;
+            let mut client = self.pool.get().await.map_err(backend)?;
             let (lease_text, delay_micros) = (sql::lease_text(lease), micros(delay));
             let row = match task_attempt {
-                None => {
-                    client
-                        .query_opt(
-                            &prepare(&client, &self.sql.requeue).await?,
-                            &[&lease_text, &delay_micros, &self.max_deliveries],
-                        )
-                        .await
-                }
+                None => client
+                    .query_opt(
+                        &prepare(&client, &self.sql.requeue).await?,
+                        &[&lease_text, &delay_micros, &self.max_deliveries],
+                    )
+                    .await
+                    .map_err(backend)?,
                 Some(task_attempt) => {
-                    let task_attempt = i32::try_from(task_attempt).unwrap_or(i32::MAX);
-                    client
+                    let transaction = client.transaction().await.map_err(backend)?;
+                    let Some(row) = transaction
                         .query_opt(
-                            &prepare(&client, &self.sql.requeue_attempt).await?,
-                            &[
-                                &lease_text,
-                                &delay_micros,
-                                &self.max_deliveries,
-                                &task_attempt,
-                            ],
+                            &transaction
+                                .prepare_cached(&self.sql.held_envelope)
+                                .await
+                                .map_err(backend)?,
+                            &[&lease_text],
                         )
                         .await
+                        .map_err(backend)?
+                    else {
+                        return Err(QueueError::LeaseLost(lease));
+                    };
+                    // Set in Rust: `jsonb` cannot hold every JSON text (a `\u0000` in a
+                    // string). It decoded when claimed; a row changed since is refused.
+                    let mut envelope = column::<AnyValue>(&row, 0, "envelopes.envelope")?
+                        .stored()
+                        .decode()
+                        .map_err(QueueError::Backend)?;
+                    envelope.task_attempt = task_attempt;
+                    let envelope = String::from_utf8(envelope.encode()).map_err(|error| {
+                        QueueError::Backend(format!("envelope is not UTF-8: {error}"))
+                    })?;
+                    let row = transaction
+                        .query_opt(
+                            &transaction
+                                .prepare_cached(&self.sql.requeue_attempt)
+                                .await
+                                .map_err(backend)?,
+                            &[&lease_text, &delay_micros, &self.max_deliveries, &envelope],
+                        )
+                        .await
+                        .map_err(backend)?;
+                    transaction.commit().await.map_err(backend)?;
+                    row
                 }
-            }
-            .map_err(backend)?;
+            };
             let Some(row) = row else {
                 return Err(QueueError::LeaseLost(lease));
             };
@@ -1589,6 +1655,21 @@ async fn query_fresh(
         }
         result => result.map_err(backend),
     }
+}
+
+/// A terminal-event row a recovery took (`RETURNING task_id::text, event`), whatever its
+/// columns hold: a value that is not the event's text is a reason it cannot be emitted.
+fn read_taken(row: &Row) -> TakenRow {
+    let task_id = column::<String>(row, 0, "terminal_events.task_id").unwrap_or_default();
+    let event = column::<AnyValue>(row, 1, "terminal_events.event")
+        .map_err(|error| error.to_string())
+        .and_then(|value| match value.stored() {
+            StoredEnvelope::Text(bytes) => std::str::from_utf8(bytes)
+                .map(str::to_owned)
+                .map_err(|error| format!("its event is not UTF-8: {error}")),
+            StoredEnvelope::Other { kind, .. } => Err(format!("its event is {kind}, not text")),
+        });
+    (task_id, event)
 }
 
 /// The database's message as a [`QueueError::Backend`].

@@ -22,6 +22,11 @@ pub struct Counts {
 /// How many bytes of a dead row's stored envelope [`DeadLetter::raw`] keeps.
 pub const DEAD_LETTER_RAW_BYTES: usize = 1024;
 
+/// A dead row's stored envelope up to this size (on PostgreSQL, as stored, which may be
+/// compressed) is read whole and decoded into [`DeadLetter::envelope`]; of a larger one a
+/// dead-letter listing reads only the first [`DEAD_LETTER_RAW_BYTES`] and the size.
+pub const DEAD_LETTER_DECODED_BYTES: usize = 64 * 1024;
+
 /// A row of a durable queue in the dead-letter state, as `dead_letters()` lists it: an envelope
 /// delivered as many times as allowed, or a row no worker could read (buried when a claim came
 /// to it). The same on every SQL backend.
@@ -53,10 +58,12 @@ pub struct DeadLetter {
     /// something other than tasker).
     pub task_id: String,
     /// The task's name: the envelope's, or read from the stored JSON when the rest of it does
-    /// not decode; `None` when there is none to read.
+    /// not decode; `None` when there is none to read, or when the envelope was too large to be
+    /// read whole ([`DEAD_LETTER_DECODED_BYTES`]).
     pub task_name: Option<String>,
     /// The envelope, when the stored one decodes (its `delivery_attempt` is the row's); `None`
-    /// for a row buried because it does not.
+    /// for a row buried because it does not, and for one over [`DEAD_LETTER_DECODED_BYTES`]
+    /// (the listing reads only its start).
     pub envelope: Option<Envelope>,
     /// The first [`DEAD_LETTER_RAW_BYTES`] bytes of the stored envelope, as stored (empty for
     /// NULL).
@@ -155,7 +162,10 @@ impl StoredEnvelope<'_> {
 pub(crate) struct DeadRow<'a> {
     pub(crate) id: i64,
     pub(crate) task_id: String,
+    /// The stored envelope, or only its start when it is larger than `size` says.
     pub(crate) envelope: StoredEnvelope<'a>,
+    /// The stored envelope's size in bytes, as the database measured it.
+    pub(crate) size: usize,
     pub(crate) reason: Option<String>,
     pub(crate) delivery_attempt: i64,
     pub(crate) dead_at: Option<SystemTime>,
@@ -165,21 +175,29 @@ impl DeadRow<'_> {
     /// The row as an operator reads it, whatever its envelope holds.
     pub(crate) fn into_dead_letter(self) -> DeadLetter {
         let delivery_attempt = u32::try_from(self.delivery_attempt).unwrap_or(1).max(1);
-        let envelope = self.envelope.decode().ok().map(|mut envelope| {
-            envelope.delivery_attempt = delivery_attempt;
-            envelope
-        });
         let bytes = self.envelope.bytes();
+        // Only the start of a large one was read: it is listed, not decoded.
+        let whole = bytes.len() >= self.size;
+        let envelope = self
+            .envelope
+            .decode()
+            .ok()
+            .filter(|_| whole)
+            .map(|mut envelope| {
+                envelope.delivery_attempt = delivery_attempt;
+                envelope
+            });
         DeadLetter {
             id: self.id,
             task_id: self.task_id,
             task_name: match &envelope {
                 Some(envelope) => Some(envelope.task_name.clone()),
-                None => task_name_in(bytes),
+                None if whole => task_name_in(bytes),
+                None => None,
             },
             envelope,
             raw: bytes[..bytes.len().min(DEAD_LETTER_RAW_BYTES)].to_vec(),
-            size: bytes.len(),
+            size: self.size.max(bytes.len()),
             reason: self
                 .reason
                 .unwrap_or_else(|| "no reason was recorded".to_owned()),
@@ -221,10 +239,12 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
+    /// A dead letter of `envelope`, read whole.
     fn dead(envelope: StoredEnvelope<'_>) -> DeadLetter {
         DeadRow {
             id: 7,
             task_id: "t".to_owned(),
+            size: envelope.bytes().len(),
             envelope,
             reason: None,
             delivery_attempt: 3,

@@ -9,7 +9,11 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::envelope::now_micros;
-use super::sql::{self, Counts, DeadLetter, RetriedDeadLetters, StoredEnvelope, TaskCounts};
+use super::sql::{
+    self, Counts, DeadLetter, RetriedDeadLetters, StoredEnvelope, TaskCounts,
+    DEAD_LETTER_DECODED_BYTES, DEAD_LETTER_RAW_BYTES,
+};
+use super::terminal::{self, TakenRow};
 use super::wait::{Attempt, ClaimWait};
 use super::{
     Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
@@ -85,7 +89,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS tasker_envelopes_lease_id
         "-- Deliveries that count toward max_deliveries: not one whose lease expired while its
 -- process ran other tasks too (the crash may not have been its own).
 ALTER TABLE tasker_envelopes ADD COLUMN counted_deliveries INTEGER NOT NULL DEFAULT 1;
-UPDATE tasker_envelopes SET counted_deliveries = delivery_attempt;
+-- Not again when the printed script is re-run (its ALTERs then fail, and it goes on).
+UPDATE tasker_envelopes SET counted_deliveries = delivery_attempt
+    WHERE NOT EXISTS (SELECT 1 FROM tasker_migrations WHERE version = 5);
 -- Whether the current lease's run is alone in its process.
 ALTER TABLE tasker_envelopes ADD COLUMN alone INTEGER NOT NULL DEFAULT 1;",
     ),
@@ -97,7 +103,9 @@ ALTER TABLE tasker_envelopes ADD COLUMN alone INTEGER NOT NULL DEFAULT 1;",
     task_id         TEXT    PRIMARY KEY,
     queue           TEXT    NOT NULL,
     event           TEXT    NOT NULL,
-    completed_at_us INTEGER NOT NULL
+    completed_at_us INTEGER NOT NULL,
+    -- Until when a recovering process has taken it to emit it (others skip it meanwhile).
+    taken_until_us  INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS tasker_terminal_events_due
     ON tasker_terminal_events (queue, completed_at_us);",
@@ -311,8 +319,11 @@ impl SqliteQueue {
         .await
     }
 
-    /// The migrations as one SQL script, to review or to run by hand. Running it again changes
-    /// nothing (migration 5 then fails: its columns exist).
+    /// The migrations as one SQL script, to review or to run by hand. Running it again over a
+    /// migrated file changes no row: migration 5's two `ALTER TABLE … ADD COLUMN` statements
+    /// fail (their columns exist), which the sqlite3 CLI reports and goes on from, and the rest
+    /// is guarded (`IF NOT EXISTS`, `INSERT OR IGNORE`, an `UPDATE` that runs only while
+    /// migration 5 is not recorded).
     pub fn migration_sql() -> String {
         let mut script = format!("BEGIN IMMEDIATE;\n{CREATE_MIGRATIONS};\n");
         for (version, name, migration) in MIGRATIONS {
@@ -327,41 +338,76 @@ impl SqliteQueue {
 
     /// Every row of this queue in the dead-letter state, oldest first: envelopes delivered as
     /// many times as allowed, and rows no worker could read, each with why it was set aside
-    /// and the start of what it holds.
+    /// and the start of what it holds (an envelope over [`DEAD_LETTER_DECODED_BYTES`] is not
+    /// read whole). [`dead_letters_page`](Self::dead_letters_page) lists them a page at a time.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
+        self.dead_letters_page(0, usize::MAX).await
+    }
+
+    /// At most `limit` dead rows of this queue whose id is greater than `after_id`, oldest
+    /// first, as [`dead_letters`](Self::dead_letters) lists them: pass the last id of a page
+    /// (or `0`) to read the next.
+    pub async fn dead_letters_page(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
         let name = self.name.clone();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (decoded, raw) = (
+            i64::try_from(DEAD_LETTER_DECODED_BYTES).unwrap_or(i64::MAX),
+            i64::try_from(DEAD_LETTER_RAW_BYTES).unwrap_or(i64::MAX),
+        );
         self.with(move |connection| {
+            // A large envelope's start and size only, measured in bytes (a BLOB cast), whatever
+            // the column holds.
             let mut statement = connection.prepare(
-                "SELECT id, task_id, envelope, last_error, delivery_attempt, dead_at_us
-                 FROM tasker_envelopes WHERE queue = ?1 AND state = 'dead' ORDER BY id",
+                "SELECT id, task_id,
+                    CASE WHEN length(CAST(envelope AS BLOB)) <= ?4 THEN envelope
+                         ELSE substr(CAST(envelope AS BLOB), 1, ?5) END,
+                    last_error, delivery_attempt, dead_at_us,
+                    length(CAST(envelope AS BLOB)), typeof(envelope)
+                 FROM tasker_envelopes WHERE queue = ?1 AND state = 'dead' AND id > ?2
+                 ORDER BY id LIMIT ?3",
             )?;
-            let rows = statement.query_map([name], |row| {
-                // Every column as whatever it holds: this lists exactly the rows that hold
-                // something unexpected.
-                let text = |index: usize| -> rusqlite::Result<Option<String>> {
-                    Ok(match row.get_ref(index)? {
-                        ValueRef::Null => None,
-                        value => Some(String::from_utf8_lossy(stored(value).bytes()).into_owned()),
-                    })
-                };
-                let integer = |index: usize| -> rusqlite::Result<Option<i64>> {
-                    Ok(match row.get_ref(index)? {
-                        ValueRef::Integer(value) => Some(value),
-                        _ => None,
-                    })
-                };
-                let dead = sql::DeadRow {
-                    id: row.get(0)?,
-                    task_id: text(1)?.unwrap_or_default(),
-                    envelope: stored(row.get_ref(2)?),
-                    reason: text(3)?,
-                    delivery_attempt: integer(4)?.unwrap_or(1),
-                    dead_at: integer(5)?.map(|micros| {
-                        UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).unwrap_or(0))
-                    }),
-                };
-                Ok(dead.into_dead_letter())
-            })?;
+            let rows =
+                statement.query_map(params![name, after_id, limit, decoded, raw], |row| {
+                    // Every column as whatever it holds: this lists exactly the rows that hold
+                    // something unexpected.
+                    let text = |index: usize| -> rusqlite::Result<Option<String>> {
+                        Ok(match row.get_ref(index)? {
+                            ValueRef::Null => None,
+                            value => {
+                                Some(String::from_utf8_lossy(stored(value).bytes()).into_owned())
+                            }
+                        })
+                    };
+                    let integer = |index: usize| -> rusqlite::Result<Option<i64>> {
+                        Ok(match row.get_ref(index)? {
+                            ValueRef::Integer(value) => Some(value),
+                            _ => None,
+                        })
+                    };
+                    let envelope = match (row.get_ref(2)?, row.get_ref(7)?) {
+                        // The start of text, cut as bytes.
+                        (ValueRef::Blob(bytes), ValueRef::Text(b"text")) => {
+                            StoredEnvelope::Text(bytes)
+                        }
+                        (value, _) => stored(value),
+                    };
+                    let dead = sql::DeadRow {
+                        id: row.get(0)?,
+                        task_id: text(1)?.unwrap_or_default(),
+                        size: integer(6)?.map_or(0, |size| usize::try_from(size).unwrap_or(0)),
+                        envelope,
+                        reason: text(3)?,
+                        delivery_attempt: integer(4)?.unwrap_or(1),
+                        dead_at: integer(5)?.map(|micros| {
+                            UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+                        }),
+                    };
+                    Ok(dead.into_dead_letter())
+                })?;
             rows.collect()
         })
         .await
@@ -757,6 +803,50 @@ macro_rules! held {
     };
 }
 
+impl SqliteQueue {
+    /// Hands a claimed envelope out again after `delay`, for `task_attempt` when given: one
+    /// statement for requeues and task retries, so both count deliveries the same way.
+    async fn put_back(
+        &self,
+        lease: LeaseId,
+        delay: Duration,
+        task_attempt: Option<u32>,
+    ) -> Result<(), QueueError> {
+        let (delay, max) = (micros(delay), self.max_deliveries);
+        let task_attempt = task_attempt.map(i64::from);
+        self.on_held(
+            lease,
+            concat!(
+                "UPDATE tasker_envelopes SET
+                    envelope = CASE WHEN ?5 IS NULL THEN envelope
+                        ELSE json_set(envelope, '$.task_attempt', ?5) END,
+                    delivery_attempt = delivery_attempt + 1,
+                    counted_deliveries = counted_deliveries + 1,
+                    state = CASE WHEN counted_deliveries + 1 > ?4 THEN 'dead' ELSE 'ready' END,
+                    dead_at_us = CASE WHEN counted_deliveries + 1 > ?4 THEN ?2 END,
+                    last_error = CASE WHEN counted_deliveries + 1 > ?4
+                        THEN 'requeued after its last delivery' END,
+                    available_at_us = ?2 + ?3,
+                    lease_id = NULL, lease_until_us = NULL
+                 WHERE ",
+                held!()
+            ),
+            move |lease, now| {
+                vec![
+                    lease.into(),
+                    now.into(),
+                    delay.into(),
+                    max.into(),
+                    task_attempt.into(),
+                ]
+            },
+        )
+        .await?;
+        self.waiting.wake(1);
+        Ok(())
+    }
+}
+
 /// The checkpoints of one task run in the queue's file, recorded while its lease is held.
 struct SqliteCheckpoints {
     connection: Arc<Mutex<Connection>>,
@@ -1052,51 +1142,77 @@ impl Queue for SqliteQueue {
     ) -> BoxFuture<'_, Result<usize, QueueError>> {
         let name = self.name.clone();
         let (grace, limit) = (micros(grace), i64::try_from(limit).unwrap_or(i64::MAX));
-        Box::pin(self.with(move |connection| {
-            // Nothing due: no write transaction, so an idle process stays quiet.
-            let cutoff = micros_now().saturating_sub(grace);
-            let due: bool = connection.query_row(
-                "SELECT EXISTS (SELECT 1 FROM tasker_terminal_events
-                                WHERE queue = ?1 AND completed_at_us <= ?2)",
-                params![name, cutoff],
-                |row| row.get(0),
-            )?;
-            if !due {
+        Box::pin(async move {
+            // Taken in one short transaction, for `grace`: the events are emitted with no lock
+            // held, so other processes' claims and completions go on meanwhile.
+            let taken = self
+                .with(move |connection| {
+                    let now = micros_now();
+                    let cutoff = now.saturating_sub(grace);
+                    // Nothing due: no write transaction, so an idle process stays quiet.
+                    let due: bool = connection.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM tasker_terminal_events
+                                        WHERE queue = ?1 AND completed_at_us <= ?2
+                                            AND taken_until_us <= ?3)",
+                        params![name, cutoff, now],
+                        |row| row.get(0),
+                    )?;
+                    if !due {
+                        return Ok(Vec::new());
+                    }
+                    let transaction =
+                        connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    let taken = {
+                        let mut statement = transaction.prepare(
+                            "UPDATE tasker_terminal_events SET taken_until_us = ?4
+                             WHERE rowid IN (
+                                SELECT rowid FROM tasker_terminal_events
+                                WHERE queue = ?1 AND completed_at_us <= ?2
+                                    AND taken_until_us <= ?3
+                                ORDER BY completed_at_us LIMIT ?5)
+                             RETURNING rowid, task_id, event, completed_at_us",
+                        )?;
+                        let rows = statement.query_map(
+                            params![name, cutoff, now, now.saturating_add(grace), limit],
+                            |row| Ok((row.get::<_, i64>(3)?, read_taken(row)?)),
+                        )?;
+                        let mut taken = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+                        // RETURNING keeps no order: emitted in completion order.
+                        taken.sort_by_key(|(completed, _)| *completed);
+                        taken.into_iter().map(|(_, row)| row).collect::<Vec<_>>()
+                    };
+                    transaction.commit()?;
+                    Ok(taken)
+                })
+                .await?;
+            if taken.is_empty() {
                 return Ok(0);
             }
-            // The write lock keeps other processes from taking them until the marks commit.
-            let transaction =
-                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let rows: Vec<(String, String)> = {
-                let mut statement = transaction.prepare(
-                    "SELECT task_id, event FROM tasker_terminal_events
-                     WHERE queue = ?1 AND completed_at_us <= ?2
-                     ORDER BY completed_at_us LIMIT ?3",
-                )?;
-                let rows = statement
-                    .query_map(params![name, cutoff, limit], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })?
-                    .collect::<rusqlite::Result<_>>()?;
-                rows
-            };
-            let mut taken = Vec::with_capacity(rows.len());
-            for (task_id, text) in rows {
-                match TerminalEvent::decode(&task_id, &text) {
-                    Ok(event) => emit(&event),
-                    // It can never be emitted: say so, and let it go with the others.
-                    Err(error) => tracing::warn!(
-                        target: "tasker",
-                        %task_id,
-                        "[Tasker] {error}; it is not reported again"
-                    ),
-                }
-                taken.push(task_id);
-            }
-            forget_terminal_events(&transaction, &taken)?;
-            transaction.commit()?;
-            Ok(taken.len())
-        }))
+            let (rowids, rows): (Vec<i64>, Vec<TakenRow>) = taken.into_iter().unzip();
+            // Should emitting not finish, the rows stay taken and are emitted again after the
+            // grace period: a repeat, never a loss.
+            blocking(move || {
+                terminal::emit_taken(&rows, &emit);
+                Ok(())
+            })
+            .await?;
+            let removed = self
+                .with(move |connection| {
+                    let transaction =
+                        connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    {
+                        let mut statement = transaction
+                            .prepare("DELETE FROM tasker_terminal_events WHERE rowid = ?1")?;
+                        for rowid in &rowids {
+                            statement.execute([rowid])?;
+                        }
+                    }
+                    transaction.commit()?;
+                    Ok(rowids.len())
+                })
+                .await?;
+            Ok(removed)
+        })
     }
 
     fn checkpoints(
@@ -1176,65 +1292,11 @@ impl Queue for SqliteQueue {
         delay: Duration,
         task_attempt: u32,
     ) -> BoxFuture<'_, Result<(), QueueError>> {
-        let delay = micros(delay);
-        let max = self.max_deliveries;
-        Box::pin(async move {
-            self.on_held(
-                lease,
-                concat!(
-                    "UPDATE tasker_envelopes SET
-                        envelope = json_set(envelope, '$.task_attempt', ?5),
-                        delivery_attempt = delivery_attempt + 1,
-                        state = CASE WHEN delivery_attempt + 1 > ?4 THEN 'dead' ELSE 'ready' END,
-                        dead_at_us = CASE WHEN delivery_attempt + 1 > ?4 THEN ?2 END,
-                        last_error = CASE WHEN delivery_attempt + 1 > ?4
-                            THEN 'requeued after its last delivery' END,
-                        available_at_us = ?2 + ?3,
-                        lease_id = NULL, lease_until_us = NULL
-                     WHERE ",
-                    held!()
-                ),
-                move |lease, now| {
-                    vec![
-                        lease.into(),
-                        now.into(),
-                        delay.into(),
-                        max.into(),
-                        i64::from(task_attempt).into(),
-                    ]
-                },
-            )
-            .await?;
-            self.waiting.wake(1);
-            Ok(())
-        })
+        Box::pin(self.put_back(lease, delay, Some(task_attempt)))
     }
 
     fn requeue(&self, lease: LeaseId, delay: Duration) -> BoxFuture<'_, Result<(), QueueError>> {
-        let delay = micros(delay);
-        let max = self.max_deliveries;
-        Box::pin(async move {
-            self.on_held(
-                lease,
-                concat!(
-                    "UPDATE tasker_envelopes SET
-                        delivery_attempt = delivery_attempt + 1,
-                        counted_deliveries = counted_deliveries + 1,
-                        state = CASE WHEN counted_deliveries + 1 > ?4 THEN 'dead' ELSE 'ready' END,
-                        dead_at_us = CASE WHEN counted_deliveries + 1 > ?4 THEN ?2 END,
-                        last_error = CASE WHEN counted_deliveries + 1 > ?4
-                            THEN 'requeued after its last delivery' END,
-                        available_at_us = ?2 + ?3,
-                        lease_id = NULL, lease_until_us = NULL
-                     WHERE ",
-                    held!()
-                ),
-                move |lease, now| vec![lease.into(), now.into(), delay.into(), max.into()],
-            )
-            .await?;
-            self.waiting.wake(1);
-            Ok(())
-        })
+        Box::pin(self.put_back(lease, delay, None))
     }
 
     fn release(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), QueueError>> {
@@ -1325,6 +1387,23 @@ fn stored(value: ValueRef<'_>) -> StoredEnvelope<'_> {
         ValueRef::Integer(value) => other("an integer", value.to_string().into_bytes()),
         ValueRef::Real(value) => other("a real number", value.to_string().into_bytes()),
     }
+}
+
+/// A row a recovery took (`RETURNING rowid, task_id, event`), whatever its columns hold: a
+/// value of another type is a reason it cannot be emitted, never an error for the whole batch.
+fn read_taken(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, TakenRow)> {
+    let rowid: i64 = row.get(0)?;
+    let task_id = match row.get_ref(1)? {
+        ValueRef::Text(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        other => format!("(a {:?} value in row {rowid})", other.data_type()),
+    };
+    let event = match row.get_ref(2)? {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|error| format!("its event is not UTF-8: {error}")),
+        other => Err(format!("its event is {:?}, not text", other.data_type())),
+    };
+    Ok((rowid, (task_id, event)))
 }
 
 /// What a claim reads from a row: its envelope, delivery attempt and task id, or why the row

@@ -148,6 +148,34 @@ impl TerminalEvent {
     }
 }
 
+/// A terminal-event row a recovery took: its `task_id` column as text, and its `event` column
+/// as text, or what is wrong with it.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) type TakenRow = (String, Result<String, String>);
+
+/// Emits the events of the rows a recovery took, outside any transaction; a row that does not
+/// hold one is said once (it can never be emitted) and removed with the others.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn emit_taken(rows: &[TakenRow], emit: &super::EmitTerminal) {
+    for (task_id, text) in rows {
+        let event = text
+            .as_deref()
+            .map_err(|reason| TerminalEventError {
+                task_id: task_id.clone(),
+                reason: reason.clone(),
+            })
+            .and_then(|text| TerminalEvent::decode(task_id, text));
+        match event {
+            Ok(event) => emit(&event),
+            Err(error) => tracing::warn!(
+                target: "tasker",
+                %task_id,
+                "[Tasker] {error}; it is not reported again"
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

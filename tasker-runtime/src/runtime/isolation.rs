@@ -6,7 +6,6 @@
 //! exclusively. Tokio's `RwLock` is write-preferring: once a worker waits to run a suspect, the
 //! process claims nothing new and drains, instead of starving that worker.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::Inner;
 use crate::queue::{Claim, Isolation, QueueError};
+use crate::repeated_failure::{failure_counter, RepeatedFailure};
 
 /// The process's gate: process-wide, since a crash takes down every runtime of the process.
 static GATE: RwLock<()> = RwLock::const_new(());
@@ -62,6 +62,16 @@ impl IdleWait {
     }
 }
 
+/// The longest a process drains for a suspect, whatever its lease.
+const MAX_DRAIN: Duration = Duration::from_secs(10);
+
+/// How long a worker waits for its process's runs to end before it runs a suspect: a third of
+/// a lease, at most [`MAX_DRAIN`]. Meanwhile the process claims nothing new; after it, the
+/// process hands the suspect to others for a lease and claims as before.
+fn drain_budget(lease: Duration) -> Duration {
+    (lease / 3).min(MAX_DRAIN)
+}
+
 /// A run's hold on the process's gate, kept until the run ends.
 pub(super) enum Gate {
     /// An ordinary run, beside others.
@@ -75,8 +85,8 @@ pub(super) enum Gate {
 /// When a runtime's workers next ask the queue whether suspects wait.
 pub(super) struct SuspectCheck {
     next: Mutex<Instant>,
-    /// Whether a failed check was reported (once per runtime).
-    reported: AtomicBool,
+    /// Failed checks, reported rate-limited for as long as they last.
+    failures: Mutex<RepeatedFailure>,
 }
 
 impl SuspectCheck {
@@ -84,7 +94,7 @@ impl SuspectCheck {
     pub(super) fn new() -> Self {
         SuspectCheck {
             next: Mutex::new(Instant::now()),
-            reported: AtomicBool::new(false),
+            failures: failure_counter(),
         }
     }
 
@@ -116,9 +126,10 @@ impl Inner {
     /// longer while claims find nothing ([`IdleWait`]).
     pub(super) async fn claim_next(&self) -> (Instant, Result<Option<Claim>, QueueError>, Gate) {
         if self.suspect_check.due() && self.suspects_waiting().await {
-            // Bounded: a run that waits on work of this same process would never let it drain.
-            // Such a process leaves its suspects to others for a while, and works on.
-            match tokio::time::timeout(self.lease, GATE.write()).await {
+            // Bounded: the process claims nothing new while it drains, and a run that outlasts
+            // the budget (or waits on work of this same process) would hold it there. Such a
+            // process leaves its suspects to others for a lease, and works on.
+            match tokio::time::timeout(drain_budget(self.lease), GATE.write()).await {
                 Ok(alone) => {
                     let asked = Instant::now();
                     let claim = self
@@ -145,22 +156,22 @@ impl Inner {
         (asked, claim, Gate::Shared { _held: shared })
     }
 
-    /// Whether the queue says suspects wait; a failure is reported once and taken as "no".
+    /// Whether the queue says suspects wait; a failure is reported (rate-limited) and taken as
+    /// "no".
     async fn suspects_waiting(&self) -> bool {
-        match self.queue.suspects_waiting().await {
-            Ok(waiting) => waiting,
-            Err(error) => {
-                if !self.suspect_check.reported.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        target: "tasker",
-                        "[Tasker] could not ask queue `{}` whether tasks whose lease expired \
-                         wait to run alone: {error}; asking again in a second",
-                        self.queue.name()
-                    );
-                }
-                false
-            }
-        }
+        let outcome = self.queue.suspects_waiting().await;
+        self.suspect_check
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .log(Instant::now(), outcome.as_ref().map(|_| ()), || {
+                format!(
+                    "could not ask queue `{}` whether tasks whose lease expired wait to run \
+                     alone (asking again in a second)",
+                    self.queue.name()
+                )
+            });
+        outcome.unwrap_or(false)
     }
 }
 
