@@ -14,6 +14,7 @@ pub mod batch;
 pub mod checkpoint;
 mod descriptor;
 mod diagnostics;
+mod handoff;
 mod ids;
 #[doc(hidden)]
 pub mod outcome;
@@ -32,10 +33,10 @@ mod step;
 mod task;
 mod timeout;
 mod typed;
-mod worker;
 
 pub use batch::{join_all, JoinAll};
 pub use descriptor::{steps, tasks, StepDescriptor, TaskDescriptor};
+pub use handoff::RunFailure;
 pub use policy::RetryPolicy;
 pub use request::{RequestError, TaskRequest};
 pub use runtime::{
@@ -44,7 +45,6 @@ pub use runtime::{
 };
 pub use spawn::{spawn, FutureExt};
 pub use timeout::{StepTimeout, TaskTimeout, TIMEOUT_CLASS};
-pub use worker::RunFailure;
 
 // What only generated code calls (through `tasker::__private`): hidden from the documentation,
 // public only because another crate's expansion names it.

@@ -17,14 +17,14 @@ use tasker_telemetry::{
 
 use crate::descriptor::TaskDescriptor;
 use crate::diagnostics::{FromTaskTimeout, TaskRetryArgument, TaskTimeoutError, TimeoutOutput};
+use crate::handoff::{
+    self, lock_terminal, QueuedRetry, QueuedRun, RetrySlot, RunFailure, Terminal, TerminalSlot,
+};
 use crate::ids;
 use crate::outcome::{DescribeError, FixedError, Outcome};
 use crate::scoped::run_in;
 use crate::step::Next;
 use crate::timeout::{TaskTimeout, TIMEOUT_CLASS};
-use crate::worker::{
-    self, lock_terminal, QueuedRetry, QueuedRun, RetrySlot, RunFailure, Terminal, TerminalSlot,
-};
 
 /// One run of a task, across its attempts (`#[task(max_attempts = …)]`): inline, the
 /// expansion loops `run` → [`finish`](TaskRun::finish) until it says [`Next::Return`]; run by a
@@ -63,7 +63,7 @@ impl TaskRun {
     /// made), `task.start` and `task.handle` with the request's task id.
     #[inline]
     pub fn start(descriptor: &'static TaskDescriptor) -> TaskRun {
-        if let Some(queued) = worker::take_queued_run() {
+        if let Some(queued) = handoff::take_queued_run() {
             return TaskRun::queued(descriptor, queued);
         }
         if !events::listening() {

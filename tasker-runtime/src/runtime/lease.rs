@@ -12,9 +12,9 @@ use tasker_telemetry::propagation::{self, RunTrace};
 use tasker_telemetry::TaskRef;
 
 use super::durable::CheckpointStop;
+use crate::handoff::{abandon_run, TerminalSlot};
 use crate::queue::{LeaseId, Queue, QueueError};
 use crate::runner::BoxFuture;
-use crate::worker::{abandon_run, TerminalSlot};
 
 /// Why a worker stopped a task run before it finished.
 #[derive(Debug)]
