@@ -15,7 +15,7 @@ use uuid::Uuid;
 pub(crate) struct QueuedRun {
     pub(crate) task_id: Uuid,
     pub(crate) info: QueuedInfo,
-    pub(crate) failure: Arc<Mutex<Option<RunFailure>>>,
+    pub(crate) failure: FailureSlot,
     /// Where the run leaves its `task.complete`/`task.error`, for the worker to emit once the
     /// queue has accepted the completion: never for a task whose lease another worker took over.
     pub(crate) terminal: TerminalSlot,
@@ -25,8 +25,40 @@ pub(crate) struct QueuedRun {
     pub(crate) retry: RetrySlot,
 }
 
+/// Where a worker's run leaves how it failed, for the worker's completion.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FailureSlot(Arc<Mutex<Option<RunFailure>>>);
+
+impl FailureSlot {
+    /// Records the run's failure (the last one recorded wins).
+    pub(crate) fn set(&self, class: &str, message: String) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(RunFailure {
+            class: class.to_owned(),
+            message,
+        });
+    }
+
+    /// The failure recorded, if any, leaving none.
+    pub(crate) fn take(&self) -> Option<RunFailure> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 /// Where a worker's run leaves the next attempt it asks for.
-pub(crate) type RetrySlot = Arc<Mutex<Option<QueuedRetry>>>;
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RetrySlot(Arc<Mutex<Option<QueuedRetry>>>);
+
+impl RetrySlot {
+    /// Asks the worker to hand the task back for `attempt`, delivered after `backoff`.
+    pub(crate) fn ask(&self, attempt: u32, backoff: std::time::Duration) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(QueuedRetry { attempt, backoff });
+    }
+
+    /// The attempt the run asked for, if any.
+    pub(crate) fn asked(&self) -> Option<QueuedRetry> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// The next attempt of a task that failed with attempts left, for the queue to deliver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,14 +69,17 @@ pub(crate) struct QueuedRetry {
     pub(crate) backoff: std::time::Duration,
 }
 
-/// A task run's terminal event, held until the worker's completion is accepted.
-pub(crate) type TerminalSlot = Arc<Mutex<Terminal>>;
+/// A task run's terminal event, held until the worker's completion is accepted. The run may
+/// only [`hold`](TerminalSlot::hold) its event and ask whether it was abandoned; the worker
+/// takes, restores and abandons it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TerminalSlot(Arc<Mutex<Terminal>>);
 
 /// What became of a worker's task run's terminal event.
 // One per run, in its slot: boxing the event would cost an allocation per task for nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Default)]
-pub(crate) enum Terminal {
+enum Terminal {
     /// The run has not ended.
     #[default]
     Running,
@@ -55,11 +90,52 @@ pub(crate) enum Terminal {
     Abandoned,
 }
 
+impl TerminalSlot {
+    /// Locks the slot, whatever a panic elsewhere left in it.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Terminal> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the worker abandoned the run (it lost the task's lease).
+    pub(crate) fn is_abandoned(&self) -> bool {
+        matches!(*self.lock(), Terminal::Abandoned)
+    }
+
+    /// Leaves the run's terminal event for the worker; `false` (the event dropped) when the
+    /// worker abandoned the run meanwhile (a sync task, ending on a thread of its own).
+    #[must_use]
+    pub(crate) fn hold(&self, event: tasker_telemetry::Event<'static>) -> bool {
+        let mut terminal = self.lock();
+        if matches!(*terminal, Terminal::Abandoned) {
+            return false;
+        }
+        *terminal = Terminal::Held(event);
+        true
+    }
+
+    /// The event the run holds, taken out; `None`, with the slot unchanged, when it holds none.
+    pub(crate) fn take_held(&self) -> Option<tasker_telemetry::Event<'static>> {
+        let mut slot = self.lock();
+        match std::mem::take(&mut *slot) {
+            Terminal::Held(event) => Some(event),
+            other => {
+                *slot = other;
+                None
+            }
+        }
+    }
+
+    /// Puts a taken event back, for an abandonment to report.
+    pub(crate) fn restore(&self, event: tasker_telemetry::Event<'static>) {
+        *self.lock() = Terminal::Held(event);
+    }
+}
+
 /// Marks a worker's run abandoned (its worker lost the task's lease): a run still going
 /// reports no end and tells observers of its abandonment as it stops; an end already held is
 /// not reported, and observers are told of the abandonment now, in `scope`.
 pub(crate) fn abandon_run(slot: &TerminalSlot, scope: ScopeTag) {
-    let held = std::mem::replace(&mut *lock_terminal(slot), Terminal::Abandoned);
+    let held = std::mem::replace(&mut *slot.lock(), Terminal::Abandoned);
     if let Terminal::Held(event) = held {
         if let Some(task) = event.task() {
             Context::default()
@@ -67,11 +143,6 @@ pub(crate) fn abandon_run(slot: &TerminalSlot, scope: ScopeTag) {
                 .in_scope(|| tasker_telemetry::events::abandon_task(task));
         }
     }
-}
-
-/// Locks `slot`, whatever a panic elsewhere left in it.
-pub(crate) fn lock_terminal(slot: &TerminalSlot) -> std::sync::MutexGuard<'_, Terminal> {
-    slot.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How a task run by a worker failed, as its `task.error` event described it.

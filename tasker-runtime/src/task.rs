@@ -17,9 +17,7 @@ use tasker_telemetry::{
 
 use crate::descriptor::TaskDescriptor;
 use crate::diagnostics::{FromTaskTimeout, TaskRetryArgument, TaskTimeoutError, TimeoutOutput};
-use crate::handoff::{
-    self, lock_terminal, QueuedRetry, QueuedRun, RetrySlot, RunFailure, Terminal, TerminalSlot,
-};
+use crate::handoff::{self, FailureSlot, QueuedRun, RetrySlot, TerminalSlot};
 use crate::ids;
 use crate::outcome::{DescribeError, FixedError, Outcome};
 use crate::scoped::run_in;
@@ -49,7 +47,7 @@ struct Live {
     started: Instant,
     finished: bool,
     /// Where a worker wants the class and message of a failure.
-    failure: Option<Arc<std::sync::Mutex<Option<RunFailure>>>>,
+    failure: Option<FailureSlot>,
     /// Where a worker wants the terminal event, to emit it after its completion is accepted.
     terminal: Option<TerminalSlot>,
     /// Where a worker wants the next attempt of a failed one, to hand the task back to the
@@ -282,17 +280,11 @@ impl TaskRun {
             Some(slot) => {
                 // Should the queue refuse the hand-back, the worker completes the task with it.
                 if let Some(failure) = &live.failure {
-                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(RunFailure {
-                        class: error.class().to_owned(),
-                        message: error.message(),
-                    });
+                    failure.set(error.class(), error.message());
                 }
                 // A worker's run: the queue delivers the next attempt after the wait; this run
                 // ends here without a terminal event.
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(QueuedRetry {
-                    attempt,
-                    backoff: wait,
-                });
+                slot.ask(attempt, wait);
                 live.finished = true;
                 Next::Return
             }
@@ -318,7 +310,7 @@ impl TaskRun {
         if live
             .terminal
             .as_ref()
-            .is_some_and(|slot| matches!(*lock_terminal(slot), Terminal::Abandoned))
+            .is_some_and(TerminalSlot::is_abandoned)
         {
             self.abandon();
             return;
@@ -337,10 +329,7 @@ impl TaskRun {
             Some(error) => {
                 let (class, message) = (error.class(), error.message());
                 if let Some(slot) = &live.failure {
-                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(RunFailure {
-                        class: class.to_owned(),
-                        message: message.clone(),
-                    });
+                    slot.set(class, message.clone());
                 }
                 Details::TaskError {
                     duration,
@@ -357,13 +346,9 @@ impl TaskRun {
                 return;
             }
             let event = Event::new(Some(*live.frame.task()), None, details).into_owned();
-            let mut terminal = lock_terminal(slot);
-            if matches!(*terminal, Terminal::Abandoned) {
+            if !slot.hold(event) {
                 // Abandoned while the run was ending (a sync task, on a thread of its own).
-                drop(terminal);
                 self.abandon();
-            } else {
-                *terminal = Terminal::Held(event);
             }
             return;
         }

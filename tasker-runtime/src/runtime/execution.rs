@@ -4,13 +4,12 @@
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::Poll;
 
 use tasker_telemetry::context::QueuedInfo;
 use uuid::Uuid;
 
-use crate::handoff::{with_queued_run, QueuedRun, TerminalSlot};
+use crate::handoff::{with_queued_run, FailureSlot, QueuedRun, RetrySlot, TerminalSlot};
 use crate::runner::RunOutput;
 
 /// Catches a panic of the future it polls, as the panic's message.
@@ -44,10 +43,10 @@ pub(super) fn report_invalid_context(
     let run = QueuedRun {
         task_id,
         info,
-        failure: Arc::default(),
+        failure: FailureSlot::default(),
         terminal,
         attempt: 1,
-        retry: Arc::default(),
+        retry: RetrySlot::default(),
     };
     with_queued_run(run, || {
         let mut task = crate::TaskRun::start(descriptor);

@@ -2,7 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -17,8 +17,8 @@ use super::lease::{Held, Lost};
 use super::registry::Registered;
 use super::{task_ref, Inner, TaskError};
 use crate::handoff::{
-    abandon_run, lock_terminal, with_queued_run, QueuedRetry, QueuedRun, RetrySlot, RunFailure,
-    Terminal, TerminalSlot, WithQueuedRun,
+    abandon_run, with_queued_run, FailureSlot, QueuedRetry, QueuedRun, RetrySlot, RunFailure,
+    TerminalSlot, WithQueuedRun,
 };
 use crate::queue::{Claim, Completion, QueueError, TerminalEvent};
 use crate::repeated_failure::FailureReport;
@@ -176,7 +176,7 @@ impl Inner {
                  dropping the request after {delivery} deliveries"
             );
         }
-        let next = *retry.lock().unwrap_or_else(|e| e.into_inner());
+        let next = retry.asked();
         if let Some(QueuedRetry { attempt, backoff }) = next {
             // The attempt failed with attempts left (its `task.retry`/`task.backoff` are out):
             // the queue delivers the next attempt after the wait; whoever waits keeps waiting.
@@ -210,16 +210,9 @@ impl Inner {
         };
         // The event gets its id now, and a durable queue keeps it with the completion, so
         // that a process that finds it unreported (this one died first) emits it identically.
-        let event = {
-            let mut slot = lock_terminal(&terminal);
-            match std::mem::take(&mut *slot) {
-                Terminal::Held(event) => Some(event.with_id(crate::ids::new_id())),
-                other => {
-                    *slot = other;
-                    None
-                }
-            }
-        };
+        let event = terminal
+            .take_held()
+            .map(|event| event.with_id(crate::ids::new_id()));
         let stored = event
             .as_ref()
             .filter(|_| self.queue.keeps_terminal_events())
@@ -231,7 +224,7 @@ impl Inner {
         let event = match (&completed, event) {
             (Err(_), Some(event)) => {
                 // Back in its slot, for the abandonment below to report.
-                *lock_terminal(&terminal) = Terminal::Held(event);
+                terminal.restore(event);
                 None
             }
             (_, event) => event,
@@ -316,7 +309,7 @@ impl Inner {
             scope,
             handback: self.handback.subscribe(),
         };
-        let failure = Arc::new(Mutex::new(None));
+        let failure = FailureSlot::default();
         // Checkpoints of earlier deliveries, on a queue that keeps them. A run without the ones
         // it has would run completed steps again, so a read that keeps failing until the lease
         // would end stops the run before it starts, as a lost lease does.
@@ -381,7 +374,7 @@ impl Inner {
         Ok(match output {
             Ok(RunOutput::Success(value)) => Ok(value),
             Ok(RunOutput::Failure) => {
-                let failure = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let failure = failure.take();
                 let RunFailure { class, message } = failure.unwrap_or(RunFailure {
                     class: "unknown".to_owned(),
                     message: "the task failed".to_owned(),
