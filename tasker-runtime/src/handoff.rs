@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as PollContext, Poll};
 
 use tasker_telemetry::context::{Context, QueuedInfo, ScopeTag};
+
+use crate::checkpoint::Checkpoints;
 use uuid::Uuid;
 
 /// A request about to be run by a worker.
@@ -15,6 +17,9 @@ use uuid::Uuid;
 pub(crate) struct QueuedRun {
     pub(crate) task_id: Uuid,
     pub(crate) info: QueuedInfo,
+    /// The step outputs recorded by earlier deliveries, and where to record new ones, when the
+    /// queue keeps checkpoints (the durable queues do).
+    pub(crate) checkpoints: Option<Arc<dyn Checkpoints>>,
     pub(crate) failure: FailureSlot,
     /// Where the run leaves its `task.complete`/`task.error`, for the worker to emit once the
     /// queue has accepted the completion: never for a task whose lease another worker took over.

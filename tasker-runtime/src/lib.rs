@@ -10,8 +10,7 @@
 pub mod arguments;
 #[doc(hidden)]
 pub mod batch;
-#[doc(hidden)]
-pub mod checkpoint;
+mod checkpoint;
 mod descriptor;
 mod diagnostics;
 mod handoff;
@@ -72,7 +71,7 @@ pub use typed::{Enqueue, TypedRequest};
 pub mod __private {
     pub use crate::arguments;
     pub use crate::batch;
-    pub use crate::checkpoint;
+    pub use crate::checkpoint::replay as checkpoint;
     pub use crate::outcome;
     pub use crate::runner;
     pub use crate::skip;

@@ -15,6 +15,7 @@ use tasker_telemetry::{
     CANCELLED_CLASS,
 };
 
+use crate::checkpoint::RunCheckpoints;
 use crate::descriptor::TaskDescriptor;
 use crate::diagnostics::{FromTaskTimeout, TaskRetryArgument, TaskTimeoutError, TimeoutOutput};
 use crate::handoff::{self, FailureSlot, QueuedRun, RetrySlot, TerminalSlot};
@@ -123,7 +124,11 @@ impl TaskRun {
             source: Some(&descriptor.source),
             origin: TaskOrigin::Queued,
         };
-        let frame = Arc::new(TaskFrame::with_queued(task, Some(queued.info)));
+        let mut frame = TaskFrame::with_queued(task, Some(queued.info));
+        if let Some(checkpoints) = queued.checkpoints {
+            frame = frame.with_extension(Arc::new(RunCheckpoints::new(checkpoints)));
+        }
+        let frame = Arc::new(frame);
         let mut run = TaskRun::silent(descriptor, queued.attempt.max(1));
         run.live = Some(Live {
             context: Some(Context::current().with_task(frame.clone())),

@@ -4,10 +4,11 @@
 //! `tracing::Instrumented`) and while it runs sync code; anything fired from inside — lifecycle
 //! events of nested steps, custom events from [`record`](crate::record) — reads it from here.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::SystemTime;
@@ -74,7 +75,8 @@ pub struct TaskFrame {
     failed_steps: AtomicU32,
     skipped_steps: AtomicU32,
     error_steps: Mutex<Vec<&'static str>>,
-    next_position: AtomicU32,
+    /// The runtime's per-run state, opaque here (see [`TaskFrame::extension`]).
+    extension: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 /// How a step call ended, as counted for `task.finalize`.
@@ -102,76 +104,6 @@ pub struct QueuedInfo {
     /// The run of an earlier delivery that died, when the queue kept its trace context: this
     /// run's trace links to it.
     pub previous_run: Option<RunTrace>,
-    /// The step outputs recorded by earlier deliveries, and where to record new ones, when the
-    /// queue keeps checkpoints (the durable queues do).
-    pub checkpoints: Option<Arc<dyn Checkpoints>>,
-}
-
-/// Step checkpoints of one task run: the outputs of the step calls that completed, by their
-/// position in the task (the order in which the task's checkpointed steps start), so that a
-/// request delivered again after a crash replays them instead of running them again.
-pub trait Checkpoints: Send + Sync + 'static {
-    /// The output recorded for the step call at `position`, if any.
-    fn recorded(&self, position: u32) -> Option<serde_json::Value>;
-
-    /// Records `output` for the step call at `position`, once: the future ends `Ok` when the
-    /// record is durable, or with why it is not (the worker retries a
-    /// [`CheckpointError::Backend`] while it holds the task's lease, and stops the run otherwise,
-    /// so that a step completes only once its checkpoint is durable).
-    fn record(
-        &self,
-        position: u32,
-        step: &'static str,
-        output: serde_json::Value,
-    ) -> Pin<Box<dyn Future<Output = Result<(), CheckpointError>> + Send + 'static>>;
-}
-
-/// Why a step's checkpoint was not recorded.
-#[derive(Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CheckpointError {
-    /// The queue refused the record: the run's lease has ended, and another delivery may run
-    /// the task, so this one's steps must not count as completed.
-    #[error("the task's lease has ended; another delivery of the task may run it")]
-    LeaseLost,
-    /// The database did not take the record (it may on a later try).
-    #[error("the checkpoint could not be written: {0}")]
-    Backend(String),
-}
-
-crate::__debug_shows_message!(CheckpointError { LeaseLost, Backend });
-
-impl std::fmt::Debug for dyn Checkpoints {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("dyn Checkpoints")
-    }
-}
-
-/// Worker runs with checkpoints in progress in this process: while there are any, even silent
-/// step calls look for their task's checkpoints.
-static CHECKPOINTED_RUNS: AtomicUsize = AtomicUsize::new(0);
-
-/// Whether any task run with checkpoints is in progress (one relaxed load).
-#[inline]
-pub fn checkpointing() -> bool {
-    CHECKPOINTED_RUNS.load(Ordering::Relaxed) > 0
-}
-
-/// Counts a task run with checkpoints as in progress until dropped.
-#[derive(Debug)]
-pub struct CheckpointedRun(());
-
-impl CheckpointedRun {
-    /// Starts counting.
-    pub fn begin() -> Self {
-        CHECKPOINTED_RUNS.fetch_add(1, Ordering::Relaxed);
-        CheckpointedRun(())
-    }
-}
-
-impl Drop for CheckpointedRun {
-    fn drop(&mut self) {
-        CHECKPOINTED_RUNS.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl TaskFrame {
@@ -189,18 +121,21 @@ impl TaskFrame {
             failed_steps: AtomicU32::new(0),
             skipped_steps: AtomicU32::new(0),
             error_steps: Mutex::new(Vec::new()),
-            next_position: AtomicU32::new(0),
+            extension: None,
         }
     }
 
-    /// The task's checkpoints, for a worker run on a queue that keeps them.
-    pub fn checkpoints(&self) -> Option<&Arc<dyn Checkpoints>> {
-        self.queued.as_ref()?.checkpoints.as_ref()
+    /// Gives the frame the runtime's state for this run (its checkpoints, for a worker run on a
+    /// queue that keeps them), for steps to find with [`extension`](TaskFrame::extension).
+    pub fn with_extension(mut self, extension: Arc<dyn Any + Send + Sync>) -> Self {
+        self.extension = Some(extension);
+        self
     }
 
-    /// The position of the next checkpointed step call of this run, from 0.
-    pub fn next_position(&self) -> u32 {
-        self.next_position.fetch_add(1, Ordering::Relaxed)
+    /// The runtime's state for this run, when it is a `T`. Telemetry never reads it: the slot
+    /// lets the runtime keep its per-run state (checkpoints) to itself.
+    pub fn extension<T: Any>(&self) -> Option<&T> {
+        self.extension.as_deref()?.downcast_ref()
     }
 
     /// The task's identity.

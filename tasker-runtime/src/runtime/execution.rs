@@ -43,6 +43,7 @@ pub(super) fn report_invalid_context(
     let run = QueuedRun {
         task_id,
         info,
+        checkpoints: None,
         failure: FailureSlot::default(),
         terminal,
         attempt: 1,

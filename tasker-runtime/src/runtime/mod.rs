@@ -1,7 +1,6 @@
 //! The runtime: enqueue task requests by name, and run them on workers.
 
 mod builder;
-mod durable;
 mod enqueue;
 mod error;
 mod execution;
@@ -28,6 +27,7 @@ use uuid::Uuid;
 pub use builder::RuntimeBuilder;
 pub use error::{BuildError, EnqueueError, TaskError};
 pub use handle::TaskHandle;
+pub(crate) use lease::Lost;
 use registry::Registry;
 pub use run_loop::{RunError, RunSummary, StopSignal};
 

@@ -6,16 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tasker_telemetry::context::{CheckpointedRun, Checkpoints, Context, QueuedInfo, ScopeTag};
+use tasker_telemetry::context::{Context, QueuedInfo, ScopeTag};
 use tasker_telemetry::events;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::durable::{read_checkpoints, CheckpointStop, DurableCheckpoints};
 use super::execution::{futures_ready, report_invalid_context, CatchUnwind};
 use super::lease::{Held, Lost};
 use super::registry::Registered;
 use super::{task_ref, Inner, TaskError};
+use crate::checkpoint::durable::{read_checkpoints, CheckpointStop, DurableCheckpoints};
+use crate::checkpoint::{CheckpointedRun, Checkpoints};
 use crate::handoff::{
     abandon_run, with_queued_run, FailureSlot, QueuedRetry, QueuedRun, RetrySlot, RunFailure,
     TerminalSlot, WithQueuedRun,
@@ -330,7 +331,6 @@ impl Inner {
             enqueued_at: Some(envelope.enqueued_at()),
             delivery_attempt: envelope.delivery_attempt,
             previous_run,
-            checkpoints,
         };
         let refused = (
             envelope.task_id,
@@ -341,6 +341,7 @@ impl Inner {
         let queued = QueuedRun {
             task_id: envelope.task_id,
             info,
+            checkpoints,
             failure: failure.clone(),
             terminal: terminal.clone(),
             attempt: envelope.task_attempt,
