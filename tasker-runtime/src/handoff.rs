@@ -7,7 +7,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as PollContext, Poll};
 
-use tasker_telemetry::context::{Context, QueuedInfo, ScopeTag};
+use tasker_telemetry::__private::QueuedInfo;
+use tasker_telemetry::context::{Context, ScopeTag};
 
 use crate::checkpoint::Checkpoints;
 use uuid::Uuid;
@@ -145,7 +146,7 @@ pub(crate) fn abandon_run(slot: &TerminalSlot, scope: ScopeTag) {
         if let Some(task) = event.task() {
             Context::default()
                 .with_scope(scope)
-                .in_scope(|| tasker_telemetry::events::abandon_task(task));
+                .in_scope(|| tasker_telemetry::__private::abandon_task(task));
         }
     }
 }

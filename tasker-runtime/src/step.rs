@@ -13,7 +13,8 @@ use std::pin::Pin;
 use std::task::{Context as PollContext, Poll};
 use std::time::{Duration, SystemTime};
 
-use tasker_telemetry::context::{Context, StepTally};
+use tasker_telemetry::__private::StepTally;
+use tasker_telemetry::context::Context;
 use tasker_telemetry::filter::mask_configured;
 use tasker_telemetry::{clock, propagation};
 use tasker_telemetry::{

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::task::{Context as PollContext, Poll};
 use std::time::{Duration, Instant};
 
-use tasker_telemetry::context::{Context, TaskFrame};
+use tasker_telemetry::__private::TaskFrame;
+use tasker_telemetry::context::Context;
 use tasker_telemetry::{
     events, panic_message, Details, ErrorInfo, Event, InitializeStatus, TaskOrigin, TaskRef,
     CANCELLED_CLASS,
@@ -366,7 +367,7 @@ impl TaskRun {
         let task = *live.frame.task();
         let context = live.context.take().unwrap_or_default();
         let guard = context.enter();
-        events::abandon_task(&task);
+        tasker_telemetry::__private::abandon_task(&task);
         live.context = Some(guard.exit());
     }
 

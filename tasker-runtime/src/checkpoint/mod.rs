@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tasker_telemetry::context::TaskFrame;
+use tasker_telemetry::__private::TaskFrame;
 
 /// Step checkpoints of one task run: the outputs of the step calls that completed, by their
 /// position in the task (the order in which the task's checkpointed steps start), so that a

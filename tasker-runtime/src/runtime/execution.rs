@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::Poll;
 
-use tasker_telemetry::context::QueuedInfo;
+use tasker_telemetry::__private::QueuedInfo;
 use uuid::Uuid;
 
 use crate::handoff::{with_queued_run, FailureSlot, QueuedRun, RetrySlot, TerminalSlot};
@@ -50,7 +50,7 @@ pub(super) fn report_invalid_context(
         retry: RetrySlot::default(),
     };
     with_queued_run(run, || {
-        let mut task = crate::TaskRun::start(descriptor);
+        let mut task = crate::task::TaskRun::start(descriptor);
         task.finish(crate::outcome::Outcome::Failure {
             retryable: false,
             error: &crate::outcome::FixedError {

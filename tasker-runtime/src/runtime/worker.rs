@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tasker_telemetry::context::{Context, QueuedInfo, ScopeTag};
+use tasker_telemetry::__private::QueuedInfo;
+use tasker_telemetry::context::{Context, ScopeTag};
 use tasker_telemetry::events;
 use tokio::sync::watch;
 use uuid::Uuid;
