@@ -6,22 +6,17 @@
 //! Users depend on the `tasker` crate, which re-exports what they need.
 #![deny(missing_docs)]
 
-mod arguments;
-mod batch;
 mod checkpoint;
 mod descriptor;
 mod diagnostics;
 mod handoff;
 mod ids;
-mod outcome;
 mod policy;
 pub mod queue;
 mod repeated_failure;
 mod request;
-mod runner;
 mod runtime;
 mod scoped;
-mod skip;
 mod spawn;
 mod step;
 mod task;
@@ -41,47 +36,10 @@ pub use spawn::{spawn, FutureExt};
 pub use timeout::{StepTimeout, TaskTimeout, TIMEOUT_CLASS};
 pub use typed::{Enqueue, TypedRequest};
 
-/// What only the code `#[task]` and `#[step]` generate calls (through `tasker::__private`):
-/// public only because another crate's expansion names it. Not a public API.
+// What only the code `#[task]` and `#[step]` generate calls: one hidden module, public only
+// because another crate's expansion names it.
 #[doc(hidden)]
-pub mod __private {
-    /// Binding a step's arguments for its retry loop.
-    pub mod arguments {
-        pub use crate::arguments::*;
-    }
-    /// `join!`'s futures.
-    pub mod batch {
-        pub use crate::batch::*;
-    }
-    /// Replaying and recording a step's checkpoint.
-    pub mod checkpoint {
-        pub use crate::checkpoint::replay::*;
-    }
-    /// Classifying a step's or task's output as success or failure.
-    pub mod outcome {
-        pub use crate::outcome::*;
-    }
-    /// Running a task by name, from a queued request's context.
-    pub mod runner {
-        pub use crate::runner::*;
-    }
-    /// `skip_if` predicates.
-    pub mod skip {
-        pub use crate::skip::*;
-    }
-
-    pub use crate::arguments::Slot;
-    pub use crate::descriptor::{no_runner, StepRegistration, TaskRegistration};
-    pub use crate::diagnostics::{
-        field_value, skip_predicate, skipped, FromTaskTimeout, FromTimeout, RetryArgument,
-        SkipPredicate, SkippedOutput, TaskRetryArgument, TaskTimeoutError, TimeoutError,
-        TimeoutOutput,
-    };
-    pub use crate::runner::TaskRunner;
-    pub use crate::step::{
-        backoff, backoff_sync, observed, quiet, quiet_uncheckpointed, Attempt, Next, Start,
-        StepRun, TimedAttempt,
-    };
-    pub use crate::task::{Body, TaskRun, TimedBody};
-    pub use crate::typed::{NamedOwnedTypes, NotEnqueueable, OneArgument, TaskInput, TaskOutput};
-}
+#[path = "private.rs"]
+pub mod __private;
+// The support modules live in `__private`; the crate uses them by their short paths.
+use __private::{arguments, batch, outcome, runner};
