@@ -11,10 +11,10 @@ mod descriptor;
 mod diagnostics;
 mod handoff;
 mod ids;
-mod policy;
 pub mod queue;
 mod repeated_failure;
 mod request;
+mod retry;
 mod runtime;
 mod scoped;
 mod spawn;
@@ -26,8 +26,8 @@ mod typed;
 pub use batch::{join_all, JoinAll};
 pub use descriptor::{steps, tasks, StepDescriptor, TaskDescriptor};
 pub use handoff::RunFailure;
-pub use policy::RetryPolicy;
 pub use request::{RequestError, TaskRequest};
+pub use retry::RetryPolicy;
 pub use runtime::{
     BuildError, EnqueueError, RunError, RunSummary, Runtime, RuntimeBuilder, StopSignal, TaskError,
     TaskHandle,
