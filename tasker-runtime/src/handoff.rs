@@ -207,3 +207,78 @@ impl<F: Future> Future for WithQueuedRun<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tasker_telemetry::{Details, Event, TaskOrigin, TaskRef};
+
+    use super::*;
+
+    fn complete() -> Event<'static> {
+        let task = TaskRef {
+            id: Uuid::now_v7(),
+            name: "t",
+            version: "1",
+            source: None,
+            origin: TaskOrigin::Queued,
+        };
+        Event::new(
+            Some(task),
+            None,
+            Details::TaskComplete {
+                duration: std::time::Duration::from_millis(3),
+            },
+        )
+        .into_owned()
+    }
+
+    #[test]
+    fn a_held_event_is_taken_once_and_can_be_restored() {
+        let slot = TerminalSlot::default();
+        assert!(!slot.is_abandoned());
+        assert!(slot.hold(complete()));
+        let taken = slot.take_held().map(|event| event.name().to_owned());
+        assert_eq!(taken, Some("task.complete".to_owned()));
+        assert!(slot.take_held().is_none());
+        slot.restore(complete());
+        assert_eq!(
+            slot.take_held().map(|event| event.name().to_owned()),
+            Some("task.complete".to_owned())
+        );
+    }
+
+    #[test]
+    fn an_abandoned_run_holds_no_event() {
+        let slot = TerminalSlot::default();
+        abandon_run(&slot, ScopeTag::default());
+        assert!(slot.is_abandoned());
+        assert!(!slot.hold(complete()));
+        assert!(slot.take_held().is_none());
+        assert!(slot.is_abandoned());
+    }
+
+    #[test]
+    fn failure_and_retry_slots_give_back_what_the_run_left() {
+        let failure = FailureSlot::default();
+        failure.set("io", "first".to_owned());
+        failure.set("io", "last".to_owned());
+        assert_eq!(
+            failure.take(),
+            Some(RunFailure {
+                class: "io".to_owned(),
+                message: "last".to_owned()
+            })
+        );
+        assert_eq!(failure.take(), None);
+        let retry = RetrySlot::default();
+        assert_eq!(retry.asked(), None);
+        retry.ask(2, std::time::Duration::from_millis(50));
+        assert_eq!(
+            retry.asked(),
+            Some(QueuedRetry {
+                attempt: 2,
+                backoff: std::time::Duration::from_millis(50)
+            })
+        );
+    }
+}

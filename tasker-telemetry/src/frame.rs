@@ -148,3 +148,31 @@ impl TaskFrame {
             .clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::TaskOrigin;
+
+    fn frame() -> TaskFrame {
+        TaskFrame::new(TaskRef {
+            id: uuid::Uuid::now_v7(),
+            name: "t",
+            version: "1",
+            source: None,
+            origin: TaskOrigin::Queued,
+        })
+    }
+
+    #[test]
+    fn a_frame_without_an_extension_gives_none() {
+        assert_eq!(frame().extension::<u32>(), None);
+    }
+
+    #[test]
+    fn the_extension_is_given_back_as_its_own_type_only() {
+        let frame = frame().with_extension(Arc::new(7_u32));
+        assert_eq!(frame.extension::<u32>(), Some(&7));
+        assert_eq!(frame.extension::<u64>(), None);
+    }
+}
