@@ -58,19 +58,21 @@ pub use tasker_telemetry::{
     Configuration, TelemetryAdapter,
 };
 
-/// Telemetry: events, adapters, configuration, manual events.
+/// Telemetry: events, adapters, manual events (configuration is at the crate root:
+/// [`configure`], [`Configuration`]).
 ///
 /// ```
 /// tasker::telemetry::record("order.flagged", serde_json::json!({"order_id": 42}))?;
 /// # Ok::<(), tasker::telemetry::RecordError>(())
 /// ```
 pub mod telemetry {
+    // Configuration lives at the crate root, beside `configure`; `PanicCounts` in `events`,
+    // beside `panic_counts`: one path each.
     pub use tasker_telemetry::{
         adapters, collector, context, env, filter, flush, flush_timeout, propagation, record,
-        registered_adapters, Adapter, AdapterRegistration, ConfigError, Configuration, Details,
-        ErrorInfo, Event, EventKind, InitializeStatus, PanicCounts, RecordError, SourceLocation,
-        SpanOutcome, StepRef, TaskOrigin, TaskRef, TelemetryAdapter, UnknownEventKind,
-        CANCELLED_CLASS,
+        registered_adapters, Adapter, AdapterRegistration, Details, ErrorInfo, Event, EventKind,
+        InitializeStatus, RecordError, SourceLocation, SpanOutcome, StepRef, TaskOrigin, TaskRef,
+        UnknownEventKind, CANCELLED_CLASS,
     };
 
     /// OpenTelemetry: the adapter's spans and metrics, and OTLP export (feature
@@ -95,18 +97,8 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use serde_json;
-    pub use tasker_runtime::__private::{
-        arguments, batch, checkpoint, outcome, runner, skip, NamedOwnedTypes, NotEnqueueable,
-        OneArgument, TaskInput, TaskOutput,
-    };
-    pub use tasker_runtime::TypedRequest;
-    pub use tasker_runtime::{
-        backoff, backoff_sync, classify, field_value, no_runner, observed, quiet,
-        quiet_uncheckpointed, skip_predicate, skipped, Next, RetryArgument, RetryPolicy,
-        SkipPredicate, SkippedOutput, Slot, StepDescriptor, StepRegistration, StepRun,
-        TaskDescriptor, TaskRegistration, TaskRetryArgument, TaskRun, TaskRunner, TaskTimeoutError,
-        TimeoutError, TimeoutOutput,
-    };
+    pub use tasker_runtime::__private::*;
+    pub use tasker_runtime::{classify, RetryPolicy, StepDescriptor, TaskDescriptor, TypedRequest};
     pub use tasker_telemetry::__private::inventory;
     pub use tasker_telemetry::SourceLocation;
 }

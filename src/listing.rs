@@ -44,7 +44,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// ```
 pub fn to_json() -> Value {
     let enqueueable: Vec<(&str, &str)> =
-        tasker_telemetry::__private::inventory::iter::<tasker_runtime::TaskRegistration>
+        tasker_telemetry::__private::inventory::iter::<tasker_runtime::__private::TaskRegistration>
             .into_iter()
             .filter(|registration| registration.runner().is_some())
             .map(|registration| {

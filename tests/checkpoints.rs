@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tasker::queue::{BoxFuture, Claim, Envelope, LeaseId, MemoryQueue, Queue, QueueError};
-use tasker::telemetry::context::{CheckpointError, Checkpoints};
+use tasker::queue::{CheckpointError, Checkpoints};
 use tasker::telemetry::{Details, Event};
 use tasker::{Runtime, TaskRequest};
 

@@ -3,8 +3,8 @@
 
 use std::error::Error;
 
+use tasker::queue::CheckpointError;
 use tasker::queue::{EnvelopeError, LeaseId, QueueError, TerminalEventError};
-use tasker::telemetry::context::CheckpointError;
 use tasker::telemetry::{EventKind, RecordError};
 use tasker::{
     BuildError, ConfigError, EnqueueError, RequestError, RunError, StepTimeout, TaskError,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tasker_telemetry::SourceLocation;
 
-use crate::policy::RetryPolicy;
+use crate::retry::RetryPolicy;
 use crate::runner::TaskRunner;
 
 /// What `#[tasker::step]` knows about a step at compile time.

@@ -323,7 +323,7 @@ mod tests {
         assert_eq!(
             seen,
             Some((
-                "tasker_runtime::outcome::tests::Outer",
+                "tasker_runtime::__private::outcome::tests::Outer",
                 "could not charge: timeout".to_owned()
             ))
         );
@@ -355,7 +355,7 @@ mod tests {
         });
         assert_eq!(
             seen,
-            "tasker_runtime::outcome::tests::display_debug_and_opaque_errors_are_described::Opaque"
+            "tasker_runtime::__private::outcome::tests::display_debug_and_opaque_errors_are_described::Opaque"
         );
     }
 

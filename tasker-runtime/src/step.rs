@@ -13,7 +13,8 @@ use std::pin::Pin;
 use std::task::{Context as PollContext, Poll};
 use std::time::{Duration, SystemTime};
 
-use tasker_telemetry::context::{Context, StepTally};
+use tasker_telemetry::__private::StepTally;
+use tasker_telemetry::context::Context;
 use tasker_telemetry::filter::mask_configured;
 use tasker_telemetry::{clock, propagation};
 use tasker_telemetry::{
@@ -21,6 +22,7 @@ use tasker_telemetry::{
 };
 
 use crate::batch::announce;
+use crate::checkpoint::RunCheckpoints;
 use crate::descriptor::StepDescriptor;
 use crate::diagnostics::{FromTimeout, RetryArgument, TimeoutError, TimeoutOutput};
 use crate::outcome::{DescribeError, Outcome};
@@ -51,7 +53,7 @@ pub fn quiet() -> bool {
 /// [`quiet`], and no task run keeps checkpoints (then a step's output must be recorded).
 #[inline(always)]
 pub fn quiet_uncheckpointed() -> bool {
-    quiet() && !tasker_telemetry::context::checkpointing()
+    quiet() && !crate::checkpoint::checkpointing()
 }
 
 /// Runs the observed path of a step call, out of line: see [`quiet`].
@@ -264,7 +266,7 @@ impl StepRun {
     /// checkpoints (a worker run on a durable queue); numbers the call either way.
     #[inline]
     pub fn recorded_output(&mut self) -> Option<serde_json::Value> {
-        if !tasker_telemetry::context::checkpointing() {
+        if !crate::checkpoint::checkpointing() {
             return None;
         }
         self.recorded_output_slow()
@@ -274,9 +276,9 @@ impl StepRun {
     fn recorded_output_slow(&mut self) -> Option<serde_json::Value> {
         let (position, recorded) = Context::with_current(|context| {
             let frame = context.task_frame()?;
-            let checkpoints = frame.checkpoints()?;
-            let position = frame.next_position();
-            Some((position, checkpoints.recorded(position)))
+            let run = RunCheckpoints::of(frame)?;
+            let position = run.next_position();
+            Some((position, run.checkpoints().recorded(position)))
         })?;
         self.position = Some(position);
         recorded
@@ -290,20 +292,20 @@ impl StepRun {
 
     /// Records `output` as this call's checkpoint, when its task keeps checkpoints; the returned
     /// future ends when the record is durable.
-    pub fn record_output(&self, output: serde_json::Value) -> crate::checkpoint::Recording {
+    pub fn record_output(&self, output: serde_json::Value) -> crate::checkpoint::replay::Recording {
         let Some(position) = self.position else {
-            return crate::checkpoint::Recording::done();
+            return crate::checkpoint::replay::Recording::done();
         };
         let name = self.descriptor.name;
         Context::with_current(|context| {
             context
                 .task_frame()
-                .and_then(|frame| frame.checkpoints())
-                .map(|checkpoints| checkpoints.record(position, name, output))
+                .and_then(|frame| RunCheckpoints::of(frame))
+                .map(|run| run.checkpoints().record(position, name, output))
         })
         .map_or_else(
-            crate::checkpoint::Recording::done,
-            crate::checkpoint::Recording::pending,
+            crate::checkpoint::replay::Recording::done,
+            crate::checkpoint::replay::Recording::pending,
         )
     }
 

@@ -9,22 +9,22 @@ use std::sync::Arc;
 use std::task::{Context as PollContext, Poll};
 use std::time::{Duration, Instant};
 
-use tasker_telemetry::context::{Context, TaskFrame};
+use tasker_telemetry::__private::TaskFrame;
+use tasker_telemetry::context::Context;
 use tasker_telemetry::{
     events, panic_message, Details, ErrorInfo, Event, InitializeStatus, TaskOrigin, TaskRef,
     CANCELLED_CLASS,
 };
 
+use crate::checkpoint::RunCheckpoints;
 use crate::descriptor::TaskDescriptor;
 use crate::diagnostics::{FromTaskTimeout, TaskRetryArgument, TaskTimeoutError, TimeoutOutput};
+use crate::handoff::{self, FailureSlot, QueuedRun, RetrySlot, TerminalSlot};
 use crate::ids;
 use crate::outcome::{DescribeError, FixedError, Outcome};
 use crate::scoped::run_in;
 use crate::step::Next;
 use crate::timeout::{TaskTimeout, TIMEOUT_CLASS};
-use crate::worker::{
-    self, lock_terminal, QueuedRetry, QueuedRun, RetrySlot, RunFailure, Terminal, TerminalSlot,
-};
 
 /// One run of a task, across its attempts (`#[task(max_attempts = …)]`): inline, the
 /// expansion loops `run` → [`finish`](TaskRun::finish) until it says [`Next::Return`]; run by a
@@ -49,7 +49,7 @@ struct Live {
     started: Instant,
     finished: bool,
     /// Where a worker wants the class and message of a failure.
-    failure: Option<Arc<std::sync::Mutex<Option<RunFailure>>>>,
+    failure: Option<FailureSlot>,
     /// Where a worker wants the terminal event, to emit it after its completion is accepted.
     terminal: Option<TerminalSlot>,
     /// Where a worker wants the next attempt of a failed one, to hand the task back to the
@@ -63,7 +63,7 @@ impl TaskRun {
     /// made), `task.start` and `task.handle` with the request's task id.
     #[inline]
     pub fn start(descriptor: &'static TaskDescriptor) -> TaskRun {
-        if let Some(queued) = worker::take_queued_run() {
+        if let Some(queued) = handoff::take_queued_run() {
             return TaskRun::queued(descriptor, queued);
         }
         if !events::listening() {
@@ -125,7 +125,11 @@ impl TaskRun {
             source: Some(&descriptor.source),
             origin: TaskOrigin::Queued,
         };
-        let frame = Arc::new(TaskFrame::with_queued(task, Some(queued.info)));
+        let mut frame = TaskFrame::with_queued(task, Some(queued.info));
+        if let Some(checkpoints) = queued.checkpoints {
+            frame = frame.with_extension(Arc::new(RunCheckpoints::new(checkpoints)));
+        }
+        let frame = Arc::new(frame);
         let mut run = TaskRun::silent(descriptor, queued.attempt.max(1));
         run.live = Some(Live {
             context: Some(Context::current().with_task(frame.clone())),
@@ -282,17 +286,11 @@ impl TaskRun {
             Some(slot) => {
                 // Should the queue refuse the hand-back, the worker completes the task with it.
                 if let Some(failure) = &live.failure {
-                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(RunFailure {
-                        class: error.class().to_owned(),
-                        message: error.message(),
-                    });
+                    failure.set(error.class(), error.message());
                 }
                 // A worker's run: the queue delivers the next attempt after the wait; this run
                 // ends here without a terminal event.
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(QueuedRetry {
-                    attempt,
-                    backoff: wait,
-                });
+                slot.ask(attempt, wait);
                 live.finished = true;
                 Next::Return
             }
@@ -318,7 +316,7 @@ impl TaskRun {
         if live
             .terminal
             .as_ref()
-            .is_some_and(|slot| matches!(*lock_terminal(slot), Terminal::Abandoned))
+            .is_some_and(TerminalSlot::is_abandoned)
         {
             self.abandon();
             return;
@@ -337,10 +335,7 @@ impl TaskRun {
             Some(error) => {
                 let (class, message) = (error.class(), error.message());
                 if let Some(slot) = &live.failure {
-                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(RunFailure {
-                        class: class.to_owned(),
-                        message: message.clone(),
-                    });
+                    slot.set(class, message.clone());
                 }
                 Details::TaskError {
                     duration,
@@ -357,13 +352,9 @@ impl TaskRun {
                 return;
             }
             let event = Event::new(Some(*live.frame.task()), None, details).into_owned();
-            let mut terminal = lock_terminal(slot);
-            if matches!(*terminal, Terminal::Abandoned) {
+            if !slot.hold(event) {
                 // Abandoned while the run was ending (a sync task, on a thread of its own).
-                drop(terminal);
                 self.abandon();
-            } else {
-                *terminal = Terminal::Held(event);
             }
             return;
         }
@@ -376,7 +367,7 @@ impl TaskRun {
         let task = *live.frame.task();
         let context = live.context.take().unwrap_or_default();
         let guard = context.enter();
-        events::abandon_task(&task);
+        tasker_telemetry::__private::abandon_task(&task);
         live.context = Some(guard.exit());
     }
 

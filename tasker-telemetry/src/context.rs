@@ -7,14 +7,13 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::Poll;
-use std::time::SystemTime;
 
 use uuid::Uuid;
 
-use crate::propagation::{RunTrace, TraceContext};
+pub(crate) use crate::frame::TaskFrame;
 
 /// Where an instrumented function is defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,211 +62,6 @@ pub struct StepRef {
     pub parent_id: Option<Uuid>,
     /// Where the step function is defined.
     pub source: Option<&'static SourceLocation>,
-}
-
-/// Per-task state shared by every step running inside the task.
-#[derive(Debug)]
-pub struct TaskFrame {
-    task: TaskRef,
-    queued: Option<QueuedInfo>,
-    completed_steps: AtomicU32,
-    failed_steps: AtomicU32,
-    skipped_steps: AtomicU32,
-    error_steps: Mutex<Vec<&'static str>>,
-    next_position: AtomicU32,
-}
-
-/// How a step call ended, as counted for `task.finalize`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepTally {
-    /// The step returned a success.
-    Completed,
-    /// The step's final attempt failed.
-    Failed,
-    /// The step did not run.
-    Skipped,
-}
-
-/// What a worker knows about a task it took from a queue.
-#[derive(Debug, Clone, Default)]
-pub struct QueuedInfo {
-    /// The steps the request bypasses (only `skippable` ones).
-    pub bypass_steps: Vec<String>,
-    /// The trace context of the code that enqueued it.
-    pub trace_context: Option<TraceContext>,
-    /// When it was enqueued.
-    pub enqueued_at: Option<SystemTime>,
-    /// Which delivery of the request this is, from 1.
-    pub delivery_attempt: u32,
-    /// The run of an earlier delivery that died, when the queue kept its trace context: this
-    /// run's trace links to it.
-    pub previous_run: Option<RunTrace>,
-    /// The step outputs recorded by earlier deliveries, and where to record new ones, when the
-    /// queue keeps checkpoints (the durable queues do).
-    pub checkpoints: Option<Arc<dyn Checkpoints>>,
-}
-
-/// Step checkpoints of one task run: the outputs of the step calls that completed, by their
-/// position in the task (the order in which the task's checkpointed steps start), so that a
-/// request delivered again after a crash replays them instead of running them again.
-pub trait Checkpoints: Send + Sync + 'static {
-    /// The output recorded for the step call at `position`, if any.
-    fn recorded(&self, position: u32) -> Option<serde_json::Value>;
-
-    /// Records `output` for the step call at `position`, once: the future ends `Ok` when the
-    /// record is durable, or with why it is not (the worker retries a
-    /// [`CheckpointError::Backend`] while it holds the task's lease, and stops the run otherwise,
-    /// so that a step completes only once its checkpoint is durable).
-    fn record(
-        &self,
-        position: u32,
-        step: &'static str,
-        output: serde_json::Value,
-    ) -> Pin<Box<dyn Future<Output = Result<(), CheckpointError>> + Send + 'static>>;
-}
-
-/// Why a step's checkpoint was not recorded.
-#[derive(Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CheckpointError {
-    /// The queue refused the record: the run's lease has ended, and another delivery may run
-    /// the task, so this one's steps must not count as completed.
-    #[error("the task's lease has ended; another delivery of the task may run it")]
-    LeaseLost,
-    /// The database did not take the record (it may on a later try).
-    #[error("the checkpoint could not be written: {0}")]
-    Backend(String),
-}
-
-crate::__debug_shows_message!(CheckpointError { LeaseLost, Backend });
-
-impl std::fmt::Debug for dyn Checkpoints {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("dyn Checkpoints")
-    }
-}
-
-/// Worker runs with checkpoints in progress in this process: while there are any, even silent
-/// step calls look for their task's checkpoints.
-static CHECKPOINTED_RUNS: AtomicUsize = AtomicUsize::new(0);
-
-/// Whether any task run with checkpoints is in progress (one relaxed load).
-#[inline]
-pub fn checkpointing() -> bool {
-    CHECKPOINTED_RUNS.load(Ordering::Relaxed) > 0
-}
-
-/// Counts a task run with checkpoints as in progress until dropped.
-#[derive(Debug)]
-pub struct CheckpointedRun(());
-
-impl CheckpointedRun {
-    /// Starts counting.
-    pub fn begin() -> Self {
-        CHECKPOINTED_RUNS.fetch_add(1, Ordering::Relaxed);
-        CheckpointedRun(())
-    }
-}
-
-impl Drop for CheckpointedRun {
-    fn drop(&mut self) {
-        CHECKPOINTED_RUNS.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl TaskFrame {
-    /// A frame for a new task run.
-    pub fn new(task: TaskRef) -> Self {
-        Self::with_queued(task, None)
-    }
-
-    /// A frame for a task run that a worker took from a queue.
-    pub fn with_queued(task: TaskRef, queued: Option<QueuedInfo>) -> Self {
-        Self {
-            task,
-            queued,
-            completed_steps: AtomicU32::new(0),
-            failed_steps: AtomicU32::new(0),
-            skipped_steps: AtomicU32::new(0),
-            error_steps: Mutex::new(Vec::new()),
-            next_position: AtomicU32::new(0),
-        }
-    }
-
-    /// The task's checkpoints, for a worker run on a queue that keeps them.
-    pub fn checkpoints(&self) -> Option<&Arc<dyn Checkpoints>> {
-        self.queued.as_ref()?.checkpoints.as_ref()
-    }
-
-    /// The position of the next checkpointed step call of this run, from 0.
-    pub fn next_position(&self) -> u32 {
-        self.next_position.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// The task's identity.
-    pub fn task(&self) -> &TaskRef {
-        &self.task
-    }
-
-    /// What the worker knows of the request, for a task taken from a queue.
-    pub fn queued(&self) -> Option<&QueuedInfo> {
-        self.queued.as_ref()
-    }
-
-    /// The trace context the task continues, for a task taken from a queue.
-    pub fn trace_context(&self) -> Option<&TraceContext> {
-        self.queued.as_ref()?.trace_context.as_ref()
-    }
-
-    /// Whether the request bypasses the step named `step`.
-    pub fn bypasses(&self, step: &str) -> bool {
-        self.queued
-            .as_ref()
-            .is_some_and(|queued| queued.bypass_steps.iter().any(|name| name == step))
-    }
-
-    /// Counts how a step call of this task ended.
-    pub fn tally(&self, step_name: &'static str, tally: StepTally) {
-        match tally {
-            StepTally::Completed => self.completed_steps.fetch_add(1, Ordering::Relaxed),
-            StepTally::Skipped => self.skipped_steps.fetch_add(1, Ordering::Relaxed),
-            StepTally::Failed => {
-                let mut names = self.error_steps.lock().unwrap_or_else(|e| e.into_inner());
-                if !names.contains(&step_name) {
-                    names.push(step_name);
-                }
-                self.failed_steps.fetch_add(1, Ordering::Relaxed)
-            }
-        };
-    }
-
-    /// Starts counting the steps of another attempt of the task: `task.finalize` and
-    /// `task.error` describe the attempt that ended the task.
-    pub fn begin_attempt(&self) {
-        self.completed_steps.store(0, Ordering::Relaxed);
-        self.failed_steps.store(0, Ordering::Relaxed);
-        self.skipped_steps.store(0, Ordering::Relaxed);
-        self.error_steps
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-    }
-
-    /// `(completed, failed, skipped)` step counts so far.
-    pub fn counts(&self) -> (u32, u32, u32) {
-        (
-            self.completed_steps.load(Ordering::Relaxed),
-            self.failed_steps.load(Ordering::Relaxed),
-            self.skipped_steps.load(Ordering::Relaxed),
-        )
-    }
-
-    /// Names of the steps whose final outcome was a failure, in the order they failed.
-    pub fn error_steps(&self) -> Vec<&'static str> {
-        self.error_steps
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
 }
 
 /// An opaque tag that scopes observers such as [`testing::Capture`](crate::testing::Capture) to
@@ -337,6 +131,8 @@ impl Context {
     };
 
     /// This context with `task` as the current task and no current step.
+    // Runtime support: the frame's type is reached only through `__private`.
+    #[doc(hidden)]
     pub fn with_task(&self, task: Arc<TaskFrame>) -> Context {
         Context {
             task: Some(task),
@@ -364,6 +160,8 @@ impl Context {
     }
 
     /// The current task's frame.
+    // Runtime support: the frame's type is reached only through `__private`.
+    #[doc(hidden)]
     pub fn task_frame(&self) -> Option<&Arc<TaskFrame>> {
         self.task.as_ref()
     }
@@ -466,6 +264,7 @@ impl<F: Future> Future for WithContext<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::StepTally;
 
     fn task(name: &'static str) -> Arc<TaskFrame> {
         Arc::new(TaskFrame::new(TaskRef {

@@ -15,6 +15,7 @@ pub mod context;
 mod debug_message;
 mod event;
 pub mod filter;
+mod frame;
 mod isolate;
 mod notice;
 #[cfg(feature = "opentelemetry")]
@@ -37,13 +38,15 @@ pub use telemetry::CANCELLED_CLASS;
 /// events.
 pub mod events {
     pub use crate::bus::{
-        abandon_task, fire, listening, registered_observers, subscribe, Observer,
-        ObserverRegistration, Subscription,
+        fire, listening, registered_observers, subscribe, Observer, ObserverRegistration,
+        Subscription,
     };
     pub use crate::isolate::{panic_counts, PanicCounts};
 }
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::bus::abandon_task;
+    pub use crate::frame::{QueuedInfo, StepTally, TaskFrame};
     pub use inventory;
 }

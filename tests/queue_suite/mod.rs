@@ -21,7 +21,7 @@ use tasker::queue::{
     QueueError, RetriedDeadLetters, RunTrace, TaskCounts, DEAD_LETTER_DECODED_BYTES,
     DEAD_LETTER_RAW_BYTES, MAX_ENVELOPE_BYTES,
 };
-use tasker::telemetry::context::{CheckpointError, Checkpoints};
+use tasker::queue::{CheckpointError, Checkpoints};
 use tasker::telemetry::propagation::TraceContext;
 use tasker::{Runtime, TaskRequest};
 

@@ -23,6 +23,7 @@ mod wait;
 
 use std::time::Duration;
 
+pub use crate::checkpoint::{CheckpointError, Checkpoints};
 pub use envelope::{
     now_micros, Envelope, EnvelopeError, ENVELOPE_FORMAT, MAX_CONTEXT_BYTES, MAX_ENVELOPE_BYTES,
 };
@@ -344,7 +345,7 @@ pub trait Queue: Send + Sync + 'static {
     /// The step checkpoints of task `task_id`, claimed under `lease`: the outputs its completed
     /// steps recorded during earlier deliveries, and where new ones are recorded — only while
     /// `lease` is held: a record after the lease ended is refused with
-    /// [`CheckpointError::LeaseLost`](tasker_telemetry::context::CheckpointError), and the step
+    /// [`CheckpointError::LeaseLost`](crate::queue::CheckpointError), and the step
     /// does not complete (the worker stops the task). `None` (the default) for a queue that keeps none, such as [`MemoryQueue`], whose
     /// envelopes do not outlive the process. Completing or acknowledging a task's envelope
     /// removes its checkpoints.
@@ -352,10 +353,7 @@ pub trait Queue: Send + Sync + 'static {
         &self,
         task_id: uuid::Uuid,
         lease: LeaseId,
-    ) -> BoxFuture<
-        '_,
-        Result<Option<std::sync::Arc<dyn tasker_telemetry::context::Checkpoints>>, QueueError>,
-    > {
+    ) -> BoxFuture<'_, Result<Option<std::sync::Arc<dyn Checkpoints>>, QueueError>> {
         let _ = (task_id, lease);
         Box::pin(std::future::ready(Ok(None)))
     }
@@ -370,10 +368,8 @@ pub trait Queue: Send + Sync + 'static {
         task_id: uuid::Uuid,
         lease: LeaseId,
         delivery_attempt: u32,
-    ) -> BoxFuture<
-        '_,
-        Result<Option<std::sync::Arc<dyn tasker_telemetry::context::Checkpoints>>, QueueError>,
-    > {
+    ) -> BoxFuture<'_, Result<Option<std::sync::Arc<dyn crate::checkpoint::Checkpoints>>, QueueError>>
+    {
         let _ = delivery_attempt;
         self.checkpoints(task_id, lease)
     }

@@ -17,8 +17,8 @@ use super::{
     Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
     TerminalEvent,
 };
+use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::runner::BoxFuture;
-use tasker_telemetry::context::{CheckpointError, Checkpoints};
 
 /// The versioned migrations, in order: `(version, name, SQL)`, the SQL with `{schema}` where the
 /// quoted schema name goes. Each is idempotent, so the script [`PostgresQueue::migration_sql`]

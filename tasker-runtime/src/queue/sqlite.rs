@@ -19,8 +19,8 @@ use super::{
     Claim, Completion, EmitTerminal, Envelope, Isolation, LeaseId, Queue, QueueError, RunTrace,
     TerminalEvent,
 };
+use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::runner::BoxFuture;
-use tasker_telemetry::context::{CheckpointError, Checkpoints};
 
 /// The versioned migrations, in order: `(version, name, SQL)`. Each is idempotent but the fifth
 /// (SQLite has no `ADD COLUMN IF NOT EXISTS`); [`SqliteQueue::migrate`] applies each once.

@@ -7,18 +7,18 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tasker_telemetry::context::CheckpointError;
+use crate::checkpoint::CheckpointError;
 use tasker_telemetry::propagation::{self, RunTrace};
 use tasker_telemetry::TaskRef;
 
-use super::durable::CheckpointStop;
+use crate::checkpoint::durable::CheckpointStop;
+use crate::handoff::{abandon_run, TerminalSlot};
 use crate::queue::{LeaseId, Queue, QueueError};
 use crate::runner::BoxFuture;
-use crate::worker::{abandon_run, TerminalSlot};
 
 /// Why a worker stopped a task run before it finished.
 #[derive(Debug)]
-pub(super) enum Lost {
+pub(crate) enum Lost {
     /// The queue says the lease is not held: it expired and another worker may have claimed
     /// the task, or the envelope is gone.
     Taken,

@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tasker_telemetry::context::{CheckpointError, Checkpoints};
-
-use super::lease::Lost;
+use super::{CheckpointError, Checkpoints};
 use crate::queue::{LeaseId, Queue, QueueError};
+use crate::runtime::Lost;
 
 /// The wait before the first retry of a record; it doubles up to [`LAST_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(25);
@@ -22,11 +21,11 @@ const LAST_RETRY: Duration = Duration::from_millis(500);
 
 /// Why a run's checkpoints stopped it, for the worker that keeps its lease to see.
 #[derive(Debug, Default)]
-pub(super) struct CheckpointStop(Mutex<Option<CheckpointError>>);
+pub(crate) struct CheckpointStop(Mutex<Option<CheckpointError>>);
 
 impl CheckpointStop {
     /// The error that stopped the run, once one has.
-    pub(super) fn error(&self) -> Option<CheckpointError> {
+    pub(crate) fn error(&self) -> Option<CheckpointError> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -37,7 +36,7 @@ impl CheckpointStop {
 }
 
 /// The checkpoints a queue hands a worker's run, recorded durably or not at all.
-pub(super) struct DurableCheckpoints {
+pub(crate) struct DurableCheckpoints {
     inner: Arc<dyn Checkpoints>,
     /// How long a record is tried: the lease's length, which a held lease outlasts.
     limit: Duration,
@@ -46,7 +45,7 @@ pub(super) struct DurableCheckpoints {
 
 impl DurableCheckpoints {
     /// Wraps `inner`, trying each record for up to `limit`; `stop` says why the run must stop.
-    pub(super) fn new(
+    pub(crate) fn new(
         inner: Arc<dyn Checkpoints>,
         limit: Duration,
         stop: Arc<CheckpointStop>,
@@ -101,7 +100,7 @@ impl Checkpoints for DurableCheckpoints {
 
 /// The checkpoints of task `task_id` claimed under `lease`, read again with backoff while the
 /// database fails, until `until` (when the lease would end unrenewed).
-pub(super) async fn read_checkpoints(
+pub(crate) async fn read_checkpoints(
     queue: &dyn Queue,
     task_id: uuid::Uuid,
     lease: LeaseId,

@@ -12,9 +12,9 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::CheckpointError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tasker_telemetry::context::CheckpointError;
 
 use crate::step::StepRun;
 
