@@ -45,7 +45,7 @@ impl<T: Clone> TaskRetryArgument for T {
 }
 
 /// A skipped step returns `Default::default()`, or `Ok(Default::default())` for a `Result`
-/// (see [`skip`](crate::skip)).
+/// (see the `skip` support module).
 #[diagnostic::on_unimplemented(
     message = "a step with `skip_if` returns `Default::default()` when it is skipped, but `{Self}` does not implement `Default`",
     label = "this return type needs `Default`",
