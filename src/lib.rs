@@ -99,6 +99,6 @@ pub mod __private {
     pub use serde_json;
     pub use tasker_runtime::__private::*;
     pub use tasker_runtime::{classify, RetryPolicy, StepDescriptor, TaskDescriptor, TypedRequest};
-    pub use tasker_telemetry::__private::inventory;
+    pub use tasker_telemetry::__private::{fire, inventory};
     pub use tasker_telemetry::SourceLocation;
 }

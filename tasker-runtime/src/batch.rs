@@ -51,7 +51,7 @@ fn find_viable(names: Vec<&'static str>) {
         return;
     }
     let task = Context::with_current(|context| context.task().copied());
-    events::fire(&Event::new(
+    tasker_telemetry::__private::fire(&Event::new(
         task,
         None,
         Details::StepFindViable {

@@ -558,7 +558,7 @@ impl StepRun {
         if let Some(fields) = &live.fields {
             event = event.with_fields(fields);
         }
-        events::fire(&event);
+        tasker_telemetry::__private::fire(&event);
     }
 
     fn close(&mut self, tally: StepTally) {

@@ -393,7 +393,7 @@ impl TaskRun {
         let context = live.context.take().unwrap_or_default();
         let event = Event::new(Some(*live.frame.task()), None, details);
         let guard = context.enter();
-        events::fire(&event);
+        tasker_telemetry::__private::fire(&event);
         live.context = Some(guard.exit());
     }
 }

@@ -34,19 +34,21 @@ pub use isolate::{panic_message, PanicCounts};
 pub use record::{record, RecordError};
 pub use telemetry::CANCELLED_CLASS;
 
-/// The lifecycle-event bus: [`subscribe`](events::subscribe) observers, [`fire`](events::fire)
-/// events.
+/// The lifecycle-event bus: [`subscribe`](events::subscribe) observers to every event the
+/// runtime fires (custom events go through [`record`](crate::record), which refuses the
+/// reserved `task.*`/`step.*` names).
 pub mod events {
     pub use crate::bus::{
-        fire, listening, registered_observers, subscribe, Observer, ObserverRegistration,
-        Subscription,
+        listening, registered_observers, subscribe, Observer, ObserverRegistration, Subscription,
     };
     pub use crate::isolate::{panic_counts, PanicCounts};
 }
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::bus::abandon_task;
+    // Firing an event is the runtime's: through it, any `task.*`/`step.*` event could be forged,
+    // which `record` refuses.
+    pub use crate::bus::{abandon_task, fire};
     pub use crate::frame::{QueuedInfo, StepTally, TaskFrame};
     pub use inventory;
 }

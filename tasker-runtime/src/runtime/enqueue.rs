@@ -39,7 +39,7 @@ impl Runtime {
         let task = task_ref(task_id, descriptor);
         initialize(Some(task), None);
         if events::listening() {
-            events::fire(&Event::new(
+            tasker_telemetry::__private::fire(&Event::new(
                 Some(task),
                 None,
                 Details::TaskEnqueue {
@@ -181,7 +181,7 @@ fn initialize(task: Option<TaskRef>, error: Option<&EnqueueError>) {
         None => (InitializeStatus::Success, Vec::new()),
         Some(error) => (InitializeStatus::Error, vec![error.to_string()]),
     };
-    events::fire(&Event::new(
+    tasker_telemetry::__private::fire(&Event::new(
         task,
         None,
         Details::TaskInitialize {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tasker_telemetry::context::Context;
-use tasker_telemetry::{events, TaskOrigin, TaskRef};
+use tasker_telemetry::{TaskOrigin, TaskRef};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
@@ -147,7 +147,7 @@ pub(super) async fn recover_unreported(
 ) {
     let emit: EmitTerminal = Arc::new(move |stored: &TerminalEvent| {
         let event = stored.to_event(terminal_task(&registry, stored), step_name);
-        Context::default().in_scope(|| events::fire(&event));
+        Context::default().in_scope(|| tasker_telemetry::__private::fire(&event));
     });
     let failures = failure_counter();
     loop {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use serde_json::Value;
 use tasker_telemetry::__private::QueuedInfo;
 use tasker_telemetry::context::{Context, ScopeTag};
-use tasker_telemetry::events;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -237,7 +236,7 @@ impl Inner {
                 if let Some(event) = &event {
                     Context::default()
                         .with_scope(scope)
-                        .in_scope(|| events::fire(event));
+                        .in_scope(|| tasker_telemetry::__private::fire(event));
                 }
                 if stored.is_some() {
                     self.marks.add(task_id);
