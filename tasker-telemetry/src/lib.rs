@@ -35,7 +35,7 @@ pub use record::{record, RecordError};
 pub use telemetry::CANCELLED_CLASS;
 
 /// The lifecycle-event bus: [`subscribe`](events::subscribe) observers to every event the
-/// runtime fires (custom events go through [`record`](crate::record), which refuses the
+/// runtime fires (custom events go through [`record`], which refuses the
 /// reserved `task.*`/`step.*` names).
 pub mod events {
     pub use crate::bus::{
