@@ -7,6 +7,17 @@ mod support;
 
 use support::LogBuffer as Buffer;
 
+/// The tests take turns: `tracing` caches each call site's interest when the call site first
+/// registers, and a call site registering while another test's subscriber registers can keep
+/// the interest it had before (the race lost the `label` line under load).
+static TURNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURNS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[tasker::step(max_attempts = 1)]
 fn weigh(parcel: u32) -> u32 {
     tracing::info!(parcel, "weighing");
@@ -21,6 +32,7 @@ async fn label(parcel: u32) -> String {
 
 #[test]
 fn with_telemetry_off_user_events_inside_a_plain_step_still_carry_the_step_and_attempt() {
+    let _turn = turn();
     assert!(!tasker::events::listening(), "this binary has no observer");
     let buffer = Buffer::default();
     let subscriber = tracing_subscriber::fmt()
@@ -46,6 +58,7 @@ fn with_telemetry_off_user_events_inside_a_plain_step_still_carry_the_step_and_a
 
 #[test]
 fn with_telemetry_off_and_no_subscriber_a_plain_step_is_just_its_body() {
+    let _turn = turn();
     assert!(!tasker::events::listening(), "this binary has no observer");
     assert_eq!(weigh(5), 10);
     assert_eq!(block_on(label(7)), "P-7");
