@@ -106,13 +106,15 @@ impl Inner {
                 tracing::info!(
                     target: "tasker",
                     %task_id,
-                    "[Tasker] task {task_id} was still running at the stop deadline: handed back                      to the queue for another worker"
+                    "[Tasker] task {task_id} was still running at the stop deadline: handed back \
+                     to the queue for another worker"
                 );
             }
             Err(error) => tracing::warn!(
                 target: "tasker",
                 %task_id,
-                "[Tasker] could not hand task {task_id} back at the stop deadline: {error}; it                  runs again once its lease expires"
+                "[Tasker] could not hand task {task_id} back at the stop deadline: {error}; it \
+                 runs again once its lease expires"
             ),
         }
     }
